@@ -1,0 +1,33 @@
+package io.vblk.aio;
+
+/**
+ * Pre-fix behaviours of the seed commits, each revertible on demand so a test
+ * can show the hang the fix cured (DESIGN.md, rule 7). A switch reverts only
+ * what its seed's patch changed; the hang must then arise from the mechanism.
+ * Switches live in a {@link LegacySwitches} owned by one machine's main loop,
+ * never in JVM-wide state.
+ */
+public enum LegacyBehavior {
+    /** Seed 000: {@code BDRV_POLL_WHILE} loops only while the condition holds, leaving BHs its last poll scheduled. */
+    POLL_WHILE_WITHOUT_BH_DRAIN("seed 000: pollWhile stops when the condition is false, without draining BHs"),
+    /** Seed 001: detaching a node from a context does not run the old context's pending BHs. */
+    NO_BH_QUIESCE_ON_DETACH("seed 001: setAioContext does not quiesce the old context's bottom halves"),
+    /** Seed 001: dataplane stop does not flush the batched guest notification. */
+    NO_NOTIFY_FLUSH_ON_STOP("seed 001: dataplane stop does not run the pending guest notification"),
+    /** Seed 002: the external snapshot transaction keeps the context lock from prepare to clean. */
+    SNAPSHOT_LOCK_ACROSS_TRANSACTION("seed 002: snapshot prepare keeps the context lock acquired until clean"),
+    /** Seed 003: inactivate-all acquires a context once per node instead of once per context. */
+    RECURSIVE_LOCK_IN_INACTIVATE_ALL("seed 003: inactivateAll acquires the context lock once per node"),
+    /** Seed 004: every poll, including a non-blocking poll from a foreign thread, accepts the notification. */
+    NOTIFY_ACCEPT_IN_NONBLOCKING_POLL("seed 004: notifyAccept runs in non-blocking polls too");
+
+    private final String description;
+
+    LegacyBehavior(String description) {
+        this.description = description;
+    }
+
+    public String description() {
+        return description;
+    }
+}

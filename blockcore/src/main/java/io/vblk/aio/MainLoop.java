@@ -1,0 +1,237 @@
+package io.vblk.aio;
+
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The main-loop thread and everything the event loops of one machine share:
+ * the main {@link AioContext} (QEMU's {@code qemu_aio_context}), the
+ * {@link IOThread}s made from it, the {@link AioWait} registry, the
+ * {@link ThreadPool}, the {@link LegacySwitches}, a log of callback failures
+ * and the diagnostic sources the watchdog dumps.
+ */
+public final class MainLoop implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(MainLoop.class);
+    private static final long STOP_BOUND_MS = 2_000;
+    private static final long JOIN_BOUND_MS = 10_000;
+
+    private final String name;
+    private final LegacySwitches legacy;
+    private final AioWait aioWait = new AioWait();
+    private final AioContext ctx;
+    private final EventLoopThread thread;
+    private final ThreadPool threadPool;
+    private final List<IOThread> iothreads = new CopyOnWriteArrayList<>();
+    private final Map<Long, Diagnostic> diagnostics = new ConcurrentHashMap<>();
+    private final AtomicLong diagnosticIds = new AtomicLong();
+    private final List<String> failures = new CopyOnWriteArrayList<>();
+    private volatile boolean closed;
+
+    public MainLoop() {
+        this("main-loop", new LegacySwitches());
+    }
+
+    public MainLoop(LegacySwitches legacy) {
+        this("main-loop", legacy);
+    }
+
+    public MainLoop(String name, LegacySwitches legacy) {
+        this.name = name;
+        this.legacy = legacy;
+        this.ctx = new AioContext(name, this, 0);
+        aioWait.bind(ctx);
+        this.threadPool = new ThreadPool(name + "-worker", 16);
+        this.thread = new EventLoopThread(ctx);
+        thread.start();
+    }
+
+    public String name() {
+        return name;
+    }
+
+    /** The main context: QEMU's {@code qemu_get_aio_context()}. */
+    public AioContext context() {
+        return ctx;
+    }
+
+    public Thread thread() {
+        return thread;
+    }
+
+    public LegacySwitches legacy() {
+        return legacy;
+    }
+
+    public AioWait aioWait() {
+        return aioWait;
+    }
+
+    public ThreadPool threadPool() {
+        return threadPool;
+    }
+
+    public IOThread newIOThread(String name) {
+        return newIOThread(name, AioContext.DEFAULT_POLL_MAX_NS);
+    }
+
+    /** Starts an IOThread; {@code pollMaxNs} bounds its adaptive busy-polling (0 = never poll). */
+    public IOThread newIOThread(String name, long pollMaxNs) {
+        if (closed) {
+            throw new IllegalStateException("main loop '" + this.name + "' is closed");
+        }
+        for (IOThread t : iothreads) {
+            if (t.name().equals(name)) {
+                throw new IllegalArgumentException("an IOThread named '" + name + "' already exists");
+            }
+        }
+        IOThread t = new IOThread(this, name, pollMaxNs);
+        iothreads.add(t);
+        return t;
+    }
+
+    public List<IOThread> iothreads() {
+        return List.copyOf(iothreads);
+    }
+
+    void forget(IOThread t) {
+        iothreads.remove(t);
+    }
+
+    /** Runs {@code task} in the main loop; the future completes there. */
+    public <T> CompletableFuture<T> submit(String what, Callable<T> task) {
+        return ctx.submit(what, task);
+    }
+
+    public CompletableFuture<Void> run(String what, Runnable task) {
+        return ctx.run(what, task);
+    }
+
+    /** Every context of the machine: the main context first, then each IOThread's. */
+    public List<AioContext> contexts() {
+        List<AioContext> l = new ArrayList<>();
+        l.add(ctx);
+        for (IOThread t : iothreads) {
+            l.add(t.context());
+        }
+        return l;
+    }
+
+    void recordFailure(String where, String what, Throwable t) {
+        failures.add(where + ": " + what + ": " + t);
+    }
+
+    /** Exceptions event-loop callbacks threw (each was logged); tests assert this stays empty. */
+    public List<String> failures() {
+        return List.copyOf(failures);
+    }
+
+    /** Adds a source of state for the watchdog's dump (in-flight counts, queue state); close to remove. */
+    public AutoCloseable addDiagnostics(String title, Supplier<String> source) {
+        long id = diagnosticIds.incrementAndGet();
+        diagnostics.put(id, new Diagnostic(title, source));
+        return () -> diagnostics.remove(id);
+    }
+
+    /** The state of every event loop and diagnostic source, for a hang report. */
+    public String dump() {
+        StringBuilder sb = new StringBuilder();
+        sb.append("=== vblk event-loop dump at ").append(Instant.now()).append(" (legacy switches: ")
+                .append(legacy).append(") ===\n");
+        for (AioContext c : contexts()) {
+            sb.append(c.describe());
+        }
+        sb.append(threadPool.describe());
+        List<Diagnostic> ds = new ArrayList<>(diagnostics.values());
+        for (Diagnostic d : ds) {
+            sb.append("--- ").append(d.title).append(" ---\n");
+            try {
+                sb.append(d.source.get()).append('\n');
+            } catch (RuntimeException e) {
+                sb.append("(diagnostic source failed: ").append(e).append(")\n");
+            }
+        }
+        sb.append("=== end of dump ===\n");
+        return sb.toString();
+    }
+
+    public Watchdog watchdog(Duration deadline) {
+        return new Watchdog(this, deadline);
+    }
+
+    /** Joins with a bound; false if the thread is still alive (it is stuck). */
+    static boolean joinBounded(Thread t, long millis) {
+        if (t == Thread.currentThread()) {
+            return false;
+        }
+        try {
+            t.join(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return !t.isAlive();
+    }
+
+    /**
+     * Stops every loop, then frees the contexts and the worker pool. Loops
+     * that do not stop in time are stuck (a test provoked a hang): all
+     * contexts are then closed under them together, since a stuck main loop
+     * may hold the lock a stuck iothread waits for, and each poll unwinds.
+     */
+    @Override
+    public void close() {
+        List<IOThread> its;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            its = List.copyOf(iothreads);
+        }
+        for (IOThread t : its) {
+            t.requestStop();
+        }
+        thread.requestStop();
+        boolean allStopped = true;
+        for (IOThread t : its) {
+            allStopped &= joinBounded(t.thread(), STOP_BOUND_MS);
+        }
+        allStopped &= joinBounded(thread, STOP_BOUND_MS);
+        if (!allStopped) {
+            LOG.warn("main loop '{}': event loops did not stop; closing contexts under them", name);
+            for (AioContext c : contexts()) {
+                c.markClosed();
+            }
+        }
+        for (IOThread t : its) {
+            t.close();
+        }
+        if (joinBounded(thread, JOIN_BOUND_MS)) {
+            ctx.freeResources();
+        } else {
+            LOG.warn("main loop '{}' did not stop; leaving it:\n{}", name, ctx.describe());
+        }
+        threadPool.shutdown();
+    }
+
+    private static final class Diagnostic {
+        final String title;
+        final Supplier<String> source;
+
+        Diagnostic(String title, Supplier<String> source) {
+            this.title = title;
+            this.source = source;
+        }
+    }
+}
