@@ -114,6 +114,7 @@ public final class AioContext {
 
     private volatile Phase phase = Phase.NOT_RUNNING;
     private volatile Runnable sleepHook;
+    private volatile Runnable pollStartHook;
     private volatile boolean closed;
 
     // statistics, written by the home thread (or a lock holder), read racily
@@ -518,6 +519,14 @@ public final class AioContext {
     }
 
     /**
+     * Test seam: called by the home thread at the start of each poll, before
+     * it takes the context lock or looks at its BHs and fds.
+     */
+    public void setPollStartHook(Runnable hook) {
+        pollStartHook = hook;
+    }
+
+    /**
      * One iteration of the event loop: QEMU's {@code aio_poll}. Returns whether
      * progress was made: a BH, handler or timer callback ran (the context's own
      * notifier does not count). Only the home thread may block; a foreign thread
@@ -536,6 +545,10 @@ public final class AioContext {
     }
 
     private boolean pollHome(boolean blocking) {
+        Runnable startHook = pollStartHook;
+        if (startHook != null) {
+            startHook.run();
+        }
         lock.acquire();
         try {
             checkOpen();

@@ -51,55 +51,63 @@ public final class AioWait {
 
     boolean pollWhileIn(AioContext ctx, BooleanSupplier cond) {
         boolean legacy = ctx.legacy().isOn(LegacyBehavior.POLL_WHILE_WITHOUT_BH_DRAIN);
+        // Counted in both branches, as QEMU's AIO_WAIT_WHILE does: a kick from any
+        // thread then wakes a main loop waiting, even on its own context.
+        numWaiters.incrementAndGet();
+        try {
+            return ctx.inHomeThread() ? waitInHome(ctx, cond, legacy) : waitFromMain(ctx, cond, legacy);
+        } finally {
+            numWaiters.decrementAndGet();
+        }
+    }
+
+    private static boolean waitInHome(AioContext ctx, BooleanSupplier cond, boolean legacy) {
         boolean waited = false;
-        if (ctx.inHomeThread()) {
-            if (legacy) {
-                while (cond.getAsBoolean()) {
-                    ctx.poll(true);
-                    waited = true;
-                }
+        if (legacy) {
+            while (cond.getAsBoolean()) {
+                ctx.poll(true);
+                waited = true;
+            }
+            return waited;
+        }
+        // Seed 000: keep polling while the condition holds or the last poll made progress.
+        boolean busy = true;
+        for (;;) {
+            boolean c = cond.getAsBoolean();
+            if (!c && !busy) {
                 return waited;
             }
-            // Seed 000: keep polling while the condition holds or the last poll made progress.
-            boolean busy = true;
-            for (;;) {
-                boolean c = cond.getAsBoolean();
-                if (!c && !busy) {
-                    return waited;
-                }
-                busy = ctx.poll(c);
-                waited |= c || busy;
-            }
+            busy = ctx.poll(c);
+            waited |= c || busy;
         }
+    }
+
+    private static boolean waitFromMain(AioContext ctx, BooleanSupplier cond, boolean legacy) {
         AioContext current = AioContext.current();
         if (current == null || !current.isMain() || current.mainLoop() != ctx.mainLoop()) {
             throw new IllegalStateException("pollWhile on AioContext '" + ctx.name() + "' from thread '"
                     + Thread.currentThread().getName() + "': only its home thread or the main loop may wait on it");
         }
         AioContextLock lock = ctx.lock();
-        numWaiters.incrementAndGet();
-        try {
-            if (legacy) {
-                while (cond.getAsBoolean()) {
-                    waited = true;
-                    pollMainOnce(current, lock);
-                }
-                return waited;
-            }
-            boolean busy = true;
-            while (busy) {
-                if (cond.getAsBoolean()) {
-                    waited = busy = true;
-                    pollMainOnce(current, lock);
-                } else {
-                    busy = ctx.poll(false);
-                    waited |= busy;
-                }
+        boolean waited = false;
+        if (legacy) {
+            while (cond.getAsBoolean()) {
+                waited = true;
+                pollMainOnce(current, lock);
             }
             return waited;
-        } finally {
-            numWaiters.decrementAndGet();
         }
+        boolean busy = true;
+        while (busy) {
+            if (cond.getAsBoolean()) {
+                waited = busy = true;
+                pollMainOnce(current, lock);
+            } else {
+                busy = ctx.poll(false);
+                waited |= busy;
+            }
+        }
+        return waited;
     }
 
     /** One blocking poll of the main context with the target context's lock released once, if held. */

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -14,32 +13,6 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /** The notify_me protocol and seed 004 (notify accept only in a blocking poll). */
 class NotifyTest {
-
-    /** A sleep hook that holds the home thread at its sleep point once, when armed. */
-    static final class HoldAtSleep implements Runnable {
-        final CountDownLatch atSleep = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-        private final AtomicBoolean armed = new AtomicBoolean(true);
-
-        @Override
-        public void run() {
-            if (armed.getAndSet(false)) {
-                atSleep.countDown();
-                boolean interrupted = false;
-                for (;;) {
-                    try {
-                        release.await();
-                        break;
-                    } catch (InterruptedException e) {
-                        interrupted = true;
-                    }
-                }
-                if (interrupted) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-        }
-    }
 
     /**
      * Seed 004 replayed step by step. The IOThread, drained (external handlers
@@ -65,13 +38,16 @@ class NotifyTest {
                 kick.testAndClear();
                 kicked.countDown();
             }));
-            HoldAtSleep hold = new HoldAtSleep();
+            LoopHold[] hold = new LoopHold[1];
+            CountDownLatch armed = new CountDownLatch(1);
             // drained begin, as seen by the IOThread: its next poll masks the kick fd, then it goes to sleep
             ctx.bhScheduleOneshot("drained-begin", () -> {
                 ctx.disableExternal();
-                ctx.setSleepHook(hold);
+                hold[0] = LoopHold.atNextSleep(ctx);
+                armed.countDown();
             });
-            Loops.await(loop, hold.atSleep, "IOThread reaching its sleep point");
+            Loops.await(loop, armed, "drained begin in the IOThread");
+            hold[0].awaitHeld(loop.watchdog(Loops.OK), "IOThread reaching its sleep point");
             assertEquals(2, ctx.notifyMe(), "a blocking poller announces itself before sleeping");
             assertTrue(ctx.handlers().toString().contains("masked"), ctx.handlers().toString());
 
@@ -79,7 +55,7 @@ class NotifyTest {
                 ctx.enableExternal(); // aio_enable_external -> aio_notify: writes the eventfd (notify_me == 2)
                 ctx.poll(false);      // e.g. bdrv_set_aio_context quiescing the old context
             });
-            hold.release.countDown();
+            hold[0].release();
             kick.set(); // the guest's kick
 
             if (legacy) {
@@ -92,7 +68,6 @@ class NotifyTest {
             } else {
                 Loops.await(loop, kicked, "guest kick dispatched");
             }
-            ctx.setSleepHook(null);
             assertTrue(loop.failures().isEmpty(), loop.failures().toString());
         }
     }
@@ -119,17 +94,16 @@ class NotifyTest {
             leave.countDown();
 
             // The home thread at its sleep point: notify_me is 2, so notify writes the eventfd.
-            HoldAtSleep hold = new HoldAtSleep();
-            ctx.bhScheduleOneshot("arm", () -> ctx.setSleepHook(hold));
-            Loops.await(loop, hold.atSleep, "IOThread at its sleep point");
+            // armed from the home thread, so the held sleep is a later poll than the one that accepted
+            LoopHold hold = loop.watchdog(Loops.OK).await("arm", ctx.submit("arm", () -> LoopHold.atNextSleep(ctx)));
+            hold.awaitHeld(loop.watchdog(Loops.OK), "IOThread at its sleep point");
             assertEquals(2, ctx.notifyMe());
             assertFalse(ctx.isNotified(), "the previous notification was accepted");
             writes = ctx.eventfdWrites();
             ctx.aioNotify();
             assertEquals(writes + 1, ctx.eventfdWrites());
-            hold.release.countDown();
+            hold.release();
             Loops.roundTrip(loop, ctx); // the sleeper woke: the notification was not lost
-            ctx.setSleepHook(null);
         }
     }
 

@@ -1,0 +1,105 @@
+package io.vblk.block;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.Errno;
+
+/**
+ * The driver of one node: QEMU's {@code BlockDriver} together with the
+ * node's driver state ({@code bs->opaque}). One instance per node.
+ *
+ * <p>Requests arrive from {@link BlockNode}, which has already validated
+ * them and counts them in flight; a driver calls the completion exactly once,
+ * in the node's home context (it may do so before the submitting call
+ * returns). Drivers never block the event loop: blocking work goes to the
+ * machine's {@link io.vblk.aio.ThreadPool}.
+ */
+public abstract class BlockDriver {
+    private BlockNode node;
+
+    /** Binds the driver to its node; called once by {@link BlockNode}'s constructor. */
+    final void bind(BlockNode n) {
+        if (node != null) {
+            throw new IllegalStateException("driver already bound to " + node.name());
+        }
+        node = n;
+    }
+
+    protected final BlockNode node() {
+        return node;
+    }
+
+    /** QEMU's {@code format_name}: "file", "raw", "null", "blkdebug", "qcow2". */
+    public abstract String formatName();
+
+    /** Length of the node's visible data in bytes. */
+    public abstract long length();
+
+    /** Required alignment of offsets and lengths in bytes (1 for byte-granular). */
+    public int requestAlignment() {
+        return 1;
+    }
+
+    public abstract void preadv(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb);
+
+    public abstract void pwritev(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb);
+
+    public abstract void flush(BlockCompletion cb);
+
+    /** Deallocates a range; drivers that cannot answer -ENOTSUP (discard is advisory). */
+    public void pdiscard(long offset, long bytes, BlockCompletion cb) {
+        cb.complete(-Errno.ENOTSUP);
+    }
+
+    /**
+     * Writes zeroes efficiently; -ENOTSUP makes {@link BlockNode} fall back to
+     * writing a zero buffer (unless {@link BlockFlags#NO_FALLBACK}).
+     */
+    public void pwriteZeroes(long offset, long bytes, int flags, BlockCompletion cb) {
+        cb.complete(-Errno.ENOTSUP);
+    }
+
+    /** Which layer holds [offset, offset+bytes); protocol drivers say "data, allocated". */
+    public BlockStatus blockStatus(long offset, long bytes) {
+        return BlockStatus.data(bytes);
+    }
+
+    /** Whether this format can have a backing child (qcow2 can). */
+    public boolean supportsBacking() {
+        return false;
+    }
+
+    /** The node is being moved out of {@code ctx}: release per-context resources. Drained. */
+    public void detachAioContext(AioContext ctx) {
+    }
+
+    /** The node arrived in {@code ctx}: set up per-context resources. Drained. */
+    public void attachAioContext(AioContext ctx) {
+    }
+
+    /** QEMU's {@code bdrv_drain_begin} driver hook; runs in the node's home context. */
+    public void drainBegin() {
+    }
+
+    /** QEMU's {@code bdrv_drain_end} driver hook; runs in the node's home context. */
+    public void drainEnd() {
+    }
+
+    /** Makes on-disk state complete and consistent before another process takes over (migration). */
+    public int inactivate() {
+        return 0;
+    }
+
+    /** Re-reads metadata another process may have changed. */
+    public int activate() {
+        return 0;
+    }
+
+    /** Frees the driver's resources; no request is in flight. */
+    public void close() {
+    }
+
+    /** Driver details for dumps. */
+    public String describe() {
+        return formatName();
+    }
+}

@@ -1,0 +1,24 @@
+package io.vblk.block;
+
+/**
+ * An image format that can sit on a file node: probing by content and
+ * opening (QEMU's format {@code BlockDriver}'s {@code bdrv_probe} and
+ * {@code bdrv_open}). Registered with {@link BlockLayer#registerFormat}.
+ */
+public interface BlockFormat {
+    /** The format's name as users spell it ("raw", "qcow2"). */
+    String name();
+
+    /** Confidence 0..100 that {@code head} (the first bytes of the image) is this format. */
+    int probe(byte[] head);
+
+    /**
+     * Builds the driver of a new format node over {@code file}; may read
+     * {@code file} synchronously (main loop). Errors are {@link BlockException}s.
+     */
+    BlockDriver open(BlockLayer layer, String nodeName, BlockNode file, boolean readOnly);
+
+    /** Attaches any further children (a backing file) once the node exists. */
+    default void afterOpen(BlockLayer layer, BlockNode node, boolean readOnly) {
+    }
+}

@@ -1,0 +1,608 @@
+package io.vblk.block;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioWait;
+import io.vblk.aio.Errno;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A node of the block graph: QEMU's {@code BlockDriverState}. It has a
+ * unique name, a driver, children with roles, parents, a reference count, a
+ * home {@link AioContext}, a count of requests in flight and a quiesce
+ * counter for drained sections.
+ *
+ * <p><b>Home-context rule.</b> Everything here runs in the node's home
+ * context: on its home thread, or on the main loop while it holds that
+ * context's lock (acquired once at the command's entry point, never
+ * recursively). {@link #checkOwned} enforces it with a clear error.
+ *
+ * <p><b>Drained sections.</b> {@link #drainedBegin()} quiesces the node and,
+ * recursively, every parent above it (nodes, backends and through them the
+ * device, jobs), so that nobody submits new requests; disables the home
+ * context's external handlers; runs the driver's drain hook in the home
+ * context; and polls with {@link AioWait#pollWhile} until the node and its
+ * parents are idle and the BHs the wait caused have run (seed 000). Children
+ * are not drained: every request in a child that this node issued is counted
+ * in this node's in-flight count.
+ */
+public final class BlockNode implements BlockParent {
+    private static final Logger LOG = LoggerFactory.getLogger(BlockNode.class);
+    private static final boolean TRACE = LOG.isTraceEnabled();
+
+    static final int OP_READ = 0;
+    static final int OP_WRITE = 1;
+    static final int OP_FLUSH = 2;
+    static final int OP_DISCARD = 3;
+    static final int OP_WRITE_ZEROES = 4;
+
+    private final BlockLayer layer;
+    private final String name;
+    private final BlockDriver driver;
+    private volatile AioContext ctx;
+    private final List<BlockChild> children = new CopyOnWriteArrayList<>();
+    private final List<BlockChild> parents = new CopyOnWriteArrayList<>();
+    private volatile boolean readOnly;
+    private volatile boolean inactive;
+    private volatile boolean closed;
+    private int refcnt = 1;
+    private volatile int inFlight;
+    private volatile int quiesceCounter;
+    private final ArrayDeque<NodeRequest> pool = new ArrayDeque<>();
+
+    BlockNode(BlockLayer layer, String name, BlockDriver driver, AioContext ctx, boolean readOnly) {
+        this.layer = layer;
+        this.name = name;
+        this.driver = driver;
+        this.ctx = ctx;
+        this.readOnly = readOnly;
+        driver.bind(this);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public BlockLayer layer() {
+        return layer;
+    }
+
+    public BlockDriver driver() {
+        return driver;
+    }
+
+    public AioContext context() {
+        return ctx;
+    }
+
+    public boolean isReadOnly() {
+        return readOnly;
+    }
+
+    public void setReadOnly(boolean ro) {
+        readOnly = ro;
+    }
+
+    public boolean isInactive() {
+        return inactive;
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    public long length() {
+        return driver.length();
+    }
+
+    public int inFlight() {
+        return inFlight;
+    }
+
+    public int quiesceCounter() {
+        return quiesceCounter;
+    }
+
+    public boolean isQuiesced() {
+        return quiesceCounter > 0;
+    }
+
+    @Override
+    public String parentName() {
+        return "node '" + name + "'";
+    }
+
+    // ------------------------------------------------------------------ graph
+
+    public List<BlockChild> children() {
+        return List.copyOf(children);
+    }
+
+    public List<BlockChild> parents() {
+        return List.copyOf(parents);
+    }
+
+    /** The child in {@code role}, or null. */
+    public BlockNode child(ChildRole role) {
+        for (BlockChild c : children) {
+            if (c.role() == role) {
+                return c.node();
+            }
+        }
+        return null;
+    }
+
+    public BlockChild childEdge(ChildRole role) {
+        for (BlockChild c : children) {
+            if (c.role() == role) {
+                return c;
+            }
+        }
+        return null;
+    }
+
+    /** QEMU's {@code bdrv_attach_child}: this node becomes a parent of {@code child} (taking a reference). */
+    public BlockChild attachChild(BlockNode child, String edgeName, ChildRole role) {
+        if (child.ctx != ctx) {
+            throw new BlockException("cannot attach '" + child.name + "' (in " + child.ctx.name() + ") under '" + name
+                    + "' (in " + ctx.name() + "): a node and its children share one AioContext");
+        }
+        BlockChild edge = new BlockChild(this, edgeName, role, child);
+        child.addParent(edge);
+        children.add(edge);
+        return edge;
+    }
+
+    /** QEMU's {@code bdrv_unref_child}. */
+    public void detachChild(BlockChild edge) {
+        if (!children.remove(edge)) {
+            throw new BlockException("'" + edge.name() + "' is not a child edge of '" + name + "'");
+        }
+        BlockNode child = edge.node();
+        child.removeParent(edge);
+        child.unref();
+    }
+
+    /** Points {@code edge} at {@code newChild} (used by snapshots and job pivots), taking and dropping references. */
+    public void replaceChild(BlockChild edge, BlockNode newChild) {
+        if (!children.contains(edge)) {
+            throw new BlockException("'" + edge.name() + "' is not a child edge of '" + name + "'");
+        }
+        BlockNode old = edge.node();
+        newChild.ref();
+        newChild.addParent(edge);
+        edge.setNode(newChild);
+        old.removeParent(edge);
+        old.unref();
+    }
+
+    void addParent(BlockChild edge) {
+        parents.add(edge);
+        ref();
+    }
+
+    void removeParent(BlockChild edge) {
+        parents.remove(edge);
+    }
+
+    public synchronized void ref() {
+        if (closed) {
+            throw new BlockException("node '" + name + "' is closed");
+        }
+        refcnt++;
+    }
+
+    /** Drops a reference; the last one closes the node and unreferences its children. */
+    public void unref() {
+        boolean last;
+        synchronized (this) {
+            last = --refcnt == 0;
+        }
+        if (last) {
+            close();
+        }
+    }
+
+    private void close() {
+        if (inFlight > 0) {
+            throw new BlockException("node '" + name + "' closed with " + inFlight + " requests in flight");
+        }
+        closed = true;
+        driver.close();
+        for (BlockChild c : children) {
+            children.remove(c);
+            c.node().removeParent(c);
+            c.node().unref();
+        }
+        layer.forget(this);
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /** Rule 2: the caller runs in the home thread or holds the home context's lock. */
+    public void checkOwned(String what) {
+        AioContext c = ctx;
+        if (!c.inHomeThread() && !c.lock().isHeldByCurrentThread()) {
+            throw new IllegalStateException(what + " on node '" + name + "' from thread '" + Thread.currentThread().getName()
+                    + "': run it in AioContext '" + c.name() + "' or hold that context's lock");
+        }
+    }
+
+    public void preadv(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
+        int err = check(OP_READ, offset, bytes, qiov);
+        if (err != 0) {
+            cb.complete(err);
+            return;
+        }
+        NodeRequest r = take(OP_READ, offset, bytes, flags, cb);
+        driver.preadv(offset, bytes, qiov, flags, r);
+    }
+
+    public void pwritev(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
+        int err = check(OP_WRITE, offset, bytes, qiov);
+        if (err != 0) {
+            cb.complete(err);
+            return;
+        }
+        NodeRequest r = take(OP_WRITE, offset, bytes, flags, cb);
+        driver.pwritev(offset, bytes, qiov, flags, r);
+    }
+
+    public void flush(BlockCompletion cb) {
+        int err = check(OP_FLUSH, 0, 0, null);
+        if (err != 0) {
+            cb.complete(err);
+            return;
+        }
+        NodeRequest r = take(OP_FLUSH, 0, 0, 0, cb);
+        driver.flush(r);
+    }
+
+    public void pdiscard(long offset, long bytes, BlockCompletion cb) {
+        int err = check(OP_DISCARD, offset, bytes, null);
+        if (err != 0) {
+            cb.complete(err);
+            return;
+        }
+        NodeRequest r = take(OP_DISCARD, offset, bytes, 0, cb);
+        driver.pdiscard(offset, bytes, r);
+    }
+
+    public void pwriteZeroes(long offset, long bytes, int flags, BlockCompletion cb) {
+        int err = check(OP_WRITE_ZEROES, offset, bytes, null);
+        if (err != 0) {
+            cb.complete(err);
+            return;
+        }
+        NodeRequest r = take(OP_WRITE_ZEROES, offset, bytes, flags, cb);
+        driver.pwriteZeroes(offset, bytes, flags, r);
+    }
+
+    public BlockStatus blockStatus(long offset, long bytes) {
+        return driver.blockStatus(offset, bytes);
+    }
+
+    /** Validates a request; 0 or -errno. Requests of a misbehaving caller fail cleanly, never throw. */
+    private int check(int op, long offset, long bytes, IoVec qiov) {
+        checkOwned(opName(op));
+        if (closed) {
+            return -Errno.ENOMEDIUM;
+        }
+        if (offset < 0 || bytes < 0 || offset + bytes < 0) {
+            return -Errno.EINVAL;
+        }
+        int align = driver.requestAlignment();
+        if (align > 1 && op != OP_FLUSH && ((offset | bytes) & (align - 1)) != 0) {
+            return -Errno.EINVAL;
+        }
+        if (qiov != null && qiov.size() < bytes) {
+            return -Errno.EINVAL;
+        }
+        if (op != OP_READ && op != OP_FLUSH) {
+            if (readOnly) {
+                return -Errno.EROFS;
+            }
+            if (inactive) {
+                return -Errno.EPERM;
+            }
+        }
+        if (op != OP_FLUSH && offset + bytes > driver.length() && !(driver instanceof GrowableDriver)) {
+            return -Errno.EINVAL;
+        }
+        return 0;
+    }
+
+    static String opName(int op) {
+        switch (op) {
+            case OP_READ: return "read";
+            case OP_WRITE: return "write";
+            case OP_FLUSH: return "flush";
+            case OP_DISCARD: return "discard";
+            default: return "write-zeroes";
+        }
+    }
+
+    private NodeRequest take(int op, long offset, long bytes, int flags, BlockCompletion cb) {
+        NodeRequest r = pool.pollFirst();
+        if (r == null) {
+            r = new NodeRequest();
+        }
+        r.op = op;
+        r.offset = offset;
+        r.bytes = bytes;
+        r.flags = flags;
+        r.cb = cb;
+        inFlight++;
+        if (TRACE) {
+            LOG.trace("bdrv_co_{} node={} offset={} bytes={}", opName(op), name, offset, bytes);
+        }
+        return r;
+    }
+
+    /** Counts work (a driver's internal request, a drain hook) the drain must wait for. */
+    public void incInFlight() {
+        inFlight++;
+    }
+
+    /** The matching decrement; wakes a main loop waiting on this node (QEMU's {@code bdrv_dec_in_flight}). */
+    public void decInFlight() {
+        inFlight--;
+        ctx.aioWait().kick();
+    }
+
+    /** Per-request completion wrapper: accounts the request and falls back for write-zeroes. Pooled. */
+    private final class NodeRequest implements BlockCompletion {
+        int op;
+        long offset;
+        long bytes;
+        int flags;
+        BlockCompletion cb;
+
+        @Override
+        public void complete(int ret) {
+            if (op == OP_WRITE_ZEROES && ret == -Errno.ENOTSUP && (flags & BlockFlags.NO_FALLBACK) == 0) {
+                op = OP_WRITE; // the driver cannot: write a buffer of zeroes instead
+                driver.pwritev(offset, bytes, ZeroBuffer.ioVec(bytes), flags & ~BlockFlags.MAY_UNMAP, this);
+                return;
+            }
+            if (op == OP_DISCARD && ret == -Errno.ENOTSUP) {
+                ret = 0; // discard is advisory
+            }
+            BlockCompletion c = cb;
+            if (TRACE) {
+                LOG.trace("bdrv_co_{}_done node={} offset={} ret={}", opName(op), name, offset, ret);
+            }
+            cb = null;
+            pool.addFirst(this);
+            decInFlight();
+            c.complete(ret);
+        }
+    }
+
+    // ------------------------------------------------------------------ synchronous wrappers (control path)
+
+    /**
+     * Runs a request and waits for it with {@link AioWait#pollWhile}: QEMU's
+     * synchronous {@code bdrv_pread}/{@code bdrv_flush}. Main loop (holding the
+     * home context's lock once) or home thread only; never from a request path.
+     */
+    public int flushSync() {
+        SyncCompletion done = new SyncCompletion();
+        flush(done);
+        return done.await(this);
+    }
+
+    public int preadSync(long offset, long bytes, IoVec qiov) {
+        SyncCompletion done = new SyncCompletion();
+        preadv(offset, bytes, qiov, 0, done);
+        return done.await(this);
+    }
+
+    public int pwriteSync(long offset, long bytes, IoVec qiov, int flags) {
+        SyncCompletion done = new SyncCompletion();
+        pwritev(offset, bytes, qiov, flags, done);
+        return done.await(this);
+    }
+
+    public int pwriteZeroesSync(long offset, long bytes, int flags) {
+        SyncCompletion done = new SyncCompletion();
+        pwriteZeroes(offset, bytes, flags, done);
+        return done.await(this);
+    }
+
+    public int pdiscardSync(long offset, long bytes) {
+        SyncCompletion done = new SyncCompletion();
+        pdiscard(offset, bytes, done);
+        return done.await(this);
+    }
+
+    static final class SyncCompletion implements BlockCompletion {
+        private volatile boolean done;
+        private volatile int ret;
+
+        @Override
+        public void complete(int r) {
+            ret = r;
+            done = true;
+        }
+
+        int await(BlockNode n) {
+            AioWait.pollWhile(n.context(), () -> !done);
+            return ret;
+        }
+    }
+
+    // ------------------------------------------------------------------ drained sections
+
+    /**
+     * Begins a drained section: QEMU's {@code bdrv_drained_begin}. Returns an
+     * {@link DrainedSection} to close (try-with-resources) so every path ends it.
+     */
+    public DrainedSection drainedBegin() {
+        checkOwned("drained begin");
+        quiesce(null);
+        AioWait.pollWhile(ctx, this::drainPoll);
+        return new DrainedSection(this);
+    }
+
+    /** A complete drained section: waits until nothing is in flight (QEMU's {@code bdrv_drain}). */
+    public void drain() {
+        try (DrainedSection s = drainedBegin()) {
+            // nothing: begin waited, end resumes
+        }
+    }
+
+    /** QEMU's {@code bdrv_drained_end}; prefer closing the {@link DrainedSection}. */
+    void drainedEnd() {
+        checkOwned("drained end");
+        unquiesce(null);
+    }
+
+    /** Whether the node or a parent still has activity (QEMU's {@code bdrv_drain_poll}). */
+    boolean drainPoll() {
+        if (inFlight > 0) {
+            return true;
+        }
+        for (BlockChild p : parents) {
+            if (p.parent().childDrainedPoll(p)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** QEMU's {@code bdrv_do_drained_begin_quiesce}: the node and its parents stop, without waiting. */
+    private void quiesce(BlockChild from) {
+        if (quiesceCounter++ == 0) {
+            ctx.disableExternal();
+            for (BlockChild p : parents) {
+                if (p != from) {
+                    p.parentQuiesceCount++;
+                    p.parent().childDrainedBegin(p);
+                }
+            }
+            drainInvoke(true);
+        }
+    }
+
+    private void unquiesce(BlockChild from) {
+        if (quiesceCounter <= 0) {
+            throw new IllegalStateException("drained end on node '" + name + "' without a drained begin");
+        }
+        if (--quiesceCounter == 0) {
+            drainInvoke(false);
+            for (BlockChild p : parents) {
+                if (p != from && p.parentQuiesceCount > 0) {
+                    p.parentQuiesceCount--;
+                    p.parent().childDrainedEnd(p);
+                }
+            }
+            ctx.enableExternal();
+        }
+    }
+
+    /**
+     * Runs the driver's drain hook in the home context, as QEMU's
+     * {@code bdrv_drain_invoke} does, counted in flight so the drain waits for it.
+     */
+    private void drainInvoke(boolean begin) {
+        incInFlight();
+        ctx.bhScheduleOneshot(begin ? "drain-begin:" + name : "drain-end:" + name, () -> {
+            if (begin) {
+                driver.drainBegin();
+            } else {
+                driver.drainEnd();
+            }
+            decInFlight();
+        });
+    }
+
+    // BlockParent: this node as the parent of its children.
+
+    @Override
+    public void childDrainedBegin(BlockChild child) {
+        quiesce(null);
+    }
+
+    @Override
+    public void childDrainedEnd(BlockChild child) {
+        unquiesce(null);
+    }
+
+    @Override
+    public boolean childDrainedPoll(BlockChild child) {
+        return drainPoll();
+    }
+
+    // ------------------------------------------------------------------ context moves (BlockLayer.setAioContext)
+
+    void detachAioContext() {
+        driver.detachAioContext(ctx);
+        if (quiesceCounter > 0) {
+            ctx.enableExternal(); // a drained node's disable moves with it
+        }
+    }
+
+    void attachAioContext(AioContext newCtx) {
+        ctx = newCtx;
+        if (quiesceCounter > 0) {
+            newCtx.disableExternal();
+        }
+        driver.attachAioContext(newCtx);
+    }
+
+    // ------------------------------------------------------------------ migration hand-off
+
+    /** Flushes and marks the node inactive: writes then fail with -EPERM until {@link #activate()}. */
+    int inactivate() {
+        if (inactive) {
+            return 0;
+        }
+        int ret = flushSync();
+        if (ret < 0) {
+            return ret;
+        }
+        ret = driver.inactivate();
+        if (ret < 0) {
+            return ret;
+        }
+        inactive = true;
+        return 0;
+    }
+
+    int activate() {
+        if (!inactive) {
+            return 0;
+        }
+        int ret = driver.activate();
+        if (ret == 0) {
+            inactive = false;
+        }
+        return ret;
+    }
+
+    public String describe() {
+        return "node '" + name + "' (" + driver.describe() + ") ctx=" + ctx.name() + " in_flight=" + inFlight
+                + " quiesce=" + quiesceCounter + (readOnly ? " read-only" : "") + (inactive ? " inactive" : "")
+                + (closed ? " closed" : "");
+    }
+
+    List<BlockNode> childNodes() {
+        List<BlockNode> l = new ArrayList<>();
+        for (BlockChild c : children) {
+            l.add(c.node());
+        }
+        return l;
+    }
+
+    @Override
+    public String toString() {
+        return "BlockNode(" + name + ")";
+    }
+}
