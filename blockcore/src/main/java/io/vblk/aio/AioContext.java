@@ -118,7 +118,7 @@ public final class AioContext {
     private volatile boolean closed;
 
     // statistics, written by the home thread (or a lock holder), read racily
-    private volatile long polls;
+    private long polls;
     private long sleeps;
     private long pollSuccesses;
     private final AtomicLong eventfdWrites = new AtomicLong();
@@ -258,7 +258,13 @@ public final class AioContext {
             if ((flags & (BottomHalf.SCHEDULED | BottomHalf.DELETED)) == BottomHalf.SCHEDULED) {
                 progress = true;
                 bhRuns++;
-                runCallback(bh::run, bh.name());
+                try {
+                    bh.run();
+                } catch (ClosedContextException | VirtualMachineError e) {
+                    throw e;
+                } catch (Throwable e) {
+                    logFailure(bh.name(), e);
+                }
             }
         }
         sliceHead = 0;
@@ -605,7 +611,9 @@ public final class AioContext {
             } else if (pollDisableCount > 0 || !progress || !pollStarted) {
                 n = epollWait(homeEvents, 0);
             }
-            phase = Phase.DISPATCHING;
+            if (phase != Phase.DISPATCHING) {
+                phase = Phase.DISPATCHING;
+            }
             if (useNotifyMe) {
                 NOTIFY_ME.getAndAdd(this, -2);
             }

@@ -1,5 +1,7 @@
 package io.vblk.aio;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -12,14 +14,26 @@ import java.util.concurrent.locks.ReentrantLock;
  * seeds 002 and 003.
  */
 public final class AioContextLock {
+    private static final VarHandle DEPTH;
+
+    static {
+        try {
+            DEPTH = MethodHandles.lookup().findVarHandle(AioContextLock.class, "depth", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
     private final Lock lock = new Lock();
     private final Held held = this::release;
-    private volatile int depth;
+    /** Written by the holder with opaque stores (no fence on the hot path), read racily by dumps. */
+    @SuppressWarnings("unused") // accessed through DEPTH
+    private int depth;
 
     /** Acquires the lock; close the result to release it (try-with-resources). */
     public Held acquire() {
         lock.lock();
-        depth++;
+        DEPTH.setOpaque(this, (int) DEPTH.getOpaque(this) + 1);
         return held;
     }
 
@@ -27,7 +41,7 @@ public final class AioContextLock {
         if (!lock.isHeldByCurrentThread()) {
             throw new IllegalMonitorStateException("context lock released by a thread that does not hold it");
         }
-        depth--;
+        DEPTH.setOpaque(this, (int) DEPTH.getOpaque(this) - 1);
         lock.unlock();
     }
 
@@ -47,7 +61,7 @@ public final class AioContextLock {
 
     /** The holder's recursion depth (racy snapshot for diagnostics). */
     public int depth() {
-        return depth;
+        return (int) DEPTH.getOpaque(this);
     }
 
     public boolean hasWaiters() {

@@ -69,6 +69,9 @@ final class TimerList {
 
     /** Runs every timer due by now; returns whether any ran. Home thread only. */
     boolean run() {
+        if (nextDeadline == Long.MAX_VALUE) {
+            return false; // nothing armed: not even a clock read
+        }
         long now = System.nanoTime();
         if (nextDeadline > now) {
             return false;
