@@ -1,11 +1,12 @@
 package io.vblk.firmware;
 
 /**
- * The driver side of a modern virtio-pci function, as SeaBIOS's
- * virtio-pci.c sees it: find the COMMON, NOTIFY, ISR and DEVICE capabilities,
- * then reach each structure with MMIO at BAR base + offset.
+ * The driver side of a modern virtio-pci function (virtio 1.2, 4.1): find
+ * the COMMON, NOTIFY, ISR and DEVICE capabilities, then reach each structure
+ * with MMIO at BAR base + offset. Used by the firmware (as SeaBIOS's
+ * virtio-pci.c) and by the Linux-like guest driver (as virtio_pci_modern).
  */
-final class VirtioPci {
+public final class VirtioPci {
     static final int CAP_VENDOR = 0x09;
     static final int CFG_COMMON = 1;
     static final int CFG_NOTIFY = 2;
@@ -26,12 +27,17 @@ final class VirtioPci {
     static final int QUEUE_DESC = 0x20;
     static final int QUEUE_DRIVER = 0x28;
     static final int QUEUE_DEVICE = 0x30;
+    static final int MSIX_CONFIG = 0x10;
+    static final int NUM_QUEUES = 0x12;
+    /** "No MSI-X vector" in msix_config / queue_msix_vector. */
+    public static final int NO_VECTOR = 0xffff;
 
-    static final int S_ACKNOWLEDGE = 1;
-    static final int S_DRIVER = 2;
-    static final int S_DRIVER_OK = 4;
-    static final int S_FEATURES_OK = 8;
-    static final int S_FAILED = 0x80;
+    public static final int S_ACKNOWLEDGE = 1;
+    public static final int S_DRIVER = 2;
+    public static final int S_DRIVER_OK = 4;
+    public static final int S_FEATURES_OK = 8;
+    public static final int S_NEEDS_RESET = 0x40;
+    public static final int S_FAILED = 0x80;
 
     private final Platform p;
     final PciDevice dev;
@@ -44,6 +50,16 @@ final class VirtioPci {
     private VirtioPci(Platform p, PciDevice dev) {
         this.p = p;
         this.dev = dev;
+    }
+
+    /** Probes a function whose BARs are already assigned (the Linux-like driver after the firmware ran). */
+    public static VirtioPci probe(Platform p, PciConfig cfg, int bdf) {
+        int id = cfg.read32(bdf, 0);
+        PciDevice d = new PciDevice(bdf, id & 0xffff, id >>> 16);
+        for (int i = 0; i < 6; i++) {
+            d.bar[i] = cfg.barAddress(bdf, i);
+        }
+        return probe(p, cfg, d);
     }
 
     /** Walks the capability list; null when a required capability is missing (a legacy-only device). */
@@ -87,16 +103,16 @@ final class VirtioPci {
         return v;
     }
 
-    int status() {
+    public int status() {
         return (int) p.mmioRead(common + DEVICE_STATUS, 1);
     }
 
-    void setStatus(int s) {
+    public void setStatus(int s) {
         p.mmioWrite(common + DEVICE_STATUS, 1, s);
     }
 
     /** Writes 0 to the status and waits for the device to finish resetting (it reads back 0). */
-    boolean reset(long timeoutNs) {
+    public boolean reset(long timeoutNs) {
         setStatus(0);
         long deadline = p.nanoTime() + timeoutNs;
         while (status() != 0) {
@@ -109,7 +125,7 @@ final class VirtioPci {
         return true;
     }
 
-    long deviceFeatures() {
+    public long deviceFeatures() {
         p.mmioWrite(common + DEVICE_FEATURE_SELECT, 4, 0);
         long lo = p.mmioRead(common + DEVICE_FEATURE, 4) & 0xffffffffL;
         p.mmioWrite(common + DEVICE_FEATURE_SELECT, 4, 1);
@@ -117,34 +133,34 @@ final class VirtioPci {
         return hi << 32 | lo;
     }
 
-    void setDriverFeatures(long f) {
+    public void setDriverFeatures(long f) {
         p.mmioWrite(common + DRIVER_FEATURE_SELECT, 4, 0);
         p.mmioWrite(common + DRIVER_FEATURE, 4, f & 0xffffffffL);
         p.mmioWrite(common + DRIVER_FEATURE_SELECT, 4, 1);
         p.mmioWrite(common + DRIVER_FEATURE, 4, f >>> 32);
     }
 
-    int readIsr() {
+    public int readIsr() {
         return (int) p.mmioRead(isr, 1);
     }
 
-    long deviceConfig(int offset, int size) {
+    public long deviceConfig(int offset, int size) {
         return p.mmioRead(device + offset, size);
     }
 
-    void selectQueue(int q) {
+    public void selectQueue(int q) {
         p.mmioWrite(common + QUEUE_SELECT, 2, q);
     }
 
-    int queueSize() {
+    public int queueSize() {
         return (int) p.mmioRead(common + QUEUE_SIZE, 2);
     }
 
-    void setQueueSize(int n) {
+    public void setQueueSize(int n) {
         p.mmioWrite(common + QUEUE_SIZE, 2, n);
     }
 
-    void setQueueAddresses(long desc, long avail, long used) {
+    public void setQueueAddresses(long desc, long avail, long used) {
         p.mmioWrite(common + QUEUE_DESC, 4, desc & 0xffffffffL);
         p.mmioWrite(common + QUEUE_DESC + 4, 4, desc >>> 32);
         p.mmioWrite(common + QUEUE_DRIVER, 4, avail & 0xffffffffL);
@@ -158,7 +174,36 @@ final class VirtioPci {
         p.mmioWrite(common + QUEUE_ENABLE, 2, 1);
     }
 
-    long notifyAddress() {
+    public int bdf() {
+        return dev.bdf;
+    }
+
+    public String name() {
+        return dev.name();
+    }
+
+    public int numQueues() {
+        return (int) p.mmioRead(common + NUM_QUEUES, 2);
+    }
+
+    /** Sets the config-change vector; returns what the device accepted (NO_VECTOR on failure). */
+    public int setConfigVector(int vector) {
+        p.mmioWrite(common + MSIX_CONFIG, 2, vector);
+        return (int) p.mmioRead(common + MSIX_CONFIG, 2);
+    }
+
+    /** Sets the selected queue's vector; returns what the device accepted. */
+    public int setQueueVector(int vector) {
+        p.mmioWrite(common + QUEUE_MSIX_VECTOR, 2, vector);
+        return (int) p.mmioRead(common + QUEUE_MSIX_VECTOR, 2);
+    }
+
+    /** Enables the selected queue without touching its vector. */
+    public void setQueueEnable() {
+        p.mmioWrite(common + QUEUE_ENABLE, 2, 1);
+    }
+
+    public long notifyAddress() {
         int off = (int) p.mmioRead(common + QUEUE_NOTIFY_OFF, 2);
         return notify + (long) off * notifyMultiplier;
     }

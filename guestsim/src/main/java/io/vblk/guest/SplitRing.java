@@ -1,0 +1,181 @@
+package io.vblk.guest;
+
+import io.vblk.firmware.Platform;
+
+import java.lang.invoke.VarHandle;
+
+/**
+ * The driver side of a split virtqueue as Linux's virtio_ring.c keeps it:
+ * a free list of descriptors, a shadow avail index published in batches,
+ * {@code VIRTIO_F_EVENT_IDX} (the driver writes {@code used_event}, reads
+ * {@code avail_event}) or the flag-based suppression without it. One vCPU
+ * owns a ring; nothing here is shared.
+ */
+public final class SplitRing {
+    static final int F_NEXT = 1;
+    static final int F_WRITE = 2;
+    static final int AVAIL_F_NO_INTERRUPT = 1;
+    static final int USED_F_NO_NOTIFY = 1;
+
+    private final Platform p;
+    private final int size;
+    private final boolean eventIdx;
+    final long desc;
+    final long avail;
+    final long used;
+    private final int[] nextFree;
+    private final int[] chainLen;
+    private final int[] chainTail;
+    private final int[] token;
+    private int freeHead;
+    private int numFree;
+    private int availShadow;
+    private int numAdded;
+    private int lastUsed;
+    private int availFlags;
+    private int usedLen;
+
+    public SplitRing(Platform p, GuestAllocator mem, int size, boolean eventIdx) {
+        if (Integer.bitCount(size) != 1) {
+            throw new IllegalArgumentException("queue size must be a power of two, got " + size);
+        }
+        this.p = p;
+        this.size = size;
+        this.eventIdx = eventIdx;
+        this.desc = mem.alloc(16L * size, 4096);
+        this.avail = mem.alloc(6 + 2L * size, 2);
+        this.used = mem.alloc(6 + 8L * size, 4096);
+        for (long a = desc; a < desc + 16L * size; a += 8) {
+            p.ramWrite64(a, 0);
+        }
+        for (long a = avail; a < avail + 6 + 2L * size; a += 2) {
+            p.ramWrite16(a, 0);
+        }
+        for (long a = used; a < used + 6 + 8L * size; a += 2) {
+            p.ramWrite16(a, 0);
+        }
+        nextFree = new int[size];
+        chainLen = new int[size];
+        chainTail = new int[size];
+        token = new int[size];
+        for (int i = 0; i < size; i++) {
+            nextFree[i] = i + 1;
+        }
+        numFree = size;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    public int numFree() {
+        return numFree;
+    }
+
+    /** Adds a chain of buffers (readable ones first); {@code tok} comes back from {@link #getBuf()}. */
+    public void add(long[] addr, int[] len, boolean[] writable, int n, int tok) {
+        if (n > numFree) {
+            throw new IllegalStateException("ring full: " + numFree + " free descriptors, " + n + " needed");
+        }
+        int head = freeHead;
+        int d = head;
+        int last = head;
+        for (int i = 0; i < n; i++) {
+            long a = desc + 16L * d;
+            p.ramWrite64(a, addr[i]);
+            p.ramWrite32(a + 8, len[i]);
+            int next = nextFree[d];
+            p.ramWrite16(a + 12, (writable[i] ? F_WRITE : 0) | (i + 1 < n ? F_NEXT : 0));
+            p.ramWrite16(a + 14, i + 1 < n ? next : 0);
+            last = d;
+            d = next;
+        }
+        freeHead = d;
+        numFree -= n;
+        chainLen[head] = n;
+        chainTail[head] = last;
+        token[head] = tok;
+        p.ramWrite16(avail + 4 + 2L * (availShadow & (size - 1)), head);
+        availShadow = (availShadow + 1) & 0xffff;
+        numAdded++;
+    }
+
+    /**
+     * Publishes added chains and tells whether the device wants a kick:
+     * Linux's {@code virtqueue_kick_prepare}.
+     */
+    public boolean kickPrepare() {
+        VarHandle.releaseFence();
+        p.ramWrite16(avail + 2, availShadow);
+        VarHandle.fullFence();
+        int oldIdx = (availShadow - numAdded) & 0xffff;
+        numAdded = 0;
+        if (eventIdx) {
+            int availEvent = p.ramRead16(used + 4 + 8L * size);
+            return needEvent(availEvent, availShadow, oldIdx);
+        }
+        return (p.ramRead16(used) & USED_F_NO_NOTIFY) == 0;
+    }
+
+    /** The event-index test of the virtio spec: did [old, new) cross {@code event}? */
+    static boolean needEvent(int event, int newIdx, int oldIdx) {
+        return ((newIdx - event - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+    }
+
+    /** The token of the next used chain, or -1; its written length is then {@link #lastLen()}. */
+    public int getBuf() {
+        if (lastUsed == p.ramRead16(used + 2)) {
+            return -1;
+        }
+        VarHandle.acquireFence();
+        long e = used + 4 + 8L * (lastUsed & (size - 1));
+        int head = p.ramRead32(e);
+        usedLen = p.ramRead32(e + 4);
+        if (head < 0 || head >= size || chainLen[head] == 0) {
+            throw new IllegalStateException("device used descriptor " + head + " that was not in flight");
+        }
+        int n = chainLen[head];
+        chainLen[head] = 0;
+        nextFree[chainTail[head]] = freeHead;
+        freeHead = head;
+        numFree += n;
+        lastUsed = (lastUsed + 1) & 0xffff;
+        if (eventIdx && (availFlags & AVAIL_F_NO_INTERRUPT) == 0) {
+            p.ramWrite16(avail + 4 + 2L * size, lastUsed);
+            VarHandle.fullFence();
+        }
+        return token[head];
+    }
+
+    public int lastLen() {
+        return usedLen;
+    }
+
+    /** Asks for no interrupts (polling): Linux's {@code virtqueue_disable_cb}. */
+    public void disableCallbacks() {
+        if ((availFlags & AVAIL_F_NO_INTERRUPT) != 0) {
+            return;
+        }
+        availFlags |= AVAIL_F_NO_INTERRUPT;
+        if (eventIdx) {
+            p.ramWrite16(avail + 4 + 2L * size, (lastUsed - 1) & 0xffff); // far behind: never crossed
+        } else {
+            p.ramWrite16(avail, availFlags);
+        }
+    }
+
+    /**
+     * Asks for an interrupt on the next completion; false if one is already
+     * there (the caller must reap before waiting): Linux's {@code virtqueue_enable_cb}.
+     */
+    public boolean enableCallbacks() {
+        availFlags &= ~AVAIL_F_NO_INTERRUPT;
+        if (eventIdx) {
+            p.ramWrite16(avail + 4 + 2L * size, lastUsed);
+        } else {
+            p.ramWrite16(avail, availFlags);
+        }
+        VarHandle.fullFence();
+        return lastUsed == p.ramRead16(used + 2);
+    }
+}
