@@ -1,0 +1,677 @@
+package io.vblk.virtio;
+
+import java.lang.invoke.VarHandle;
+
+import io.vblk.aio.AioHandler;
+import io.vblk.aio.EventNotifier;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The device side of one split virtqueue (virtio 1.2 section 2.7) living in
+ * guest memory: QEMU's {@code VirtQueue} with {@code virtqueue_pop},
+ * {@code virtqueue_fill}/{@code virtqueue_flush},
+ * {@code virtio_queue_set_notification} and {@code virtio_should_notify}.
+ *
+ * <h2>Configuration</h2>
+ * The driver programs size and the three ring addresses (through the
+ * transport's registers, or vhost-user messages), then {@link #enable()}
+ * validates them and maps the rings once, like QEMU's vring region caches:
+ * afterwards ring fields are plain loads and stores at host addresses.
+ *
+ * <h2>Bad guest input</h2>
+ * Every malformed thing a driver can hand over (a descriptor index past the
+ * table, a loop, a chain longer than the queue, an indirect table of a bad
+ * length or nested, a buffer outside RAM, readable after writable buffers,
+ * avail.idx running more than a queue ahead, misaligned or unmapped rings)
+ * breaks the queue: it logs one WARN naming the queue and the reason, tells
+ * its {@link ErrorListener} (the device marks itself DEVICE_NEEDS_RESET and
+ * raises a configuration-change interrupt, QEMU's {@code virtio_error}), and
+ * pops nothing and writes nothing to the rings until {@link #reset()}.
+ * Nothing is thrown.
+ *
+ * <h2>Threads and memory ordering</h2>
+ * A queue is used by one thread at a time: its home context's (the main
+ * loop, or an iothread under the dataplane). Only {@link #markBroken()},
+ * {@link #isBroken()}, {@link #isEnabled()} and {@link #hostNotifier()} may be
+ * called from elsewhere. Ordering against the driver uses the fences the
+ * specification requires: acquire after reading avail.idx (before reading
+ * ring entries and descriptors), release before publishing used.idx, full
+ * between re-enabling notifications and re-checking the ring, and full
+ * between publishing used entries and reading the driver's suppression
+ * fields.
+ *
+ * <h2>The notification loop</h2>
+ * A handler that must not lose a kick runs QEMU's loop:
+ * <pre>{@code
+ * do {
+ *     vq.setNotification(false);
+ *     while (vq.pop(e)) { ... }
+ *     vq.setNotification(true);   // ends with a full fence
+ * } while (!vq.isEmpty());        // re-reads avail.idx
+ * }</pre>
+ * Per request nothing is allocated: elements are the caller's, reused.
+ */
+public final class VirtQueue {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
+    private static final boolean TRACE = LOG.isTraceEnabled();
+
+    /** Largest split-queue size the specification allows. */
+    public static final int MAX_SIZE = 32768;
+
+    static final int DESC_SIZE = 16;
+    static final int DESC_F_NEXT = 1;
+    static final int DESC_F_WRITE = 2;
+    static final int DESC_F_INDIRECT = 4;
+    static final int AVAIL_F_NO_INTERRUPT = 1;
+    static final int USED_F_NO_NOTIFY = 1;
+
+    /** Who is told when bad guest input breaks the queue (the device: QEMU's {@code virtio_error}). */
+    @FunctionalInterface
+    public interface ErrorListener {
+        /** Called once per breakage, in the thread that found it; must not throw (a throw is logged and dropped). */
+        void queueBroken(VirtQueue vq, String reason);
+    }
+
+    private final String owner;
+    private final int index;
+    private final int maxSize;
+    private final GuestMemory mem;
+    private final ErrorListener listener;
+
+    // driver-programmed configuration
+    private int size;
+    private long descGpa;
+    private long availGpa;
+    private long usedGpa;
+    private volatile boolean enabled;
+
+    // mapped rings (host addresses), valid while enabled
+    private long desc;
+    private long avail;
+    private long used;
+    private int mask;
+    private boolean eventIdx;
+    private boolean indirectDesc;
+
+    // ring state (16-bit free-running indices kept in ints)
+    private int lastAvailIdx;
+    private int shadowAvailIdx;
+    private int usedIdx;
+    private int pendingUsed;
+    private int inUse;
+    private boolean notification = true;
+    private boolean signalledUsedValid;
+    private int signalledUsed;
+    private volatile boolean broken;
+    private volatile String brokenReason;
+
+    private volatile EventNotifier hostNotifier;
+    /** The AioHandler serving the host notifier, while attached (see {@link VirtioDevice#attachHostNotifier}). */
+    volatile AioHandler hostNotifierHandler;
+
+    private long pops;
+    private long pushes;
+
+    /**
+     * @param owner    name for logs (the device's)
+     * @param maxSize  largest size the driver may choose: a power of two in 1..32768
+     * @param listener told when bad guest input breaks the queue
+     */
+    public VirtQueue(String owner, int index, int maxSize, GuestMemory mem, ErrorListener listener) {
+        if (maxSize <= 0 || maxSize > MAX_SIZE || Integer.bitCount(maxSize) != 1) {
+            throw new IllegalArgumentException("queue size must be a power of two in 1.." + MAX_SIZE + ", got " + maxSize);
+        }
+        this.owner = owner;
+        this.index = index;
+        this.maxSize = maxSize;
+        this.mem = mem;
+        this.listener = listener;
+        this.size = maxSize;
+    }
+
+    public int index() {
+        return index;
+    }
+
+    public int maxSize() {
+        return maxSize;
+    }
+
+    public GuestMemory memory() {
+        return mem;
+    }
+
+    // ------------------------------------------------------------------ configuration
+
+    /** The size the driver chose (defaults to {@link #maxSize()}); validated by {@link #enable()}. */
+    public int size() {
+        return size;
+    }
+
+    public void setSize(int size) {
+        checkDisabled("size");
+        this.size = size;
+    }
+
+    /** Guest-physical address of the descriptor table (queue_desc). */
+    public long descAddr() {
+        return descGpa;
+    }
+
+    public void setDescAddr(long gpa) {
+        checkDisabled("descriptor table address");
+        descGpa = gpa;
+    }
+
+    /** Guest-physical address of the available ring, the driver area (queue_driver). */
+    public long availAddr() {
+        return availGpa;
+    }
+
+    public void setAvailAddr(long gpa) {
+        checkDisabled("available ring address");
+        availGpa = gpa;
+    }
+
+    /** Guest-physical address of the used ring, the device area (queue_device). */
+    public long usedAddr() {
+        return usedGpa;
+    }
+
+    public void setUsedAddr(long gpa) {
+        checkDisabled("used ring address");
+        usedGpa = gpa;
+    }
+
+    private void checkDisabled(String what) {
+        if (enabled) {
+            throw new IllegalStateException(owner + " queue " + index + ": " + what + " changed while enabled");
+        }
+    }
+
+    /** Applies the negotiated ring features (EVENT_IDX, INDIRECT_DESC): at FEATURES_OK or vhost-user SET_FEATURES. */
+    public void setFeatures(long negotiated) {
+        eventIdx = (negotiated & VirtioFeatures.EVENT_IDX) != 0;
+        indirectDesc = (negotiated & VirtioFeatures.INDIRECT_DESC) != 0;
+    }
+
+    /**
+     * Validates the configuration and maps the rings: QEMU's
+     * {@code virtio_queue_enable} and {@code virtio_init_region_cache}. A size
+     * that is not a power of two up to {@link #maxSize()}, a misaligned ring,
+     * or a ring outside RAM breaks the queue. Returns whether it is enabled.
+     */
+    public boolean enable() {
+        if (enabled) {
+            return true;
+        }
+        if (broken) {
+            return false;
+        }
+        int n = size;
+        if (n <= 0 || n > maxSize || Integer.bitCount(n) != 1) {
+            return fail("queue size " + n + " is not a power of two in 1.." + maxSize);
+        }
+        if ((descGpa & 15) != 0 || (availGpa & 1) != 0 || (usedGpa & 3) != 0) {
+            return fail(String.format("misaligned rings: desc 0x%x (needs 16), avail 0x%x (needs 2), used 0x%x (needs 4)",
+                    descGpa, availGpa, usedGpa));
+        }
+        long d = mem.translate(descGpa, (long) DESC_SIZE * n);
+        long a = mem.translate(availGpa, 6 + 2L * n);
+        long u = mem.translate(usedGpa, 6 + 8L * n);
+        if (d < 0 || a < 0 || u < 0) {
+            return fail(String.format("ring outside RAM: desc [0x%x, +0x%x)%s, avail [0x%x, +0x%x)%s, used [0x%x, +0x%x)%s",
+                    descGpa, DESC_SIZE * n, d < 0 ? " BAD" : "", availGpa, 6 + 2 * n, a < 0 ? " BAD" : "",
+                    usedGpa, 6 + 8 * n, u < 0 ? " BAD" : ""));
+        }
+        desc = d;
+        avail = a;
+        used = u;
+        mask = n - 1;
+        enabled = true;
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("{} vq{} enabled: size {} desc 0x{} avail 0x{} used 0x{} event_idx={} indirect={}", owner, index,
+                    n, Long.toHexString(descGpa), Long.toHexString(availGpa), Long.toHexString(usedGpa), eventIdx,
+                    indirectDesc);
+        }
+        return true;
+    }
+
+    /** Stops using the rings but keeps indices (vhost-user GET_VRING_BASE stops a ring this way). */
+    public void disable() {
+        enabled = false;
+    }
+
+    public boolean isEnabled() {
+        return enabled;
+    }
+
+    /**
+     * Forgets everything the driver set up: QEMU's per-queue part of
+     * {@code virtio_reset}. The device must have quiesced the queue (nothing in
+     * flight, no thread inside pop or push). Host-notifier wiring is the
+     * transport's and stays.
+     */
+    public void reset() {
+        enabled = false;
+        size = maxSize;
+        descGpa = 0;
+        availGpa = 0;
+        usedGpa = 0;
+        desc = 0;
+        avail = 0;
+        used = 0;
+        mask = 0;
+        eventIdx = false;
+        indirectDesc = false;
+        lastAvailIdx = 0;
+        shadowAvailIdx = 0;
+        usedIdx = 0;
+        pendingUsed = 0;
+        inUse = 0;
+        notification = true;
+        signalledUsedValid = false;
+        signalledUsed = 0;
+        broken = false;
+        brokenReason = null;
+    }
+
+    // ------------------------------------------------------------------ save / restore (vhost-user ring base)
+
+    /** The next avail ring slot the device will read: VHOST_USER_GET_VRING_BASE. */
+    public int lastAvailIdx() {
+        return lastAvailIdx;
+    }
+
+    /** VHOST_USER_SET_VRING_BASE: resume reading the avail ring at {@code idx}. */
+    public void setLastAvailIdx(int idx) {
+        lastAvailIdx = idx & 0xffff;
+        shadowAvailIdx = lastAvailIdx;
+    }
+
+    /** The used.idx the device has published (plus nothing pending). */
+    public int usedIdx() {
+        return usedIdx;
+    }
+
+    /** Where the device continues writing the used ring (restored with the ring base; normally used.idx in memory). */
+    public void setUsedIdx(int idx) {
+        usedIdx = idx & 0xffff;
+        signalledUsedValid = false;
+    }
+
+    /** Chains popped and not yet pushed or detached: QEMU's {@code vq->inuse}. */
+    public int inUse() {
+        return inUse;
+    }
+
+    // ------------------------------------------------------------------ consuming the avail ring
+
+    /**
+     * Whether the driver made buffers available that were not popped yet: one
+     * 16-bit load, no syscall, no side effect. For an {@code AioHandler}'s
+     * {@code ioPoll} (busy polling); {@link #pop} does the validation.
+     */
+    public boolean hasWork() {
+        if (!enabled || broken) {
+            return false;
+        }
+        boolean work = HostMemory.getU16LE(avail + 2) != lastAvailIdx;
+        VarHandle.acquireFence();
+        return work;
+    }
+
+    /**
+     * Whether nothing is available: QEMU's {@code virtio_queue_empty}. Re-reads
+     * avail.idx from memory when everything seen so far was popped, so it is
+     * the re-check after {@code setNotification(true)}.
+     */
+    public boolean isEmpty() {
+        if (!enabled || broken) {
+            return true;
+        }
+        if (shadowAvailIdx != lastAvailIdx) {
+            return false;
+        }
+        if (!refreshAvailIdx()) {
+            return true;
+        }
+        return shadowAvailIdx == lastAvailIdx;
+    }
+
+    /** Reads avail.idx, checks the driver did not run more than a queue ahead, then orders later reads after it. */
+    private boolean refreshAvailIdx() {
+        int idx = HostMemory.getU16LE(avail + 2);
+        int pending = (idx - lastAvailIdx) & 0xffff;
+        if (pending > size) {
+            return fail(String.format("avail.idx jumped from %d to %d: %d new entries in a queue of %d",
+                    lastAvailIdx, idx, pending, size));
+        }
+        shadowAvailIdx = idx;
+        // virtio 2.7.13: the driver wrote the ring entries and descriptors before
+        // avail.idx (with a release barrier); read them only after reading idx.
+        VarHandle.acquireFence();
+        return true;
+    }
+
+    /**
+     * Pops the next available chain into {@code e}: QEMU's
+     * {@code virtqueue_pop}, without allocation. Returns false when nothing is
+     * available, the queue is not enabled, or it is (or just became) broken; the
+     * element is then empty. Never throws on guest input.
+     */
+    public boolean pop(VirtQueueElement e) {
+        if (!enabled || broken) {
+            e.clear();
+            return false;
+        }
+        if (shadowAvailIdx == lastAvailIdx && (!refreshAvailIdx() || shadowAvailIdx == lastAvailIdx)) {
+            e.clear();
+            return false;
+        }
+        if (inUse >= size) {
+            fail("more than " + size + " chains in use at once (the driver reused descriptors the device owns)");
+            e.clear();
+            return false;
+        }
+        int head = HostMemory.getU16LE(avail + 4 + 2L * (lastAvailIdx & mask));
+        lastAvailIdx = (lastAvailIdx + 1) & 0xffff;
+        if (eventIdx && notification) {
+            // keep the driver kicking for anything after what was just taken
+            HostMemory.putShortLE(used + 4 + 8L * size, lastAvailIdx);
+        }
+        if (!readChain(head, e)) {
+            e.clear();
+            return false;
+        }
+        inUse++;
+        pops++;
+        if (TRACE) {
+            LOG.trace("{} vq{} pop head={} segs={} readable={}B writable={}B last_avail={} inuse={}", owner, index,
+                    head, e.segmentCount(), e.readableBytes(), e.writableBytes(), lastAvailIdx, inUse);
+        }
+        return true;
+    }
+
+    /** Walks and validates one chain (direct, then at most one indirect table at its end). */
+    private boolean readChain(int head, VirtQueueElement e) {
+        e.begin(head);
+        if (head >= size) {
+            return fail("avail ring names head descriptor " + head + ", past the table of " + size);
+        }
+        long table = desc;
+        long tableLen = size;
+        int i = head;
+        long steps = 0;
+        boolean indirect = false;
+        long total = 0;
+        for (;;) {
+            long d = table + (long) DESC_SIZE * i;
+            long addr = HostMemory.getLongLE(d);
+            long len = HostMemory.getIntLE(d + 8) & 0xffff_ffffL;
+            int flags = HostMemory.getU16LE(d + 12);
+            int next = HostMemory.getU16LE(d + 14);
+            if (++steps > tableLen) {
+                return fail(indirect
+                        ? "chain of head " + head + " runs longer than its indirect table of " + tableLen + " (a loop?)"
+                        : "chain of head " + head + " runs longer than the queue size " + tableLen + " (a loop?)");
+            }
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                if (indirect) {
+                    return fail("chain of head " + head + ": nested indirect descriptor " + i);
+                }
+                if (!indirectDesc) {
+                    return fail("chain of head " + head + ": INDIRECT descriptor " + i
+                            + " but VIRTIO_F_INDIRECT_DESC was not negotiated");
+                }
+                if ((flags & DESC_F_NEXT) != 0) {
+                    return fail("chain of head " + head + ": descriptor " + i + " has both INDIRECT and NEXT");
+                }
+                if (len == 0 || len % DESC_SIZE != 0) {
+                    return fail("chain of head " + head + ": indirect table of " + len
+                            + " bytes is not a non-zero multiple of 16");
+                }
+                long t = mem.translate(addr, len);
+                if (t < 0) {
+                    return fail(String.format("chain of head %d: indirect table [0x%x, +0x%x) is not in RAM", head,
+                            addr, len));
+                }
+                table = t;
+                tableLen = len / DESC_SIZE;
+                i = 0;
+                steps = 0;
+                indirect = true;
+                continue;
+            }
+            if (len == 0) {
+                return fail("chain of head " + head + ": descriptor " + i + " has length 0");
+            }
+            total += len;
+            if (len > Integer.MAX_VALUE || total > 0xffff_ffffL) {
+                return fail("chain of head " + head + " is too long (" + total + " bytes)");
+            }
+            long hva = mem.translate(addr, len);
+            if (hva < 0) {
+                return fail(String.format("chain of head %d: buffer [0x%x, +0x%x) of descriptor %d is not in RAM",
+                        head, addr, len, i));
+            }
+            boolean writable = (flags & DESC_F_WRITE) != 0;
+            if (!writable && e.writableCount() > 0) {
+                return fail("chain of head " + head + ": device-readable descriptor " + i
+                        + " follows a device-writable one");
+            }
+            if (e.segmentCount() >= size) {
+                return fail("chain of head " + head + " has more buffers than the queue size " + size);
+            }
+            e.add(hva, (int) len, writable);
+            if ((flags & DESC_F_NEXT) == 0) {
+                return true;
+            }
+            if (next >= tableLen) {
+                return fail("chain of head " + head + ": descriptor " + i + " links to " + next + ", past the "
+                        + (indirect ? "indirect table of " : "table of ") + tableLen);
+            }
+            i = next;
+        }
+    }
+
+    // ------------------------------------------------------------------ producing the used ring
+
+    /**
+     * Writes a used entry for {@code e} (QEMU's {@code virtqueue_fill});
+     * invisible to the driver until {@link #flush()}. {@code writtenLen} is the
+     * number of bytes written into the chain's writable part. On a broken or
+     * disabled queue nothing is written (QEMU drops fills of a broken device).
+     */
+    public void push(VirtQueueElement e, int writtenLen) {
+        if (e.head() < 0 || writtenLen < 0 || writtenLen > e.writableBytes()) {
+            throw new IllegalArgumentException(owner + " vq" + index + ": bad push of " + e + " with length "
+                    + writtenLen);
+        }
+        if (inUse > 0) {
+            inUse--;
+        }
+        if (!enabled || broken) {
+            return;
+        }
+        int slot = (usedIdx + pendingUsed) & mask;
+        long entry = used + 4 + 8L * slot;
+        HostMemory.putIntLE(entry, e.head());
+        HostMemory.putIntLE(entry + 4, writtenLen);
+        pendingUsed++;
+        pushes++;
+        if (TRACE) {
+            LOG.trace("{} vq{} push head={} len={} slot={}", owner, index, e.head(), writtenLen, slot);
+        }
+    }
+
+    /**
+     * Publishes every pushed entry by advancing used.idx (QEMU's
+     * {@code virtqueue_flush}); a release fence first, so the driver sees the
+     * entries (and the data written into its buffers) before the index.
+     */
+    public void flush() {
+        int n = pendingUsed;
+        if (n == 0) {
+            return;
+        }
+        pendingUsed = 0;
+        if (!enabled || broken) {
+            return;
+        }
+        int old = usedIdx;
+        int now = (old + n) & 0xffff;
+        VarHandle.releaseFence();
+        HostMemory.putShortLE(used + 2, now);
+        usedIdx = now;
+        // The last signalled index fell inside the published range after wrap-around: forget it.
+        if ((short) (now - signalledUsed) < ((now - old) & 0xffff)) {
+            signalledUsedValid = false;
+        }
+        if (TRACE) {
+            LOG.trace("{} vq{} flush used.idx {} -> {}", owner, index, old, now);
+        }
+    }
+
+    /** Forgets a popped chain without using it (QEMU's {@code virtqueue_detach_element}): e.g. a request dropped at reset. */
+    public void detach(VirtQueueElement e) {
+        if (inUse > 0) {
+            inUse--;
+        }
+        e.clear();
+    }
+
+    // ------------------------------------------------------------------ notification suppression
+
+    /**
+     * Asks the driver to kick (true) or not to bother (false) when it adds
+     * buffers: QEMU's {@code virtio_queue_set_notification}. Without EVENT_IDX
+     * this is used.flags' NO_NOTIFY bit; with it, enabling writes avail_event
+     * (kick me for the next entry) and disabling just stops advancing it.
+     * Enabling ends with a full fence so the caller's {@link #isEmpty()}
+     * re-check cannot be ordered before it.
+     */
+    public void setNotification(boolean enable) {
+        notification = enable;
+        if (!enabled || broken) {
+            return;
+        }
+        if (eventIdx) {
+            if (enable) {
+                HostMemory.putShortLE(used + 4 + 8L * size, HostMemory.getU16LE(avail + 2));
+            }
+        } else {
+            HostMemory.putShortLE(used, enable ? 0 : USED_F_NO_NOTIFY);
+        }
+        if (enable) {
+            VarHandle.fullFence();
+        }
+    }
+
+    public boolean isNotificationEnabled() {
+        return notification;
+    }
+
+    /**
+     * Whether the driver wants an interrupt for what was published since the
+     * last time this returned true: QEMU's {@code virtio_should_notify}. With
+     * EVENT_IDX it compares used_event against the published range
+     * ({@code vring_need_event}); otherwise it honours VRING_AVAIL_F_NO_INTERRUPT.
+     * A true result is a promise to interrupt: it records what was signalled.
+     */
+    public boolean shouldNotify() {
+        if (!enabled || broken) {
+            return false;
+        }
+        // The used entries and idx must be visible before reading the driver's suppression fields.
+        VarHandle.fullFence();
+        int now = usedIdx;
+        boolean valid = signalledUsedValid;
+        int old = signalledUsed;
+        if (valid && old == now) {
+            return false;
+        }
+        signalledUsedValid = true;
+        signalledUsed = now;
+        boolean notify;
+        if (eventIdx) {
+            int usedEvent = HostMemory.getU16LE(avail + 4 + 2L * size);
+            notify = !valid || needEvent(usedEvent, now, old);
+        } else {
+            notify = (HostMemory.getU16LE(avail) & AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        if (TRACE) {
+            LOG.trace("{} vq{} should_notify used.idx={} -> {}", owner, index, now, notify);
+        }
+        return notify;
+    }
+
+    /** {@code vring_need_event}: whether {@code event} lies in the half-open window (old, now] of 16-bit indices. */
+    static boolean needEvent(int event, int now, int old) {
+        return ((now - event - 1) & 0xffff) < ((now - old) & 0xffff);
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    private boolean fail(String reason) {
+        if (broken) {
+            return false;
+        }
+        broken = true;
+        brokenReason = reason;
+        LOG.warn("{}: virtqueue {}: {}; device needs reset", owner, index, reason);
+        try {
+            listener.queueBroken(this, reason);
+        } catch (RuntimeException ex) {
+            LOG.error("{}: virtqueue {}: error listener threw", owner, index, ex);
+        }
+        return false;
+    }
+
+    /** Stops the queue without a log line: the device is broken because of another queue. Any thread. */
+    public void markBroken() {
+        broken = true;
+    }
+
+    public boolean isBroken() {
+        return broken;
+    }
+
+    /** Why the queue broke (the first reason), or null. */
+    public String brokenReason() {
+        return brokenReason;
+    }
+
+    // ------------------------------------------------------------------ host notifier (ioeventfd)
+
+    /** The ioeventfd the transport signals for this queue's kicks, or null while kicks are dispatched directly. */
+    public EventNotifier hostNotifier() {
+        return hostNotifier;
+    }
+
+    /**
+     * Installs (or, with null, removes) the eventfd this queue's kicks arrive
+     * on: the PCI transport's ioeventfd, or a vhost-user back-end's
+     * SET_VRING_KICK descriptor. Detach any handler serving the old one first.
+     */
+    public void setHostNotifier(EventNotifier n) {
+        hostNotifier = n;
+    }
+
+    /** The queue's state for a watchdog dump. */
+    public String describe() {
+        return String.format("%s vq%d: size=%d %s%s last_avail=%d shadow_avail=%d used=%d pending=%d inuse=%d "
+                + "notification=%s event_idx=%s pops=%d pushes=%d host_notifier=%s", owner, index, size,
+                enabled ? "enabled" : "disabled", broken ? " BROKEN(" + brokenReason + ")" : "", lastAvailIdx,
+                shadowAvailIdx, usedIdx, pendingUsed, inUse, notification ? "on" : "off", eventIdx, pops, pushes,
+                hostNotifier == null ? "none (direct)" : hostNotifier + (hostNotifierHandler == null ? " detached"
+                        : " attached"));
+    }
+
+    @Override
+    public String toString() {
+        return owner + " vq" + index;
+    }
+}

@@ -1,0 +1,739 @@
+package io.vblk.virtio;
+
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioHandler;
+import io.vblk.aio.BottomHalf;
+import io.vblk.aio.EventNotifier;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The transport-independent part of a virtio device: QEMU's
+ * {@code VirtIODevice} (hw/virtio/virtio.c). It owns the feature bits, the
+ * status register and its state machine, the device-specific configuration
+ * space with its generation counter, the virtqueues, and the reset sequence.
+ * A concrete device (virtio-blk) is a subclass that adds queues and config
+ * fields in its constructor and implements {@link #handleQueue} and
+ * {@link #quiesceForReset}.
+ *
+ * <h2>Home context</h2>
+ * The device's home {@link AioContext} (normally the main loop's) runs every
+ * hook: status changes, reset, and queue handlers for kicks that arrive
+ * without an ioeventfd. Register accesses come from vCPU threads; the
+ * register state is guarded by this object's monitor (a leaf lock: no hook
+ * or bus call is made while holding it), and everything with side effects is
+ * handed to the home context as a bottom half, never run on the vCPU
+ * (DESIGN.md rule 2). A register write made in the home thread itself runs
+ * its effects inline, so the main loop and tests see them synchronously.
+ *
+ * <h2>Status state machine</h2>
+ * The driver's writes are stored as written, except that FEATURES_OK is
+ * refused (the status reads back without it) when the driver accepted a
+ * feature that was not offered, did not accept VERSION_1, or
+ * {@link #checkFeatures} objects; DRIVER_OK is refused without FEATURES_OK;
+ * and DEVICE_NEEDS_RESET, which only the device sets, survives driver writes
+ * until reset. Changes reach {@link #onStatusChange} and {@link #onDriverOk}
+ * in the home context, in the order they were written.
+ *
+ * <h2>Reset</h2>
+ * Writing 0 runs the reset sequence in the home context:
+ * <ol>
+ * <li>{@link #quiesceForReset()}: the subclass stops its I/O and waits until
+ *     every request it popped is pushed or detached (virtio-blk drains its
+ *     BlockBackend, the dataplane stops); it may poll the home context
+ *     ({@code AioWait.pollWhile}) since it runs in the home thread;</li>
+ * <li>the queues are reset, features forgotten, {@link #reset()} runs, and the
+ *     transport forgets its state ({@link VirtioBus#deviceReset()});</li>
+ * <li>only then does the status read back 0.</li>
+ * </ol>
+ * The vCPU that wrote 0 waits for that sequence before its write returns, as
+ * in QEMU, where the vCPU runs the reset itself under the BQL: a driver that
+ * polls for 0 (Linux, as virtio 1.2 section 4.1.4.3.2 requires) and one that
+ * does not (SeaBIOS) both see a finished reset. Meanwhile other threads read
+ * the old status and their register writes are ignored. A reset that does not
+ * finish within {@link #RESET_TIMEOUT} fails the writing thread with the
+ * watchdog's {@code HangDetectedException} and an event-loop dump (DESIGN.md
+ * rule 8) instead of hanging it. Consequence for the machine: its main loop
+ * must keep polling (never block) while it waits for a vCPU. A system reset
+ * ({@link #resetNow()}) runs the same sequence directly in the home thread.
+ *
+ * <h2>Bad guest input</h2>
+ * {@link #virtioError} (or a queue finding a malformed chain) marks the device
+ * broken: every queue stops, the status gains DEVICE_NEEDS_RESET, a
+ * configuration-change interrupt is raised (if DRIVER_OK), and one WARN is
+ * logged. Only a reset clears it (QEMU's {@code virtio_error}).
+ */
+public abstract class VirtioDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioDevice.class);
+    private static final boolean TRACE = LOG.isTraceEnabled();
+
+    /** Virtio device ids (virtio 1.2 section 5). */
+    public static final int ID_NET = 1;
+    public static final int ID_BLOCK = 2;
+    public static final int ID_CONSOLE = 3;
+    public static final int ID_ENTROPY = 4;
+    public static final int ID_BALLOON = 5;
+    public static final int ID_SCSI = 8;
+
+    /** How long a vCPU's status write of 0 waits for the reset before the watchdog declares a hang. */
+    public static final Duration RESET_TIMEOUT = Duration.ofSeconds(60);
+
+    private final String name;
+    private final int deviceId;
+    private final AioContext home;
+    private final GuestMemory mem;
+    private final long deviceFeatures;
+    private final byte[] config;
+    private final List<VirtQueue> queueList = new ArrayList<>();
+    private final List<BottomHalf> kickBhList = new ArrayList<>();
+    private volatile VirtQueue[] queues = new VirtQueue[0];
+    private volatile BottomHalf[] kickBhs = new BottomHalf[0];
+    private volatile VirtioBus bus = VirtioBus.NONE;
+    private volatile boolean plugged;
+
+    // register state: guarded by this
+    private long driverFeatures;
+    private long negotiatedFeatures;
+    private int generation;
+    private volatile int status;
+    private volatile boolean resetPending;
+    private volatile boolean broken;
+    /** Completed when the pending reset finished (status reads 0); guarded by this. */
+    private CompletableFuture<Void> resetDone;
+
+    /** Status changes and resets, in the order the driver wrote them; guarded by this. */
+    private final ArrayDeque<StatusEvent> statusEvents = new ArrayDeque<>();
+    private final BottomHalf statusBh;
+    /** Home thread only: set while {@link #runStatusEvents} delivers, so a nested call leaves the rest to it. */
+    private boolean deliveringEvents;
+
+    /**
+     * @param features the features offered; VERSION_1 is always added. Offer
+     *                 {@link VirtioFeatures#RING_FEATURES} too unless testing without them.
+     * @param configSize bytes of device-specific configuration (0 to 4096)
+     * @param home     the home context: hooks and direct-mode queue handlers run there
+     */
+    protected VirtioDevice(String name, int deviceId, long features, int configSize, AioContext home,
+            GuestMemory mem) {
+        if (configSize < 0 || configSize > 4096) {
+            throw new IllegalArgumentException("config size " + configSize + " outside 0..4096");
+        }
+        this.name = name;
+        this.deviceId = deviceId;
+        this.deviceFeatures = features | VirtioFeatures.VERSION_1;
+        this.config = new byte[configSize];
+        this.home = home;
+        this.mem = mem;
+        this.statusBh = home.bhNew(name + "-status", this::runStatusEvents);
+    }
+
+    public final String name() {
+        return name;
+    }
+
+    public final int deviceId() {
+        return deviceId;
+    }
+
+    public final AioContext homeContext() {
+        return home;
+    }
+
+    public final GuestMemory memory() {
+        return mem;
+    }
+
+    // ------------------------------------------------------------------ queues
+
+    /** Adds a queue (in the subclass constructor, before the device is plugged into a transport). */
+    protected final VirtQueue addQueue(int maxSize) {
+        if (plugged) {
+            throw new IllegalStateException(name + ": queues are fixed once the device is plugged");
+        }
+        int index = queueList.size();
+        VirtQueue vq = new VirtQueue(name, index, maxSize, mem, this::queueBroken);
+        queueList.add(vq);
+        kickBhList.add(home.bhNew(name + "-vq" + index + "-kick", () -> directKick(index)));
+        queues = queueList.toArray(new VirtQueue[0]);
+        kickBhs = kickBhList.toArray(new BottomHalf[0]);
+        return vq;
+    }
+
+    public final int numQueues() {
+        return queues.length;
+    }
+
+    public final VirtQueue queue(int index) {
+        return queues[index];
+    }
+
+    /** Connects the device to its transport (QEMU's {@code virtio_bus_device_plugged}); once. */
+    public final synchronized void plug(VirtioBus b) {
+        if (plugged) {
+            throw new IllegalStateException(name + " is already plugged");
+        }
+        plugged = true;
+        bus = b;
+    }
+
+    // ------------------------------------------------------------------ features
+
+    /** What the device offers (always including VERSION_1). */
+    public final long deviceFeatures() {
+        return deviceFeatures;
+    }
+
+    /** What the driver wrote so far (may include bits not offered: FEATURES_OK then fails). */
+    public final synchronized long driverFeatures() {
+        return driverFeatures;
+    }
+
+    /**
+     * Records the driver's accepted features (all 64 bits); ignored once
+     * FEATURES_OK is set or during a reset. Returns whether it was taken.
+     */
+    public final synchronized boolean setDriverFeatures(long features) {
+        if (resetPending || (status & VirtioStatus.FEATURES_OK) != 0) {
+            LOG.debug("{}: driver feature write 0x{} ignored (status {})", name, Long.toHexString(features),
+                    VirtioStatus.describe(status));
+            return false;
+        }
+        driverFeatures = features;
+        return true;
+    }
+
+    /** The features in force: valid from FEATURES_OK until reset, 0 otherwise. */
+    public final synchronized long negotiatedFeatures() {
+        return negotiatedFeatures;
+    }
+
+    public final boolean hasFeature(long mask) {
+        return (negotiatedFeatures() & mask) == mask;
+    }
+
+    /**
+     * Device-specific veto at FEATURES_OK (e.g. a feature that requires
+     * another): a reason to refuse, or null. Called under the register lock: be
+     * quick and do not call out.
+     */
+    protected String checkFeatures(long features) {
+        return null;
+    }
+
+    private String featureProblem(long f) {
+        long unknown = f & ~deviceFeatures;
+        if (unknown != 0) {
+            return String.format("driver accepted features 0x%x that were not offered (offered 0x%x)", unknown,
+                    deviceFeatures);
+        }
+        if ((f & VirtioFeatures.VERSION_1) == 0) {
+            return "driver did not accept VIRTIO_F_VERSION_1";
+        }
+        return checkFeatures(f);
+    }
+
+    // ------------------------------------------------------------------ status
+
+    /** The device status register as the driver reads it. */
+    public final int status() {
+        return status;
+    }
+
+    /** Whether a reset was requested and has not completed (status does not read 0 yet). */
+    public final boolean isResetPending() {
+        return resetPending;
+    }
+
+    /**
+     * A driver write of the status register (from a vCPU or the home thread).
+     * 0 resets the device and returns once the reset is complete (see the class
+     * comment); anything else goes through the state machine and its effects
+     * run in the home context.
+     *
+     * @throws io.vblk.aio.HangDetectedException if a reset does not complete within {@link #RESET_TIMEOUT}
+     * @throws IllegalStateException if called outside the home thread while holding its context lock
+     *         (the reset could never run)
+     */
+    public final void writeStatus(int value) {
+        int v = value & 0xff;
+        boolean inHome = home.inHomeThread();
+        if (v == 0 && !inHome && home.lock().isHeldByCurrentThread()) {
+            throw new IllegalStateException(name + ": reset requested by thread '" + Thread.currentThread().getName()
+                    + "' holding the lock of home context " + home.name() + ", which must run the reset");
+        }
+        CompletableFuture<Void> waitFor = null;
+        synchronized (this) {
+            if (resetPending) {
+                LOG.debug("{}: status write {} ignored: reset in progress", name, VirtioStatus.describe(v));
+                if (v == 0 && !inHome) {
+                    waitFor = resetDone;
+                }
+            } else if (v == 0) {
+                resetPending = true;
+                resetDone = new CompletableFuture<>();
+                waitFor = resetDone;
+                statusEvents.add(StatusEvent.reset(status));
+            } else {
+                int old = status;
+                int now = (v & ~VirtioStatus.DEVICE_NEEDS_RESET) | (old & VirtioStatus.DEVICE_NEEDS_RESET);
+                if ((now & VirtioStatus.FEATURES_OK) != 0 && (old & VirtioStatus.FEATURES_OK) == 0) {
+                    String why = featureProblem(driverFeatures);
+                    if (why != null) {
+                        now &= ~VirtioStatus.FEATURES_OK;
+                        LOG.info("{}: FEATURES_OK refused: {}", name, why);
+                    } else {
+                        negotiatedFeatures = driverFeatures;
+                        for (VirtQueue vq : queues) {
+                            vq.setFeatures(negotiatedFeatures);
+                        }
+                    }
+                }
+                if ((now & VirtioStatus.DRIVER_OK) != 0 && (now & VirtioStatus.FEATURES_OK) == 0) {
+                    now &= ~VirtioStatus.DRIVER_OK;
+                    LOG.info("{}: DRIVER_OK refused: features were not negotiated (no FEATURES_OK)", name);
+                }
+                status = now;
+                if (now == old) {
+                    return;
+                }
+                statusEvents.add(new StatusEvent(old, now));
+                LOG.debug("{}: status {} -> {}", name, VirtioStatus.describe(old), VirtioStatus.describe(now));
+            }
+        }
+        if (inHome) {
+            runStatusEvents();
+            return;
+        }
+        if (waitFor == null) {
+            statusBh.schedule();
+            return;
+        }
+        statusBh.schedule();
+        home.mainLoop().watchdog(RESET_TIMEOUT).await("reset of " + name, waitFor);
+    }
+
+    /**
+     * A system reset (the machine's, not the driver's): the reset sequence of
+     * the class comment, synchronously. Home thread only, and not from inside a
+     * device hook.
+     */
+    public final void resetNow() {
+        if (!home.inHomeThread()) {
+            throw new IllegalStateException(name + ": resetNow outside the home context " + home.name());
+        }
+        synchronized (this) {
+            if (!resetPending) {
+                resetPending = true;
+                resetDone = new CompletableFuture<>();
+                statusEvents.add(StatusEvent.reset(status));
+            }
+        }
+        runStatusEvents();
+    }
+
+    /** Delivers pending status events in order: the status BH, or inline in the home thread. */
+    private void runStatusEvents() {
+        if (deliveringEvents) {
+            return;
+        }
+        deliveringEvents = true;
+        try {
+            for (;;) {
+                StatusEvent e;
+                synchronized (this) {
+                    e = statusEvents.poll();
+                }
+                if (e == null) {
+                    return;
+                }
+                if (e.reset) {
+                    performReset(e.old);
+                } else {
+                    deliverChange(e.old, e.now);
+                }
+            }
+        } finally {
+            deliveringEvents = false;
+        }
+    }
+
+    private void deliverChange(int old, int now) {
+        onStatusChange(old, now);
+        if ((now & VirtioStatus.DRIVER_OK) != 0 && (old & VirtioStatus.DRIVER_OK) == 0) {
+            onDriverOk();
+            // The device may not consume buffers before DRIVER_OK, so kicks that came
+            // earlier were ignored: look at every directly dispatched queue once now.
+            for (VirtQueue vq : queues) {
+                if (vq.hostNotifier() == null && vq.isEnabled()) {
+                    queueNotify(vq.index());
+                }
+            }
+        }
+    }
+
+    /** The reset sequence; completes (status reads 0) even if a hook throws, then rethrows. */
+    private void performReset(int old) {
+        LOG.debug("{}: reset from status {}", name, VirtioStatus.describe(old));
+        RuntimeException failure = null;
+        try {
+            quiesceForReset();
+        } catch (RuntimeException ex) {
+            failure = ex;
+        }
+        for (VirtQueue vq : queues) {
+            if (vq.inUse() != 0) {
+                LOG.warn("{}: vq{} still has {} chains in use after quiesceForReset; forgetting them", name,
+                        vq.index(), vq.inUse());
+            }
+            vq.reset();
+        }
+        synchronized (this) {
+            driverFeatures = 0;
+            negotiatedFeatures = 0;
+            broken = false;
+        }
+        try {
+            reset();
+        } catch (RuntimeException ex) {
+            failure = failure == null ? ex : failure;
+        }
+        try {
+            bus.deviceReset();
+        } catch (RuntimeException ex) {
+            failure = failure == null ? ex : failure;
+        }
+        CompletableFuture<Void> done;
+        synchronized (this) {
+            status = 0;
+            resetPending = false;
+            done = resetDone;
+            resetDone = null;
+        }
+        if (done != null) {
+            done.complete(null);
+        }
+        LOG.debug("{}: reset complete", name);
+        if (old != 0) {
+            try {
+                onStatusChange(old, 0);
+            } catch (RuntimeException ex) {
+                failure = failure == null ? ex : failure;
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    private static final class StatusEvent {
+        final int old;
+        final int now;
+        final boolean reset;
+
+        StatusEvent(int old, int now) {
+            this(old, now, false);
+        }
+
+        private StatusEvent(int old, int now, boolean reset) {
+            this.old = old;
+            this.now = now;
+            this.reset = reset;
+        }
+
+        static StatusEvent reset(int old) {
+            return new StatusEvent(old, 0, true);
+        }
+    }
+
+    // ------------------------------------------------------------------ configuration space
+
+    public final int configSize() {
+        return config.length;
+    }
+
+    /** The configuration generation (virtio 1.2 section 2.5.1): changes whenever the config space changes. */
+    public final synchronized int configGeneration() {
+        return generation;
+    }
+
+    /**
+     * A driver read of {@code size} bytes (1, 2, 4 or 8) at {@code offset},
+     * little-endian; bytes past the end read as 0.
+     */
+    public final synchronized long readConfig(int offset, int size) {
+        long v = 0;
+        for (int i = size - 1; i >= 0; i--) {
+            int o = offset + i;
+            v = (v << 8) | (o >= 0 && o < config.length ? config[o] & 0xff : 0);
+        }
+        return v;
+    }
+
+    /** A driver write to the configuration space: handed to {@link #onConfigWrite} (read-only by default). */
+    public final void writeConfig(int offset, int size, long value) {
+        if (resetPending) {
+            return;
+        }
+        onConfigWrite(offset, size, value);
+    }
+
+    /**
+     * A driver wrote the configuration space (in the writing thread, vCPU or
+     * home). The default ignores it: fields are read-only unless a device
+     * makes them writable with the {@code setConfig*} methods.
+     */
+    protected void onConfigWrite(int offset, int size, long value) {
+        LOG.debug("{}: write to read-only config offset {} ignored", name, offset);
+    }
+
+    /** Stores {@code size} little-endian bytes of {@code value} at {@code offset}; a change bumps the generation. */
+    protected final synchronized void setConfig(int offset, int size, long value) {
+        boolean changed = false;
+        for (int i = 0; i < size; i++) {
+            byte b = (byte) (value >>> (8 * i));
+            if (config[offset + i] != b) {
+                config[offset + i] = b;
+                changed = true;
+            }
+        }
+        if (changed) {
+            generation++;
+        }
+    }
+
+    protected final void setConfigU8(int offset, int value) {
+        setConfig(offset, 1, value);
+    }
+
+    protected final void setConfigU16(int offset, int value) {
+        setConfig(offset, 2, value);
+    }
+
+    protected final void setConfigU32(int offset, long value) {
+        setConfig(offset, 4, value);
+    }
+
+    protected final void setConfigU64(int offset, long value) {
+        setConfig(offset, 8, value);
+    }
+
+    /**
+     * Tells the driver the configuration changed: QEMU's
+     * {@code virtio_notify_config} (only once DRIVER_OK is set). Any thread.
+     */
+    public final void notifyConfigChange() {
+        synchronized (this) {
+            if ((status & VirtioStatus.DRIVER_OK) == 0) {
+                return;
+            }
+            generation++;
+        }
+        if (TRACE) {
+            LOG.trace("{}: config change notification", name);
+        }
+        bus.raiseConfigInterrupt();
+    }
+
+    // ------------------------------------------------------------------ kicks and interrupts
+
+    /**
+     * A driver kick that arrived without an ioeventfd (the transport's direct
+     * mode): schedules the queue's handler as a bottom half in the home context,
+     * never running it on the kicking thread. Kicks coalesce while pending.
+     */
+    public final void kick(int index) {
+        kickBhs[index].schedule();
+    }
+
+    /** The direct-mode kick BH: status effects first, so a kick after DRIVER_OK sees onDriverOk done. */
+    private void directKick(int index) {
+        runStatusEvents();
+        if (queues[index].hostNotifier() != null) {
+            return; // switched to an ioeventfd meanwhile; the eventfd carries the kick
+        }
+        queueNotify(index);
+    }
+
+    /**
+     * Runs the queue's handler now, in the calling thread, which must be the
+     * queue's current home (QEMU's {@code virtio_queue_notify_vq}); nothing
+     * happens unless the device is live (DRIVER_OK, not broken, not resetting,
+     * queue enabled).
+     */
+    public final void queueNotify(int index) {
+        VirtQueue vq = queues[index];
+        if ((status & VirtioStatus.DRIVER_OK) == 0 || resetPending || broken || !vq.isEnabled()) {
+            if (TRACE) {
+                LOG.trace("{} vq{}: notify ignored (status {}, reset pending {}, broken {}, enabled {})", name, index,
+                        VirtioStatus.describe(status), resetPending, broken, vq.isEnabled());
+            }
+            return;
+        }
+        if (TRACE) {
+            LOG.trace("{} vq{}: notify", name, index);
+        }
+        handleQueue(vq);
+    }
+
+    /**
+     * Interrupts the driver for {@code vq} if it wants one (QEMU's
+     * {@code virtio_notify}: {@link VirtQueue#shouldNotify} then the bus).
+     * Call after {@link VirtQueue#flush()}, in the queue's thread.
+     */
+    public final void notifyGuest(VirtQueue vq) {
+        if (vq.shouldNotify()) {
+            if (TRACE) {
+                LOG.trace("{} vq{}: interrupt", name, vq.index());
+            }
+            bus.raiseQueueInterrupt(vq.index());
+        }
+    }
+
+    /**
+     * Interrupts the driver for {@code vq} through its irqfd if it wants one
+     * (QEMU's {@code virtio_notify_irqfd}): what the dataplane calls from an
+     * iothread while guest notifiers are assigned.
+     */
+    public final void notifyGuestIrqfd(VirtQueue vq) {
+        if (vq.shouldNotify()) {
+            if (TRACE) {
+                LOG.trace("{} vq{}: irqfd interrupt", name, vq.index());
+            }
+            bus.signalGuestNotifier(vq.index());
+        }
+    }
+
+    /**
+     * Serves queue {@code index}'s ioeventfd from {@code ctx}: QEMU's
+     * {@code virtio_queue_aio_attach_host_notifier}. The handler is external
+     * (held back while drained) and pollable: {@link VirtQueue#hasWork} for
+     * busy polling, with guest notifications off while the loop polls. The
+     * transport must have enabled the queue's host notifier first.
+     */
+    public final void attachHostNotifier(int index, AioContext ctx) {
+        VirtQueue vq = queues[index];
+        EventNotifier n = vq.hostNotifier();
+        if (n == null) {
+            throw new IllegalStateException(vq + " has no host notifier: enable it on the transport first");
+        }
+        if (vq.hostNotifierHandler != null) {
+            throw new IllegalStateException(vq + ": host notifier already attached");
+        }
+        vq.hostNotifierHandler = ctx.setFdHandler(new AioHandler.Builder(name + "-vq" + index + "-kick", n.fd())
+                .external(true)
+                .onRead(() -> {
+                    if (n.testAndClear()) {
+                        queueNotify(index);
+                    }
+                })
+                .poll(vq::hasWork, () -> queueNotify(index))
+                .pollBeginEnd(() -> vq.setNotification(false), () -> vq.setNotification(true)));
+    }
+
+    /** Stops serving the queue's ioeventfd (QEMU's {@code virtio_queue_aio_detach_host_notifier}). */
+    public final void detachHostNotifier(int index) {
+        VirtQueue vq = queues[index];
+        AioHandler h = vq.hostNotifierHandler;
+        if (h != null) {
+            vq.hostNotifierHandler = null;
+            h.remove();
+        }
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    /**
+     * Bad guest input the device found (QEMU's {@code virtio_error}), e.g. a
+     * request header of the wrong size: logs once, marks the device broken and
+     * DEVICE_NEEDS_RESET, stops every queue, and raises a config interrupt.
+     */
+    public final void virtioError(String reason) {
+        if (markBroken()) {
+            LOG.warn("{}: {}; device needs reset", name, reason);
+            afterBreak();
+        }
+    }
+
+    /** A queue found bad input (and logged it). */
+    private void queueBroken(VirtQueue vq, String reason) {
+        if (markBroken()) {
+            afterBreak();
+        }
+    }
+
+    private synchronized boolean markBroken() {
+        if (broken) {
+            return false;
+        }
+        broken = true;
+        status |= VirtioStatus.DEVICE_NEEDS_RESET;
+        return true;
+    }
+
+    private void afterBreak() {
+        for (VirtQueue vq : queues) {
+            vq.markBroken();
+        }
+        notifyConfigChange();
+    }
+
+    public final boolean isBroken() {
+        return broken;
+    }
+
+    // ------------------------------------------------------------------ hooks
+
+    /**
+     * The driver kicked {@code vq} (or the loop found work while polling):
+     * pop, process, push, flush, {@link #notifyGuest}. Runs in the queue's
+     * current home: the device's home context in direct mode, or whichever
+     * context {@link #attachHostNotifier} named.
+     */
+    protected abstract void handleQueue(VirtQueue vq);
+
+    /**
+     * First step of every reset, in the home thread: stop all I/O and return
+     * only when every popped element was pushed (and flushed) or detached, and
+     * no other thread touches the queues any more. May poll the home context.
+     */
+    protected abstract void quiesceForReset();
+
+    /** Device-specific reset (QEMU's {@code VirtioDeviceClass.reset}), after the queues were reset. */
+    protected void reset() {
+    }
+
+    /** Every status change, in order, in the home context; a completed reset reports (old, 0) unless old was 0. */
+    protected void onStatusChange(int oldStatus, int newStatus) {
+    }
+
+    /** DRIVER_OK was set: the driver is ready (the dataplane starts here). Home context. */
+    protected void onDriverOk() {
+    }
+
+    /** The device's state for a watchdog dump. */
+    public String describe() {
+        StringBuilder sb = new StringBuilder();
+        synchronized (this) {
+            sb.append(name).append(": id ").append(deviceId).append(" status ").append(VirtioStatus.describe(status))
+                    .append(resetPending ? " (reset pending)" : "").append(broken ? " BROKEN" : "")
+                    .append(String.format(" features offered 0x%x negotiated 0x%x generation %d", deviceFeatures,
+                            negotiatedFeatures, generation)).append('\n');
+        }
+        for (VirtQueue vq : queues) {
+            sb.append("  ").append(vq.describe()).append('\n');
+        }
+        return sb.toString();
+    }
+
+    @Override
+    public String toString() {
+        return name;
+    }
+}

@@ -1,0 +1,767 @@
+package io.vblk.virtio;
+
+import static io.vblk.virtio.VirtioPciRegs.CAP_BAR;
+import static io.vblk.virtio.VirtioPciRegs.CAP_CFG_TYPE;
+import static io.vblk.virtio.VirtioPciRegs.CAP_COMMON_CFG;
+import static io.vblk.virtio.VirtioPciRegs.CAP_DEVICE_CFG;
+import static io.vblk.virtio.VirtioPciRegs.CAP_ID_MSIX;
+import static io.vblk.virtio.VirtioPciRegs.CAP_ID_VNDR;
+import static io.vblk.virtio.VirtioPciRegs.CAP_ISR_CFG;
+import static io.vblk.virtio.VirtioPciRegs.CAP_LEN;
+import static io.vblk.virtio.VirtioPciRegs.CAP_LENGTH;
+import static io.vblk.virtio.VirtioPciRegs.CAP_NOTIFY_CFG;
+import static io.vblk.virtio.VirtioPciRegs.CAP_OFFSET;
+import static io.vblk.virtio.VirtioPciRegs.CAP_PCI_CFG;
+import static io.vblk.virtio.VirtioPciRegs.COMMAND;
+import static io.vblk.virtio.VirtioPciRegs.COMMAND_INTX_DISABLE;
+import static io.vblk.virtio.VirtioPciRegs.COMMAND_MASTER;
+import static io.vblk.virtio.VirtioPciRegs.COMMAND_MEMORY;
+import static io.vblk.virtio.VirtioPciRegs.NO_VECTOR;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.BottomHalf;
+import io.vblk.aio.EventNotifier;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A modern (virtio 1.x only) virtio-pci function around one
+ * {@link VirtioDevice}: QEMU's {@code VirtIOPCIProxy} (hw/virtio/virtio-pci.c)
+ * with {@code disable-legacy=on}. The machine's PCI bus calls the four entry
+ * points ({@link #configRead}, {@link #configWrite}, {@link #mmioRead},
+ * {@link #mmioWrite}) from vCPU threads; that is all a guest can touch.
+ *
+ * <h2>Identity</h2>
+ * Vendor 0x1AF4, device 0x1040 + virtio device id (0x1042 for block),
+ * revision 1, subsystem vendor 0x1AF4, subsystem id = virtio device id, class
+ * code by device type ({@link #pciClassCode}), interrupt pin INTA#.
+ *
+ * <h2>BAR layout (QEMU's)</h2>
+ * <ul>
+ * <li>BAR1: 32-bit memory BAR, MSI-X table at 0 and PBA at half its size
+ *     (4 KiB for up to 128 vectors). One vector per queue plus one for
+ *     configuration changes.</li>
+ * <li>BAR4 (with BAR5 as its upper half): 64-bit prefetchable memory BAR of
+ *     16 KiB holding the virtio structures, 4 KiB each: common configuration
+ *     at 0x0000, ISR at 0x1000, device configuration at 0x2000, notifications
+ *     at 0x3000 with {@code notify_off_multiplier} 4 and queue_notify_off =
+ *     queue index (so up to 1024 queues).</li>
+ * <li>BAR0, BAR2, BAR3: not implemented (sizing reads 0).</li>
+ * </ul>
+ * Capabilities: COMMON, ISR, DEVICE, NOTIFY, PCI_CFG (the config-space window
+ * SeaBIOS uses to reach a BAR above 4 GiB), then MSI-X.
+ *
+ * <h2>Kicks</h2>
+ * A write to queue q's notify address ({@link #isDoorbell} tells the machine
+ * which writes those are) either signals q's host notifier, an
+ * {@link EventNotifier} (the ioeventfd, served by whatever context
+ * {@link VirtioDevice#attachHostNotifier} put it in), or, in direct mode (the
+ * default, no ioeventfd), asks the device to run the queue handler as a
+ * bottom half in its home context ({@link VirtioDevice#kick}). Switch with
+ * {@link #setHostNotifierEnabled} (QEMU's {@code virtio_bus_set_host_notifier}).
+ * Neither path runs device code on the vCPU.
+ *
+ * <h2>Interrupts</h2>
+ * Every interrupt first sets its ISR bit (queue 0x1, configuration 0x2);
+ * reading the ISR returns and clears it (deasserting INTx). Then, as in QEMU,
+ * one of two paths:
+ * <ul>
+ * <li>{@link #raiseQueueInterrupt}/{@link #raiseConfigInterrupt}
+ *     ({@code virtio_notify}, {@code virtio_notify_config}): delivered from
+ *     the device's home context (a BH carries it there from another thread)
+ *     to the {@link InterruptSink}: the mapped MSI-X vector's message, nothing
+ *     for NO_VECTOR, pending while masked; without MSI-X, INTx unless disabled
+ *     in the command register.</li>
+ * <li>{@link #signalGuestNotifier} ({@code virtio_notify_irqfd}): the queue's
+ *     vector is signalled on its irqfd from the calling thread (an iothread).
+ *     {@link #setGuestNotifiers} announces and withdraws the irqfds to the
+ *     sink (KVM_IRQFD assign/deassign), so a machine that unwires them on
+ *     release loses a late signal exactly as a real host does (seed 001).</li>
+ * </ul>
+ * The default sink signals {@link #guestNotifier}{@code (vector)} and
+ * {@link #intxNotifier()}, eventfds a test (or a simple machine) waits on.
+ *
+ * <h2>Threads</h2>
+ * Register accesses may come from vCPU threads or from the main loop (the
+ * machine's "BQL"); the register state is guarded by this object's monitor.
+ * No device hook runs on the calling thread unless it is the device's home
+ * thread. A status write of 0 from a vCPU waits for the reset to complete in
+ * the home context (see {@link VirtioDevice}).
+ */
+public final class VirtioPciTransport implements VirtioBus, AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioPciTransport.class);
+    private static final boolean TRACE = LOG.isTraceEnabled();
+
+    public static final int PCI_VENDOR_ID_REDHAT_QUMRANET = 0x1af4;
+    public static final int PCI_DEVICE_ID_VIRTIO_10_BASE = 0x1040;
+    public static final int MSIX_BAR = 1;
+    public static final int VIRTIO_BAR = 4;
+    public static final long VIRTIO_BAR_SIZE = 0x4000;
+    public static final int COMMON_CFG_OFFSET = 0x0000;
+    public static final int ISR_CFG_OFFSET = 0x1000;
+    public static final int DEVICE_CFG_OFFSET = 0x2000;
+    public static final int NOTIFY_CFG_OFFSET = 0x3000;
+    public static final int REGION_SIZE = 0x1000;
+    public static final int NOTIFY_OFF_MULTIPLIER = 4;
+    /** Bytes of the common configuration structure (up to queue_device). */
+    public static final int COMMON_CFG_LENGTH = 0x38;
+
+    private final VirtioDevice device;
+    private final String name;
+    private final AioContext home;
+    private final int numQueues;
+    private final PciConfigSpace pci = new PciConfigSpace();
+    private final MsixTable msix;
+    private final int pciCfgCap;
+    private final int msixCap;
+    private final EventNotifier intx;
+    private final HostNotifierRoute[] routes;
+
+    private final AtomicIntegerArray vectors; // per queue, then the config vector at numQueues
+    private final VirtioPciCommonCfg common;
+    private final AtomicInteger isr = new AtomicInteger();
+    private volatile boolean intxDisabled;
+    private volatile boolean guestNotifiers;
+    private final boolean[] assignedVectors;
+    private final AtomicLong signalsWhileReleased = new AtomicLong();
+    /** Interrupts raised off the home thread without guest notifiers: bit per queue, then config. */
+    private final AtomicLongArray pendingIrq;
+    private final BottomHalf irqBh;
+
+    /** Builds the function and plugs {@code device} into it. */
+    public VirtioPciTransport(VirtioDevice device) {
+        this.device = device;
+        this.name = device.name();
+        this.home = device.homeContext();
+        this.numQueues = device.numQueues();
+        if (numQueues > REGION_SIZE / NOTIFY_OFF_MULTIPLIER) {
+            throw new IllegalArgumentException(name + ": at most " + REGION_SIZE / NOTIFY_OFF_MULTIPLIER + " queues");
+        }
+        if (device.configSize() > REGION_SIZE) {
+            throw new IllegalArgumentException(name + ": device config larger than " + REGION_SIZE);
+        }
+        this.vectors = new AtomicIntegerArray(numQueues + 1);
+        this.pendingIrq = new AtomicLongArray((numQueues + 1 + 63) / 64);
+        this.routes = new HostNotifierRoute[numQueues];
+        for (int i = 0; i < numQueues; i++) {
+            routes[i] = new HostNotifierRoute();
+        }
+        this.msix = new MsixTable(name, numQueues + 1);
+        this.assignedVectors = new boolean[numQueues + 1];
+        this.common = new VirtioPciCommonCfg(device, vectors, msix.vectors());
+        try {
+            this.intx = new EventNotifier();
+        } catch (RuntimeException e) {
+            msix.close();
+            throw e;
+        }
+
+        int id = device.deviceId();
+        pci.setU16(VirtioPciRegs.VENDOR_ID, PCI_VENDOR_ID_REDHAT_QUMRANET);
+        pci.setU16(VirtioPciRegs.DEVICE_ID, PCI_DEVICE_ID_VIRTIO_10_BASE + id);
+        pci.setU8(VirtioPciRegs.REVISION_ID, 1);
+        int cls = pciClassCode(id);
+        pci.setU8(VirtioPciRegs.CLASS_PROG, cls);
+        pci.setU8(VirtioPciRegs.CLASS_PROG + 1, cls >>> 8);
+        pci.setU8(VirtioPciRegs.CLASS_PROG + 2, cls >>> 16);
+        pci.setU8(VirtioPciRegs.HEADER_TYPE, 0);
+        pci.setU16(VirtioPciRegs.SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID_REDHAT_QUMRANET);
+        pci.setU16(VirtioPciRegs.SUBSYSTEM_ID, id);
+        pci.setU8(VirtioPciRegs.INTERRUPT_PIN, 1);
+        pci.setWritable(COMMAND, 2, COMMAND_MEMORY | COMMAND_MASTER | COMMAND_INTX_DISABLE);
+        pci.setWritable(VirtioPciRegs.CACHE_LINE_SIZE, 1, 0xff);
+        pci.setWritable(VirtioPciRegs.INTERRUPT_LINE, 1, 0xff);
+        pci.defineMemoryBar(MSIX_BAR, msix.barSize(), false, false);
+        pci.defineMemoryBar(VIRTIO_BAR, VIRTIO_BAR_SIZE, true, true);
+
+        addVirtioCap(CAP_COMMON_CFG, 16, COMMON_CFG_OFFSET, REGION_SIZE);
+        addVirtioCap(CAP_ISR_CFG, 16, ISR_CFG_OFFSET, REGION_SIZE);
+        addVirtioCap(CAP_DEVICE_CFG, 16, DEVICE_CFG_OFFSET, REGION_SIZE);
+        int notify = addVirtioCap(CAP_NOTIFY_CFG, 20, NOTIFY_CFG_OFFSET, REGION_SIZE);
+        pci.setU32(notify + VirtioPciRegs.NOTIFY_CAP_MULT, NOTIFY_OFF_MULTIPLIER);
+        pciCfgCap = addVirtioCap(CAP_PCI_CFG, 20, 0, 0);
+        pci.setU8(pciCfgCap + CAP_BAR, 0);
+        pci.setWritable(pciCfgCap + CAP_BAR, 1, 0xff);
+        pci.setWritable(pciCfgCap + CAP_OFFSET, 4, 0xffff_ffffL);
+        pci.setWritable(pciCfgCap + CAP_LENGTH, 4, 0xffff_ffffL);
+        pci.setWritable(pciCfgCap + VirtioPciRegs.PCI_CFG_DATA, 4, 0xffff_ffffL);
+        msixCap = pci.addCapability(CAP_ID_MSIX, 12);
+        pci.setU16(msixCap + VirtioPciRegs.MSIX_FLAGS, msix.vectors() - 1);
+        pci.setWritable(msixCap + VirtioPciRegs.MSIX_FLAGS, 2,
+                VirtioPciRegs.MSIX_FLAGS_ENABLE | VirtioPciRegs.MSIX_FLAGS_MASKALL);
+        pci.setU32(msixCap + VirtioPciRegs.MSIX_TABLE, msix.tableOffset() | MSIX_BAR);
+        pci.setU32(msixCap + VirtioPciRegs.MSIX_PBA, msix.pbaOffset() | MSIX_BAR);
+        pci.seal();
+
+        irqBh = home.bhNew(name + "-irq", this::deliverPendingInterrupts);
+        device.plug(this);
+    }
+
+    private int addVirtioCap(int cfgType, int len, int offset, int length) {
+        int cap = pci.addCapability(CAP_ID_VNDR, len);
+        pci.setU8(cap + CAP_LEN, len);
+        pci.setU8(cap + CAP_CFG_TYPE, cfgType);
+        pci.setU8(cap + CAP_BAR, VIRTIO_BAR);
+        pci.setU32(cap + CAP_OFFSET, offset);
+        pci.setU32(cap + CAP_LENGTH, length);
+        return cap;
+    }
+
+    /**
+     * The 24-bit PCI class code (class, subclass, prog-if) QEMU gives each
+     * virtio device type: block is mass storage/SCSI (0x010000), net is
+     * Ethernet (0x020000), console is other communication (0x078000), the
+     * rest "other" (0xff0000).
+     */
+    public static int pciClassCode(int virtioDeviceId) {
+        switch (virtioDeviceId) {
+            case VirtioDevice.ID_BLOCK:
+            case VirtioDevice.ID_SCSI:
+                return 0x010000;
+            case VirtioDevice.ID_NET:
+                return 0x020000;
+            case VirtioDevice.ID_CONSOLE:
+                return 0x078000;
+            default:
+                return 0xff0000;
+        }
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    // ------------------------------------------------------------------ PCI configuration space
+
+    /** A configuration read (the bus's CF8/CFC or ECAM access) of 1, 2 or 4 bytes. */
+    public int configRead(int offset, int size) {
+        checkSize(size);
+        if (overlaps(offset, size, pciCfgCap + VirtioPciRegs.PCI_CFG_DATA, 4)) {
+            pciCfgWindow(false);
+        }
+        synchronized (this) {
+            pci.setInterruptStatus(intxAsserted());
+            return pci.read(offset, size);
+        }
+    }
+
+    /** A configuration write of 1, 2 or 4 bytes; read-only bits are kept. */
+    public void configWrite(int offset, int size, int value) {
+        checkSize(size);
+        synchronized (this) {
+            pci.write(offset, size, value);
+            if (overlaps(offset, size, COMMAND, 2)) {
+                boolean disabled = (pci.command() & COMMAND_INTX_DISABLE) != 0;
+                boolean wasDisabled = intxDisabled;
+                intxDisabled = disabled;
+                if (wasDisabled != disabled && !msix.isEnabled() && isr.get() != 0) {
+                    sink.intx(!disabled);
+                }
+            }
+            if (overlaps(offset, size, msixCap + VirtioPciRegs.MSIX_FLAGS, 2)) {
+                int flags = pci.u16(msixCap + VirtioPciRegs.MSIX_FLAGS);
+                msix.setControl((flags & VirtioPciRegs.MSIX_FLAGS_ENABLE) != 0,
+                        (flags & VirtioPciRegs.MSIX_FLAGS_MASKALL) != 0, unmaskDelivery());
+            }
+        }
+        if (overlaps(offset, size, pciCfgCap + VirtioPciRegs.PCI_CFG_DATA, 4)) {
+            pciCfgWindow(true);
+        }
+    }
+
+    /**
+     * VIRTIO_PCI_CAP_PCI_CFG: an access to pci_cfg_data performs a
+     * {@code cap.length}-byte access at {@code cap.offset} of BAR
+     * {@code cap.bar}. Lengths other than 1, 2, 4 or a misaligned offset are
+     * ignored (driver error). The BAR access runs outside the transport lock: a
+     * status write of 0 through the window waits for the reset, which needs it.
+     */
+    private void pciCfgWindow(boolean write) {
+        int bar;
+        long off;
+        int len;
+        int data = pciCfgCap + VirtioPciRegs.PCI_CFG_DATA;
+        long value;
+        synchronized (this) {
+            bar = pci.u8(pciCfgCap + CAP_BAR);
+            off = pci.u32(pciCfgCap + CAP_OFFSET) & 0xffff_ffffL;
+            len = pci.u32(pciCfgCap + CAP_LENGTH);
+            value = pci.u32(data) & 0xffff_ffffL;
+        }
+        if ((len != 1 && len != 2 && len != 4) || off % len != 0 || (bar != VIRTIO_BAR && bar != MSIX_BAR)) {
+            LOG.debug("{}: PCI_CFG access ignored (bar {}, offset {}, length {})", name, bar, off, len);
+            return;
+        }
+        if (write) {
+            mmioWrite(bar, off, len, value & (len == 4 ? 0xffff_ffffL : (1L << (8 * len)) - 1));
+        } else {
+            int v = (int) mmioRead(bar, off, len);
+            synchronized (this) {
+                pci.setU32(data, v);
+            }
+        }
+    }
+
+    private static boolean overlaps(int off, int size, int start, int len) {
+        return off < start + len && off + size > start;
+    }
+
+    private static void checkSize(int size) {
+        if (size != 1 && size != 2 && size != 4) {
+            throw new IllegalArgumentException("PCI config access of " + size + " bytes");
+        }
+    }
+
+    /** The address the guest assigned to {@code bar} (0 = unassigned). For the bus's address decoding. */
+    public synchronized long barAddress(int bar) {
+        return pci.barAddress(bar);
+    }
+
+    /** The size of {@code bar}, 0 if not implemented. */
+    public long barSize(int bar) {
+        return pci.barSize(bar);
+    }
+
+    /** Whether the guest enabled memory decoding (command register bit 1): the bus routes BAR accesses only then. */
+    public synchronized boolean memoryEnabled() {
+        return (pci.command() & COMMAND_MEMORY) != 0;
+    }
+
+    // ------------------------------------------------------------------ BAR accesses
+
+    /** A read of {@code size} bytes (1, 2, 4, 8) at {@code offset} inside {@code bar}. */
+    public long mmioRead(int bar, long offset, int size) {
+        if (bar == MSIX_BAR) {
+            return msix.read(offset, size);
+        }
+        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+            LOG.debug("{}: read of BAR{} offset {} ignored", name, bar, offset);
+            return 0;
+        }
+        int region = (int) (offset / REGION_SIZE) * REGION_SIZE;
+        int off = (int) (offset % REGION_SIZE);
+        long v;
+        switch (region) {
+            case COMMON_CFG_OFFSET:
+                v = common.read(off);
+                break;
+            case ISR_CFG_OFFSET:
+                v = off == 0 ? readIsr() : 0;
+                break;
+            case DEVICE_CFG_OFFSET:
+                v = device.readConfig(off, size);
+                break;
+            default:
+                v = 0; // notification region: write-only
+                break;
+        }
+        return size == 8 ? v : v & ((1L << (8 * size)) - 1);
+    }
+
+    /** A write of {@code size} bytes (1, 2, 4, 8) at {@code offset} inside {@code bar}. */
+    public void mmioWrite(int bar, long offset, int size, long value) {
+        if (bar == MSIX_BAR) {
+            msix.write(offset, size, value, unmaskDelivery());
+            return;
+        }
+        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+            LOG.debug("{}: write to BAR{} offset {} ignored", name, bar, offset);
+            return;
+        }
+        int region = (int) (offset / REGION_SIZE) * REGION_SIZE;
+        int off = (int) (offset % REGION_SIZE);
+        switch (region) {
+            case COMMON_CFG_OFFSET:
+                common.write(off, size, value);
+                break;
+            case DEVICE_CFG_OFFSET:
+                device.writeConfig(off, size, value);
+                break;
+            case NOTIFY_CFG_OFFSET:
+                notifyWrite(off);
+                break;
+            default:
+                break; // ISR is read-only
+        }
+    }
+
+    private int readIsr() {
+        int v = isr.getAndSet(0);
+        if (v != 0 && !msix.isEnabled()) {
+            sink.intx(false);
+        }
+        if (TRACE) {
+            LOG.trace("{}: ISR read 0x{}", name, Integer.toHexString(v));
+        }
+        return v;
+    }
+
+    private boolean intxAsserted() {
+        return !msix.isEnabled() && isr.get() != 0;
+    }
+
+    /** A write to the notification region: kick the queue whose notify_off it addresses. */
+    private void notifyWrite(int off) {
+        int q = off / NOTIFY_OFF_MULTIPLIER;
+        if (off % NOTIFY_OFF_MULTIPLIER != 0 || q >= numQueues) {
+            LOG.debug("{}: notify write at offset {} names no queue", name, off);
+            return;
+        }
+        if (TRACE) {
+            LOG.trace("{} vq{}: kick", name, q);
+        }
+        if (!routes[q].kick()) {
+            device.kick(q);
+        }
+    }
+
+    /**
+     * Whether a write at ({@code bar}, {@code offset}) is a kick that goes to an
+     * ioeventfd, so the machine may deliver it from the vCPU thread without
+     * emulating the access in its main loop, as KVM does. (Direct-mode kicks are
+     * safe from any thread too, but are register emulation.)
+     */
+    public boolean isDoorbell(int bar, long offset) {
+        if (bar != VIRTIO_BAR || offset < NOTIFY_CFG_OFFSET || offset >= NOTIFY_CFG_OFFSET + REGION_SIZE) {
+            return false;
+        }
+        int q = (int) ((offset - NOTIFY_CFG_OFFSET) / NOTIFY_OFF_MULTIPLIER);
+        return q < numQueues && routes[q].notifier() != null;
+    }
+
+    // ------------------------------------------------------------------ host notifiers (ioeventfd)
+
+    /**
+     * Switches queue {@code q}'s kicks between an ioeventfd (true) and direct
+     * dispatch into the device's home context (false): QEMU's
+     * {@code virtio_bus_set_host_notifier}. A new ioeventfd starts signalled, so
+     * a kick racing with the switch is not lost; switching back hands a pending
+     * kick to direct dispatch and closes the eventfd, whose handler must have
+     * been detached ({@link VirtioDevice#detachHostNotifier}). Call in the home
+     * thread (or holding the home context's lock).
+     */
+    public void setHostNotifierEnabled(int q, boolean enabled) {
+        if (!home.inHomeThread() && !home.lock().isHeldByCurrentThread()) {
+            throw new IllegalStateException(name + ": host notifiers are switched in the home context " + home.name());
+        }
+        VirtQueue vq = device.queue(q);
+        HostNotifierRoute route = routes[q];
+        if (enabled) {
+            if (route.notifier() != null) {
+                return;
+            }
+            EventNotifier n = new EventNotifier();
+            n.set();
+            route.assign(n);
+            vq.setHostNotifier(n);
+            LOG.debug("{} vq{}: kicks go to ioeventfd {}", name, q, n);
+        } else {
+            if (vq.hostNotifierHandler != null) {
+                throw new IllegalStateException(vq + ": detach the host notifier before disabling it");
+            }
+            EventNotifier n = route.deassign();
+            if (n == null) {
+                return;
+            }
+            vq.setHostNotifier(null);
+            if (n.testAndClear()) {
+                device.kick(q);
+            }
+            n.close();
+            LOG.debug("{} vq{}: kicks dispatched directly", name, q);
+        }
+    }
+
+    public boolean isHostNotifierEnabled(int q) {
+        return routes[q].notifier() != null;
+    }
+
+    /** The kick route of one queue; its lock keeps a vCPU from signalling an eventfd being closed. */
+    private static final class HostNotifierRoute {
+        private EventNotifier notifier;
+
+        synchronized boolean kick() {
+            if (notifier == null) {
+                return false;
+            }
+            notifier.set();
+            return true;
+        }
+
+        synchronized EventNotifier notifier() {
+            return notifier;
+        }
+
+        synchronized void assign(EventNotifier n) {
+            notifier = n;
+        }
+
+        synchronized EventNotifier deassign() {
+            EventNotifier n = notifier;
+            notifier = null;
+            return n;
+        }
+    }
+
+    // ------------------------------------------------------------------ interrupts (VirtioBus)
+
+    /**
+     * Where interrupts go (see {@link InterruptSink}); set by the machine
+     * before the guest runs. The default signals {@link #guestNotifier} for MSI
+     * and {@link #intxNotifier} for INTx, so a test can wait on eventfds.
+     */
+    public void setInterruptSink(InterruptSink s) {
+        sink = s == null ? eventfdSink : s;
+    }
+
+    private final InterruptSink eventfdSink = new InterruptSink() {
+        @Override
+        public void msi(int vector, long address, int data) {
+            msix.notifier(vector).set();
+        }
+
+        @Override
+        public void intx(boolean asserted) {
+            if (asserted) {
+                intx.set();
+            }
+        }
+
+        @Override
+        public void guestNotifierAssigned(int vector, EventNotifier irqfd, long address, int data) {
+        }
+
+        @Override
+        public void guestNotifierReleased(int vector, EventNotifier irqfd) {
+        }
+    };
+
+    private volatile InterruptSink sink = eventfdSink;
+    private final MsixTable.Delivery userspaceDelivery = (v, a, d) -> sink.msi(v, a, d);
+    private final MsixTable.Delivery irqfdDelivery = this::signalIrqfd;
+
+    private void signalIrqfd(int vector, long address, int data) {
+        msix.notifier(vector).set();
+    }
+
+    /** How vectors unmasked by a guest write are delivered: through the irqfd while assigned. */
+    private MsixTable.Delivery unmaskDelivery() {
+        return guestNotifiers ? irqfdDelivery : userspaceDelivery;
+    }
+
+    @Override
+    public void raiseQueueInterrupt(int queueIndex) {
+        isr.getAndAccumulate(VirtioPciRegs.ISR_QUEUE, (a, b) -> a | b);
+        deliverFromHome(queueIndex);
+    }
+
+    @Override
+    public void raiseConfigInterrupt() {
+        isr.getAndAccumulate(VirtioPciRegs.ISR_CONFIG, (a, b) -> a | b);
+        deliverFromHome(numQueues);
+    }
+
+    /**
+     * QEMU's {@code virtio_notify_irqfd}: with MSI-X, the queue's vector is
+     * signalled on its irqfd from this thread (pending instead while masked);
+     * with INTx, the guest notifier is served by the home context, and a signal
+     * while guest notifiers are released is lost, as in QEMU.
+     */
+    @Override
+    public void signalGuestNotifier(int queueIndex) {
+        isr.getAndAccumulate(VirtioPciRegs.ISR_QUEUE, (a, b) -> a | b);
+        if (!guestNotifiers) {
+            signalsWhileReleased.incrementAndGet();
+            if (TRACE) {
+                LOG.trace("{} vq{}: guest notifier signalled while released", name, queueIndex);
+            }
+        }
+        if (msix.isEnabled()) {
+            int v = vectors.get(queueIndex);
+            if (v != NO_VECTOR) {
+                msix.notify(v, irqfdDelivery);
+            }
+        } else if (guestNotifiers) {
+            deliverFromHome(queueIndex);
+        }
+    }
+
+    /** Slot {@code numQueues} is the configuration vector. Off the home thread, a BH carries it there. */
+    private void deliverFromHome(int slot) {
+        if (!home.inHomeThread()) {
+            pendingIrq.getAndAccumulate(slot / 64, 1L << (slot % 64), (a, b) -> a | b);
+            irqBh.schedule();
+            return;
+        }
+        deliverNow(slot);
+    }
+
+    private void deliverNow(int slot) {
+        if (msix.isEnabled()) {
+            int v = vectors.get(slot);
+            if (v != NO_VECTOR) {
+                msix.notify(v, userspaceDelivery);
+            } else if (TRACE) {
+                LOG.trace("{}: interrupt for slot {} has no MSI-X vector", name, slot);
+            }
+        } else if (!intxDisabled && isr.get() != 0) {
+            sink.intx(true);
+        }
+    }
+
+    private void deliverPendingInterrupts() {
+        for (int w = 0; w < pendingIrq.length(); w++) {
+            long bits = pendingIrq.getAndSet(w, 0);
+            while (bits != 0) {
+                int b = Long.numberOfTrailingZeros(bits);
+                bits &= bits - 1;
+                deliverNow(w * 64 + b);
+            }
+        }
+    }
+
+    /**
+     * Assigns (true) or releases (false) the guest notifiers: QEMU's
+     * {@code set_guest_notifiers}. With MSI-X enabled, every vector mapped to a
+     * queue or to configuration changes is announced to the
+     * {@link InterruptSink} (irqfd assign) or withdrawn. The dataplane assigns
+     * them before it starts and releases them last when it stops, after its
+     * final notification went out (seed 001).
+     */
+    public void setGuestNotifiers(boolean assign) {
+        synchronized (this) {
+            if (assign == guestNotifiers) {
+                return;
+            }
+            guestNotifiers = assign;
+            if (assign) {
+                if (msix.isEnabled()) {
+                    for (int slot = 0; slot <= numQueues; slot++) {
+                        int v = vectors.get(slot);
+                        if (v != NO_VECTOR && !assignedVectors[v]) {
+                            assignedVectors[v] = true;
+                            sink.guestNotifierAssigned(v, msix.notifier(v), msix.address(v), msix.data(v));
+                        }
+                    }
+                }
+            } else {
+                for (int v = 0; v < assignedVectors.length; v++) {
+                    if (assignedVectors[v]) {
+                        assignedVectors[v] = false;
+                        sink.guestNotifierReleased(v, msix.notifier(v));
+                    }
+                }
+            }
+        }
+        LOG.debug("{}: guest notifiers {}", name, assign ? "assigned" : "released");
+    }
+
+    public boolean guestNotifiersAssigned() {
+        return guestNotifiers;
+    }
+
+    /** How many irqfd signals were made while guest notifiers were released (each one lost on a real host). */
+    public long signalsWhileReleased() {
+        return signalsWhileReleased.get();
+    }
+
+    /** The irqfd of MSI-X vector {@code vector}. */
+    public EventNotifier guestNotifier(int vector) {
+        return msix.notifier(vector);
+    }
+
+    /** The INTx line of the default interrupt sink, signalled when the device asserts it. */
+    public EventNotifier intxNotifier() {
+        return intx;
+    }
+
+    public int msixVectors() {
+        return msix.vectors();
+    }
+
+    /** The MSI-X vector mapped to queue {@code q} (NO_VECTOR if none). */
+    public int queueVector(int q) {
+        return vectors.get(q);
+    }
+
+    public int configVector() {
+        return vectors.get(numQueues);
+    }
+
+    public boolean msixEnabled() {
+        return msix.isEnabled();
+    }
+
+    /** Peeks at the ISR without clearing it (diagnostics; a guest read clears it). */
+    public int isrStatus() {
+        return isr.get();
+    }
+
+    // ------------------------------------------------------------------ reset
+
+    @Override
+    public void deviceReset() {
+        common.reset();
+        isr.set(0);
+        for (int w = 0; w < pendingIrq.length(); w++) {
+            pendingIrq.set(w, 0);
+        }
+    }
+
+    /**
+     * The machine's reset of this function (QEMU's qdev reset): the device
+     * resets synchronously, then the PCI header (command, BARs) and MSI-X state
+     * return to power-on values. Home thread only.
+     */
+    public void systemReset() {
+        device.resetNow();
+        synchronized (this) {
+            pci.reset();
+            msix.reset();
+            intxDisabled = false;
+        }
+    }
+
+    /** Releases the eventfds; host-notifier handlers must be detached and nothing may raise interrupts any more. */
+    @Override
+    public void close() {
+        irqBh.delete();
+        for (HostNotifierRoute r : routes) {
+            EventNotifier n = r.deassign();
+            if (n != null) {
+                n.close();
+            }
+        }
+        msix.close();
+        intx.close();
+    }
+
+    /** The function's state for a watchdog dump. */
+    public String describe() {
+        StringBuilder sb = new StringBuilder();
+        synchronized (this) {
+            sb.append(String.format("%s: virtio-pci BAR%d=0x%x BAR%d=0x%x command=0x%x msix=%s isr=0x%x "
+                    + "guest_notifiers=%s (signals while released: %d) config_vector=%d%n", name, MSIX_BAR,
+                    pci.barAddress(MSIX_BAR), VIRTIO_BAR, pci.barAddress(VIRTIO_BAR), pci.command(),
+                    msix.isEnabled() ? "on" : "off", isr.get(), guestNotifiers ? "assigned" : "released",
+                    signalsWhileReleased.get(), vectors.get(numQueues)));
+        }
+        for (int q = 0; q < numQueues; q++) {
+            sb.append(String.format("  vq%d: vector %d, kicks via %s%n", q, vectors.get(q),
+                    isHostNotifierEnabled(q) ? "ioeventfd" : "direct BH"));
+        }
+        sb.append(device.describe());
+        return sb.toString();
+    }
+
+    @Override
+    public String toString() {
+        return "VirtioPciTransport(" + name + ")";
+    }
+}
