@@ -851,7 +851,7 @@ public final class AioContext {
         }
     }
 
-    private void logFailure(String what, Throwable e) {
+    void logFailure(String what, Throwable e) {
         callbackFailures++;
         LOG.error("AioContext '{}': callback '{}' threw", name, what, e);
         loop.recordFailure(name, what, e);

@@ -197,8 +197,13 @@ public final class ThreadPool {
                 ThreadPoolJob j = fifo;
                 fifo = j.next;
                 j.next = null;
-                AioContext ctx = j.ctx;
-                ctx.runCallback(() -> j.complete(j.ret), "thread-pool completion");
+                try {
+                    j.complete(j.ret);
+                } catch (ClosedContextException | VirtualMachineError e) {
+                    throw e;
+                } catch (Throwable e) {
+                    j.ctx.logFailure("thread-pool completion", e);
+                }
             }
         }
     }

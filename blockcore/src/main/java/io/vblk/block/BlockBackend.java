@@ -221,7 +221,7 @@ public final class BlockBackend implements BlockParent {
         if (n == null) {
             return -Errno.ENOMEDIUM;
         }
-        n.checkOwned("backend " + BlockNode.opName(op));
+        n.checkOwned(BlockNode.opName(op)); // a constant: no allocation on the request path
         if (offset < 0 || bytes < 0) {
             return -Errno.EINVAL;
         }
