@@ -350,6 +350,32 @@ public final class BlockBackend implements BlockParent {
         }
     }
 
+    /**
+     * Gives up the requests kept by a stopping error, completing each with
+     * -ECANCELED: a device reset drops them (QEMU's virtio_blk_reset dropping
+     * {@code s->rq}). Caller owns the backend's context.
+     */
+    public void discardStopped() {
+        List<BlkRequest> drop;
+        synchronized (stopped) {
+            drop = new ArrayList<>(stopped);
+            stopped.clear();
+        }
+        ioStatus = IoStatus.OK;
+        for (BlkRequest r : drop) {
+            inFlight++;
+            BlockCompletion cb = r.cb;
+            r.cb = null;
+            r.qiov = null;
+            pool.addFirst(r);
+            try {
+                cb.complete(-Errno.ECANCELED);
+            } finally {
+                decInFlight();
+            }
+        }
+    }
+
     /** Waits until none of this backend's requests is in flight (QEMU's {@code blk_drain}). */
     public void drain() {
         BlockNode n = root();

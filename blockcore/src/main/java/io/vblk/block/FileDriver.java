@@ -171,8 +171,14 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         protected int work() {
             switch (op) {
                 case OP_READ:
-                case OP_WRITE:
-                    return rw(op == OP_WRITE);
+                    return rw(false);
+                case OP_WRITE: {
+                    int r = rw(true);
+                    if (r == 0 && (flags & BlockFlags.FUA) != 0 && FileIo.fdatasync(fd) < 0) {
+                        return -Native.getLastError(); // forced unit access: stable before completion
+                    }
+                    return r;
+                }
                 case OP_FLUSH:
                     return FileIo.fdatasync(fd) < 0 ? -Native.getLastError() : 0;
                 case OP_DISCARD:

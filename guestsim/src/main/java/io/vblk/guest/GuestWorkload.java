@@ -104,7 +104,7 @@ public final class GuestWorkload {
                 continue;
             }
             if (spec.guestPoll()) {
-                Thread.onSpinWait();
+                p.delayMicros(0); // a pause in the spin: also where a stopping vCPU leaves
                 continue;
             }
             if (!q.enableInterrupts()) {

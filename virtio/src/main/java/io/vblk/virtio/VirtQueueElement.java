@@ -163,7 +163,7 @@ public final class VirtQueueElement {
     }
 
     /** Forgets the chain (a failed pop leaves the element empty). */
-    void clear() {
+    public void clear() {
         begin(-1);
     }
 

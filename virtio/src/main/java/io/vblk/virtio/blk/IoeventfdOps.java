@@ -1,0 +1,20 @@
+package io.vblk.virtio.blk;
+
+/**
+ * How a virtio-blk device hands its queues to a dataplane: QEMU's
+ * {@code start_ioeventfd}/{@code stop_ioeventfd} device callbacks and the
+ * drained-section hooks of virtio-blk's dataplane. Called in the main loop.
+ */
+public interface IoeventfdOps {
+    /** The driver is ready (DRIVER_OK) or the machine resumes: serve the queues from the dataplane. */
+    void startIoeventfd();
+
+    /** Reset or pause: bring every queue back to the main loop, nothing in flight, every completion signalled. */
+    void stopIoeventfd();
+
+    /** A drained section begins: stop popping requests (detach queue handlers). */
+    void drainedBegin();
+
+    /** The drained section ended: resume, and process what arrived meanwhile. */
+    void drainedEnd();
+}

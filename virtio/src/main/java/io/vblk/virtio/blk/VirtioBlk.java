@@ -1,0 +1,560 @@
+package io.vblk.virtio.blk;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioWait;
+import io.vblk.aio.Errno;
+import io.vblk.block.BlockBackend;
+import io.vblk.block.BlockDevOps;
+import io.vblk.block.BlockFlags;
+import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.HostMemory;
+import io.vblk.virtio.VirtQueue;
+import io.vblk.virtio.VirtQueueElement;
+import io.vblk.virtio.VirtioDevice;
+import io.vblk.virtio.VirtioFeatures;
+
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The virtio-blk device: QEMU's {@code VirtIOBlock} (hw/block/virtio-blk.c).
+ *
+ * <p>Requests (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES) are parsed
+ * from the chain, validated — header size, 512-byte alignment, range inside
+ * the capacity, a writable status byte, writes to a read-only disk — and
+ * handed to the {@link BlockBackend}; a request that fails validation is
+ * answered IOERR or UNSUPP and never touches the disk, a malformed chain
+ * (no header, no status byte) marks the device NEEDS_RESET. The status byte
+ * is written last; completions are pushed to the used ring at once and the
+ * guest is interrupted once per batch and queue.
+ *
+ * <p>Queues are served in their own context — the main loop without a
+ * dataplane, an IOThread with one — which may differ from the backend's: a
+ * request then crosses to the backend's context and its completion crosses
+ * back, both through allocation-free hand-off queues.
+ *
+ * <p>Reset advances an epoch: a request still in flight finishes, but its
+ * completion is discarded rather than written into the reset guest's rings.
+ */
+public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioBlk.class);
+    private static final boolean TRACE = LOG.isTraceEnabled();
+
+    public static final long F_SIZE_MAX = 1L << 1;
+    public static final long F_SEG_MAX = 1L << 2;
+    public static final long F_RO = 1L << 5;
+    public static final long F_BLK_SIZE = 1L << 6;
+    public static final long F_FLUSH = 1L << 9;
+    public static final long F_TOPOLOGY = 1L << 10;
+    public static final long F_CONFIG_WCE = 1L << 11;
+    public static final long F_MQ = 1L << 12;
+    public static final long F_DISCARD = 1L << 13;
+    public static final long F_WRITE_ZEROES = 1L << 14;
+
+    public static final int T_IN = 0;
+    public static final int T_OUT = 1;
+    public static final int T_FLUSH = 4;
+    public static final int T_GET_ID = 8;
+    public static final int T_DISCARD = 11;
+    public static final int T_WRITE_ZEROES = 13;
+
+    public static final int S_OK = 0;
+    public static final int S_IOERR = 1;
+    public static final int S_UNSUPP = 2;
+
+    public static final int SECTOR = 512;
+    public static final int CONFIG_SIZE = 60;
+    public static final int SERIAL_BYTES = 20;
+    /** Bytes per segment the device accepts (config {@code size_max}). */
+    public static final int SIZE_MAX = 1 << 20;
+    /** Sectors one DISCARD or WRITE_ZEROES segment may cover. */
+    public static final int MAX_DISCARD_SECTORS = (1 << 22) - 1;
+    static final int WZ_FLAG_UNMAP = 1;
+
+    private final BlockBackend blk;
+    private final VirtioBlkConfig conf;
+    private final byte[] serial;
+    private final QueueState[] queues;
+    private final long capacitySectors;
+    private final boolean readOnly;
+    private volatile int epoch;
+    /** Requests popped and not yet finished, on any context. */
+    private final AtomicInteger inFlight = new AtomicInteger();
+    /** Requests between contexts (in a hand-off queue); a drain must wait for them. */
+    private final AtomicInteger inTransit = new AtomicInteger();
+    private volatile HandoffQueue toBackend;
+    private volatile AioContext toBackendCtx;
+    private volatile IoeventfdOps ioeventfd;
+    private volatile boolean drained;
+    private volatile boolean writeback = true;
+
+    public VirtioBlk(String name, BlockBackend blk, VirtioBlkConfig conf, AioContext home, GuestMemory mem) {
+        super(name, ID_BLOCK, features(conf, blk), CONFIG_SIZE, home, mem);
+        this.blk = blk;
+        this.conf = conf;
+        this.readOnly = blk.isReadOnly();
+        this.capacitySectors = blk.length() / SECTOR;
+        String s = conf.serial() != null ? conf.serial() : name;
+        this.serial = s.substring(0, Math.min(SERIAL_BYTES, s.length())).getBytes(StandardCharsets.US_ASCII);
+        this.queues = new QueueState[conf.numQueues()];
+        for (int i = 0; i < queues.length; i++) {
+            queues[i] = new QueueState(this, addQueue(conf.queueSize()), home);
+        }
+        setConfigU64(0, capacitySectors);
+        setConfigU32(8, SIZE_MAX);
+        setConfigU32(12, conf.queueSize() - 2);            // seg_max: two descriptors are header and status
+        setConfigU32(20, SECTOR);                          // blk_size
+        setConfigU8(24, 0);                                // physical_block_exp
+        setConfigU8(25, 0);                                // alignment_offset
+        setConfigU16(26, 1);                               // min_io_size (in blk_size units)
+        setConfigU32(28, 0);                               // opt_io_size
+        setConfigU8(32, 1);                                // writeback
+        setConfigU16(34, conf.numQueues());
+        setConfigU32(36, MAX_DISCARD_SECTORS);
+        setConfigU32(40, 1);                               // max_discard_seg
+        setConfigU32(44, 1);                               // discard_sector_alignment
+        setConfigU32(48, MAX_DISCARD_SECTORS);
+        setConfigU32(52, 1);                               // max_write_zeroes_seg
+        setConfigU8(56, 1);                                // write_zeroes_may_unmap
+        blk.setDevOps(this);
+    }
+
+    private static long features(VirtioBlkConfig conf, BlockBackend blk) {
+        long f = VirtioFeatures.RING_FEATURES | F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH | F_TOPOLOGY
+                | F_DISCARD | F_WRITE_ZEROES;
+        if (conf.writeCacheConfigurable()) {
+            f |= F_CONFIG_WCE;
+        }
+        if (conf.numQueues() > 1) {
+            f |= F_MQ;
+        }
+        if (blk.isReadOnly()) {
+            f |= F_RO;
+        }
+        return f;
+    }
+
+    public BlockBackend backend() {
+        return blk;
+    }
+
+    public VirtioBlkConfig config() {
+        return conf;
+    }
+
+    public long capacitySectors() {
+        return capacitySectors;
+    }
+
+    /** Requests popped from the guest and not yet answered. */
+    public int requestsInFlight() {
+        return inFlight.get();
+    }
+
+    /** Plugs a dataplane in; without one the queues are served in the home context. */
+    public void setIoeventfdOps(IoeventfdOps ops) {
+        ioeventfd = ops;
+    }
+
+    /** The context serving queue {@code q}. */
+    public AioContext queueContext(int q) {
+        return queues[q].ctx;
+    }
+
+    /**
+     * Moves queue {@code q} to {@code ctx}; {@code irqfd} says its interrupts go
+     * through the guest notifiers (dataplane) rather than the home context. The
+     * dataplane does this while the queue is detached and idle.
+     */
+    public void setQueueContext(int q, AioContext ctx, boolean irqfd) {
+        queues[q].bind(ctx, irqfd);
+    }
+
+    /** Runs queue {@code q}'s pending batched notification now: the dataplane's final flush on stop (seed 001). */
+    public void flushNotification(int q) {
+        queues[q].flushNotify();
+    }
+
+    // ------------------------------------------------------------------ lifecycle hooks
+
+    @Override
+    protected void onDriverOk() {
+        IoeventfdOps ops = ioeventfd;
+        if (ops != null) {
+            ops.startIoeventfd();
+        }
+    }
+
+    @Override
+    protected void onConfigWrite(int offset, int size, long value) {
+        if (offset == 32 && size == 1 && hasFeature(F_CONFIG_WCE)) {
+            writeback = value != 0;
+            setConfigU8(32, writeback ? 1 : 0);
+            LOG.debug("{}: write cache {}", name(), writeback ? "writeback" : "writethrough");
+        }
+    }
+
+    /**
+     * Reset, in the home context: stop the dataplane, advance the epoch so late
+     * completions are dropped, give up requests kept by a stopping error, drain
+     * the backend, and wait until every popped request finished.
+     */
+    @Override
+    protected void quiesceForReset() {
+        IoeventfdOps ops = ioeventfd;
+        if (ops != null) {
+            ops.stopIoeventfd();
+        }
+        epoch++;
+        blk.discardStopped();
+        blk.drain();
+        AioWait.pollWhile(homeContext(), () -> inFlight.get() > 0);
+    }
+
+    @Override
+    protected void reset() {
+        writeback = true;
+        setConfigU8(32, 1);
+    }
+
+    // ------------------------------------------------------------------ BlockDevOps (drained sections)
+
+    @Override
+    public void drainedBegin() {
+        drained = true;
+        IoeventfdOps ops = ioeventfd;
+        if (ops != null) {
+            ops.drainedBegin();
+        }
+    }
+
+    @Override
+    public void drainedEnd() {
+        drained = false;
+        IoeventfdOps ops = ioeventfd;
+        if (ops != null) {
+            ops.drainedEnd();
+        } else {
+            for (int q = 0; q < queues.length; q++) {
+                kick(q); // what the guest queued meanwhile
+            }
+        }
+    }
+
+    @Override
+    public boolean drainedPoll() {
+        return inTransit.get() > 0;
+    }
+
+    // ------------------------------------------------------------------ the request loop
+
+    /**
+     * QEMU's {@code virtio_blk_handle_vq}: notifications off (unless a polling
+     * loop already turned them off), pop everything, back on, and re-check so
+     * a request that raced with re-enabling is not left behind.
+     */
+    @Override
+    protected void handleQueue(VirtQueue vq) {
+        if (drained) {
+            return; // no pops while drained: drained end processes the queue
+        }
+        QueueState qs = queues[vq.index()];
+        boolean suppress = vq.isNotificationEnabled();
+        do {
+            if (suppress) {
+                vq.setNotification(false);
+            }
+            for (;;) {
+                VirtioBlkReq r = qs.take();
+                if (!vq.pop(r.elem)) {
+                    qs.give(r);
+                    break;
+                }
+                process(r);
+                if (vq.isBroken() || drained) {
+                    break;
+                }
+            }
+            if (suppress) {
+                vq.setNotification(true);
+            }
+        } while (suppress && !drained && !vq.isBroken() && !vq.isEmpty());
+    }
+
+    private void process(VirtioBlkReq r) {
+        VirtQueueElement e = r.elem;
+        r.epoch = epoch;
+        inFlight.incrementAndGet();
+        if (e.writableBytes() < 1) {
+            malformed(r, "a request without a writable status byte");
+            return;
+        }
+        if (e.readableBytes() < 16) {
+            malformed(r, "a request header of " + e.readableBytes() + " bytes (16 needed)");
+            return;
+        }
+        readHeader(r);
+        int last = e.segmentCount() - 1;
+        r.statusAddr = e.hostAddress(last) + e.length(last) - 1;
+        r.inLen = 1;
+        r.flags = 0;
+        r.qiov.reset();
+        if (TRACE) {
+            LOG.trace("virtio_blk_handle_request dev={} vq={} type={} sector={}", name(), r.queue.index, r.type, r.sector);
+        }
+        switch (r.type) {
+            case T_IN: {
+                long bytes = e.writableBytes() - 1;
+                if (!rangeOk(r.sector, bytes)) {
+                    answer(r, S_IOERR);
+                    return;
+                }
+                addWritable(r, bytes);
+                r.inLen = (int) bytes + 1;
+                submit(r, r.sector * SECTOR, bytes);
+                return;
+            }
+            case T_OUT: {
+                long bytes = e.readableBytes() - 16;
+                if (readOnly || !rangeOk(r.sector, bytes)) {
+                    answer(r, S_IOERR);
+                    return;
+                }
+                addReadable(r, 16, bytes);
+                r.flags = writeback ? 0 : BlockFlags.FUA;
+                submit(r, r.sector * SECTOR, bytes);
+                return;
+            }
+            case T_FLUSH:
+                submit(r, 0, 0);
+                return;
+            case T_GET_ID: {
+                int n = (int) Math.min(SERIAL_BYTES, e.writableBytes() - 1);
+                byte[] id = new byte[n];
+                System.arraycopy(serial, 0, id, 0, Math.min(n, serial.length));
+                e.copyToWritable(0, id, 0, n);
+                r.inLen = n + 1;
+                answer(r, S_OK);
+                return;
+            }
+            case T_DISCARD:
+            case T_WRITE_ZEROES:
+                discardOrZeroes(r);
+                return;
+            default:
+                answer(r, S_UNSUPP);
+        }
+    }
+
+    private void readHeader(VirtioBlkReq r) {
+        VirtQueueElement e = r.elem;
+        if (e.length(0) >= 16 && !e.isWritable(0)) {
+            long a = e.hostAddress(0);
+            r.type = HostMemory.getIntLE(a);
+            r.sector = HostMemory.getLongLE(a + 8);
+        } else {
+            byte[] h = new byte[16];
+            e.copyFromReadable(0, h, 0, 16);
+            r.type = (h[0] & 0xff) | (h[1] & 0xff) << 8 | (h[2] & 0xff) << 16 | (h[3] & 0xff) << 24;
+            long s = 0;
+            for (int i = 15; i >= 8; i--) {
+                s = s << 8 | (h[i] & 0xff);
+            }
+            r.sector = s;
+        }
+    }
+
+    /** 512-byte multiple, inside the disk; the sector is the guest's unsigned 64-bit value. */
+    private boolean rangeOk(long sector, long bytes) {
+        if (bytes % SECTOR != 0 || sector < 0) {
+            return false;
+        }
+        long n = bytes / SECTOR;
+        return sector <= capacitySectors && n <= capacitySectors - sector;
+    }
+
+    private void discardOrZeroes(VirtioBlkReq r) {
+        VirtQueueElement e = r.elem;
+        boolean zeroes = r.type == T_WRITE_ZEROES;
+        if (!hasFeature(zeroes ? F_WRITE_ZEROES : F_DISCARD)) {
+            answer(r, S_UNSUPP);
+            return;
+        }
+        long seg = e.readableBytes() - 16;
+        if (seg != 16) {
+            answer(r, seg == 0 || seg % 16 != 0 ? S_UNSUPP : S_IOERR); // one segment only (max_*_seg = 1)
+            return;
+        }
+        byte[] d = new byte[16];
+        e.copyFromReadable(16, d, 0, 16);
+        long sector = 0;
+        for (int i = 7; i >= 0; i--) {
+            sector = sector << 8 | (d[i] & 0xff);
+        }
+        long sectors = (d[8] & 0xffL) | (d[9] & 0xffL) << 8 | (d[10] & 0xffL) << 16 | (d[11] & 0xffL) << 24;
+        int flags = (d[12] & 0xff) | (d[13] & 0xff) << 8 | (d[14] & 0xff) << 16 | (d[15] & 0xff) << 24;
+        if ((flags & ~WZ_FLAG_UNMAP) != 0 || (!zeroes && flags != 0)) {
+            answer(r, S_UNSUPP);
+            return;
+        }
+        if (readOnly || sectors > MAX_DISCARD_SECTORS || !rangeOk(sector, sectors * SECTOR)) {
+            answer(r, S_IOERR);
+            return;
+        }
+        r.flags = zeroes && (flags & WZ_FLAG_UNMAP) != 0 ? BlockFlags.MAY_UNMAP : 0;
+        submit(r, sector * SECTOR, sectors * SECTOR);
+    }
+
+    private void addWritable(VirtioBlkReq r, long bytes) {
+        VirtQueueElement e = r.elem;
+        long left = bytes;
+        for (int i = e.readableCount(); i < e.segmentCount() && left > 0; i++) {
+            int n = (int) Math.min(left, e.length(i));
+            r.qiov.add(e.hostAddress(i), n);
+            left -= n;
+        }
+    }
+
+    private void addReadable(VirtioBlkReq r, long skip, long bytes) {
+        VirtQueueElement e = r.elem;
+        long left = bytes;
+        for (int i = 0; i < e.readableCount() && left > 0; i++) {
+            long len = e.length(i);
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            int n = (int) Math.min(left, len - skip);
+            r.qiov.add(e.hostAddress(i) + skip, n);
+            left -= n;
+            skip = 0;
+        }
+    }
+
+    private void malformed(VirtioBlkReq r, String why) {
+        QueueState qs = r.queue;
+        qs.vq.detach(r.elem);
+        qs.give(r);
+        inFlight.decrementAndGet();
+        virtioError("virtio-blk vq" + qs.index + ": " + why);
+    }
+
+    /** Completes a request that never reaches the disk. */
+    private void answer(VirtioBlkReq r, int status) {
+        r.status = status;
+        finish(r);
+    }
+
+    // ------------------------------------------------------------------ backend and completion
+
+    private void submit(VirtioBlkReq r, long offset, long bytes) {
+        r.offset = offset;
+        r.bytes = bytes;
+        AioContext bc = blk.context();
+        if (bc == r.queue.ctx || bc.inHomeThread()) {
+            toBackend(r);
+            return;
+        }
+        HandoffQueue h = toBackend;
+        if (toBackendCtx != bc) {
+            h = bindBackendHandoff(bc);
+        }
+        inTransit.incrementAndGet();
+        h.push(r);
+    }
+
+    private synchronized HandoffQueue bindBackendHandoff(AioContext bc) {
+        if (toBackendCtx != bc) {
+            toBackend = new HandoffQueue(bc, name() + "-to-backend", r -> {
+                inTransit.decrementAndGet();
+                toBackend(r);
+            });
+            toBackendCtx = bc;
+        }
+        return toBackend;
+    }
+
+    /** Issues the request to the backend; runs in the backend's context. */
+    private void toBackend(VirtioBlkReq r) {
+        switch (r.type) {
+            case T_IN:
+                blk.preadv(r.offset, r.bytes, r.qiov, 0, r);
+                break;
+            case T_OUT:
+                blk.pwritev(r.offset, r.bytes, r.qiov, r.flags, r);
+                break;
+            case T_FLUSH:
+                blk.flush(r);
+                break;
+            case T_DISCARD:
+                blk.pdiscard(r.offset, r.bytes, r);
+                break;
+            default:
+                blk.pwriteZeroes(r.offset, r.bytes, r.flags, r);
+                break;
+        }
+    }
+
+    /** The backend finished the request (backend context); answer it in the queue's context. */
+    void blockCompleted(VirtioBlkReq r) {
+        int ret = r.ret;
+        r.status = ret >= 0 ? S_OK
+                : ret == -Errno.ENOTSUP && (r.type == T_DISCARD || r.type == T_WRITE_ZEROES) ? S_UNSUPP : S_IOERR;
+        QueueState qs = r.queue;
+        if (qs.ctx == blk.context() || qs.ctx.inHomeThread()) {
+            finish(r);
+        } else {
+            inTransit.incrementAndGet();
+            qs.completions.push(r);
+        }
+    }
+
+    /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
+    void finish(VirtioBlkReq r) {
+        QueueState qs = r.queue;
+        if (r.epoch == epoch) {
+            HostMemory.putU8(r.statusAddr, r.status);
+            qs.vq.push(r.elem, r.inLen);
+            qs.vq.flush();
+            qs.scheduleNotify();
+        }
+        if (TRACE) {
+            LOG.trace("virtio_blk_req_complete dev={} vq={} status={}", name(), qs.index, r.status);
+        }
+        qs.give(r);
+        if (inFlight.decrementAndGet() == 0) {
+            homeContext().aioWait().kick();
+        }
+    }
+
+    /** Called by the handoff from the backend context; counts the transit leg done. */
+    void finishHandedOff(VirtioBlkReq r) {
+        inTransit.decrementAndGet();
+        finish(r);
+    }
+
+    /** The interrupt for a queue's batch: its irqfd while a dataplane serves it, else from the home context. */
+    void signalGuest(VirtQueue vq, boolean viaIrqfd) {
+        if (viaIrqfd) {
+            notifyGuestIrqfd(vq);
+        } else {
+            notifyGuest(vq);
+        }
+    }
+
+    @Override
+    public String describe() {
+        StringBuilder sb = new StringBuilder(super.describe());
+        sb.append("  virtio-blk: ").append(capacitySectors).append(" sectors, requests in flight ")
+                .append(inFlight.get()).append(", in transit ").append(inTransit.get()).append(", drained ")
+                .append(drained).append(", epoch ").append(epoch).append('\n');
+        for (QueueState q : queues) {
+            sb.append("  vq").append(q.index).append(" served in ").append(q.ctx.name())
+                    .append(q.notifyPending ? " (notification pending)" : "").append('\n');
+        }
+        return sb.toString();
+    }
+}
