@@ -5,23 +5,39 @@ import picocli.CommandLine.Command;
 
 /** The {@code vblk} command: picocli dispatch to its subcommands. */
 @Command(name = "vblk", mixinStandardHelpOptions = true, version = "vblk 0.1.0",
-        description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.",
+        description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.%n"
+                + "Logging: set VBLK_LOG=debug|info|warn|error (default warn).",
         subcommands = {BootCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
+    /** Exit code: a hang was detected (the watchdog's dump was printed). */
+    public static final int EXIT_HANG = 3;
+    /** Exit code: the command ran but failed (a boot without a valid MBR, data mismatch). */
+    public static final int EXIT_FAILED = 1;
+    /** Exit code: bad usage or input (picocli's own code for parameter errors). */
+    public static final int EXIT_USAGE = 2;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
     public static void main(String[] args) {
+        String level = System.getenv("VBLK_LOG");
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", level == null ? "warn" : level);
+        System.setProperty("org.slf4j.simpleLogger.showThreadName", "true");
         System.exit(execute(args));
     }
 
     /** Runs the command line and returns the exit code (tests call this). */
     public static int execute(String... args) {
-        return new CommandLine(new Main()).execute(args);
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            cmd.getErr().println("vblk: " + ex.getMessage());
+            return EXIT_FAILED;
+        });
+        return cl.execute(args);
     }
 
     @Override
     public void run() {
-        spec.commandLine().usage(System.out);
+        spec.commandLine().usage(spec.commandLine().getOut());
     }
 }
