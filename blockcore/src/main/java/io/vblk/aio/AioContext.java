@@ -96,7 +96,7 @@ public final class AioContext {
     private volatile AioHandler[] pollHandlers = new AioHandler[0];
     /** Armed handlers that cannot be polled: if any, polling success must still be followed by epoll_wait(0). */
     private volatile int pollDisableCount;
-    private boolean externalMasked; // guarded by handlerLock
+    private volatile boolean externalMasked; // written under handlerLock
     private int nextGeneration;     // guarded by handlerLock
     private final ArrayList<Integer> freeSlots = new ArrayList<>();
 
@@ -345,6 +345,11 @@ public final class AioContext {
 
     public boolean isExternalDisabled() {
         return externalDisableCount > 0;
+    }
+
+    /** Whether the home thread has masked the external fds in epoll (it polled while they were disabled). */
+    public boolean isExternalMasked() {
+        return externalMasked;
     }
 
     public int externalDisableCount() {

@@ -16,31 +16,38 @@ import java.util.concurrent.atomic.AtomicBoolean;
 public final class LoopHold implements AutoCloseable {
     private final AioContext ctx;
     private final boolean atSleep;
+    private final java.util.function.BooleanSupplier when;
     private final CountDownLatch held = new CountDownLatch(1);
     private final CountDownLatch released = new CountDownLatch(1);
     private final AtomicBoolean armed = new AtomicBoolean(true);
 
-    private LoopHold(AioContext ctx, boolean atSleep) {
+    private LoopHold(AioContext ctx, boolean atSleep, java.util.function.BooleanSupplier when) {
         this.ctx = ctx;
         this.atSleep = atSleep;
+        this.when = when;
     }
 
     /** Holds {@code ctx}'s home thread at its next sleep point (arm from any thread, the home thread included). */
     public static LoopHold atNextSleep(AioContext ctx) {
-        LoopHold h = new LoopHold(ctx, true);
+        return atNextSleep(ctx, () -> true);
+    }
+
+    /** Holds at the first sleep point at which {@code when} holds (e.g. "its external fds are masked"). */
+    public static LoopHold atNextSleep(AioContext ctx, java.util.function.BooleanSupplier when) {
+        LoopHold h = new LoopHold(ctx, true, when);
         ctx.setSleepHook(h::hold);
         return h;
     }
 
     /** Holds {@code ctx}'s home thread at the start of its next poll, before it takes its lock or any BH. */
     public static LoopHold atNextPoll(AioContext ctx) {
-        LoopHold h = new LoopHold(ctx, false);
+        LoopHold h = new LoopHold(ctx, false, () -> true);
         ctx.setPollStartHook(h::hold);
         return h;
     }
 
     private void hold() {
-        if (!armed.getAndSet(false)) {
+        if (!armed.get() || !when.getAsBoolean() || !armed.getAndSet(false)) {
             return;
         }
         held.countDown();

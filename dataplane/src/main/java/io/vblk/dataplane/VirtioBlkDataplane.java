@@ -131,11 +131,21 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         LOG.debug("{}: dataplane started ({})", dev.name(), mapping);
     }
 
-    /** Attaches each queue's host notifier in its IOThread and kicks it once. */
+    /**
+     * Attaches each queue's host notifier in its IOThread, then consumes any
+     * kick that is pending and processes the queue once, holding the queue
+     * context's lock: requests queued while no handler listened are served now,
+     * and no stale signal is left for the IOThread to act on later, at a moment
+     * nobody chose.
+     */
     private void attachAll() {
         for (int q = 0; q < dev.numQueues(); q++) {
-            dev.attachHostNotifier(q, ctx(q));
-            dev.queue(q).hostNotifier().set(); // requests queued while no handler listened
+            AioContext c = ctx(q);
+            try (AioContextLock.Held h = c.inHomeThread() ? null : c.acquire()) {
+                dev.attachHostNotifier(q, c);
+                dev.queue(q).hostNotifier().testAndClear();
+                dev.queueNotify(q);
+            }
         }
         attached = true;
     }

@@ -33,6 +33,7 @@ public final class MachinePlatform implements Platform {
     private final IntConsumer debugExit;
     private final Runnable resetRequest;
     private volatile boolean closing;
+    private volatile Runnable doorbellHook;
 
     MachinePlatform(String name, MainLoop loop, PciHost pci, GuestMemory ram, SerialConsole serial,
                     InterruptController.Lapic lapic, IntConsumer debugExit, Runnable resetRequest) {
@@ -57,6 +58,15 @@ public final class MachinePlatform implements Platform {
 
     void close() {
         closing = true;
+    }
+
+    /**
+     * Test seam, a breakpoint: runs {@code hook} once on this vCPU just before
+     * its next doorbell write reaches the device, so a host-side operation can be
+     * placed exactly between a driver's setup and its first kick.
+     */
+    public void setDoorbellHook(Runnable hook) {
+        doorbellHook = hook;
     }
 
     private void checkStop() {
@@ -133,6 +143,11 @@ public final class MachinePlatform implements Platform {
         }
         long off = address - w.start();
         if (w.fn().isDoorbell(w.bar(), off)) {
+            Runnable hook = doorbellHook;
+            if (hook != null) {
+                doorbellHook = null;
+                hook.run();
+            }
             w.fn().mmioWrite(w.bar(), off, size, value);
             return;
         }
