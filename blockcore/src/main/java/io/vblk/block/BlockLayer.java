@@ -4,6 +4,7 @@ import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
 import io.vblk.aio.LegacyBehavior;
 import io.vblk.aio.MainLoop;
+import io.vblk.block.qcow2.Qcow2Format;
 
 import com.sun.jna.Memory;
 
@@ -43,6 +44,7 @@ public final class BlockLayer implements AutoCloseable {
     public BlockLayer(MainLoop loop) {
         this.loop = loop;
         formats.add(RawFormat.INSTANCE);
+        registerFormat(Qcow2Format.INSTANCE);
         diagnostics = loop.addDiagnostics("block layer", this::describe);
     }
 
@@ -151,7 +153,12 @@ public final class BlockLayer implements AutoCloseable {
             BlockNode n = addNode(name, d, readOnly);
             n.attachChild(file, "file", ChildRole.FILE);
             file.unref(); // the format node holds the file now
-            f.afterOpen(this, n, readOnly);
+            try {
+                f.afterOpen(this, n, readOnly);
+            } catch (RuntimeException e) {
+                n.unref(); // closes the format node, and with it the file
+                throw e;
+            }
             return n;
         } catch (RuntimeException e) {
             if (!file.isClosed() && file.parents().isEmpty()) {
