@@ -662,9 +662,19 @@ public final class AioContext {
         }
     }
 
+    /**
+     * 0 when a BH is pending — newly scheduled, or left in a batch an outer
+     * (nested) poll is still running: a nested blocking poll must not sleep
+     * with a sibling of its own BH waiting (QEMU's aio_compute_timeout).
+     */
     private long computeTimeoutNs() {
         if (BH_HEAD.getVolatile(this) != null) {
             return 0;
+        }
+        for (int i = sliceHead; i < sliceTail; i++) {
+            if (slices[i] != null) {
+                return 0;
+            }
         }
         return timers.timeoutNs(System.nanoTime());
     }

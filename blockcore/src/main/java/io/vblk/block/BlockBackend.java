@@ -1,6 +1,7 @@
 package io.vblk.block;
 
 import io.vblk.aio.AioContext;
+import io.vblk.aio.AioWait;
 import io.vblk.aio.BottomHalf;
 import io.vblk.aio.Errno;
 
@@ -81,8 +82,13 @@ public final class BlockBackend implements BlockParent {
         if (r == null) {
             return;
         }
-        if (inFlight > 0) {
-            throw new BlockException("backend '" + name + "' has " + inFlight + " requests in flight");
+        if (inFlight > 0 || !queued.isEmpty()) {
+            r.node().checkOwned("eject");
+            AioWait.pollWhile(r.node().context(), () -> inFlight > 0);
+            if (!queued.isEmpty()) {
+                throw new BlockException("backend '" + name + "' is drained with " + queued.size()
+                        + " requests waiting; end the drained section before ejecting");
+            }
         }
         root = null;
         r.node().removeParent(r);

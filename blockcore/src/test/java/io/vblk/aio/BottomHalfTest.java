@@ -145,6 +145,27 @@ class BottomHalfTest {
         });
     }
 
+    /**
+     * Regression: a BH that waits (a nested blocking poll) while a sibling of
+     * its own batch — which the wait depends on — has not run yet. The nested
+     * poll must run the rest of the batch instead of going to sleep.
+     */
+    @Test
+    void aNestedWaitRunsTheRestOfItsOwnBatchInsteadOfSleeping() {
+        AioContext ctx = io.context();
+        java.util.concurrent.atomic.AtomicBoolean siblingRan = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.CompletableFuture<Boolean> waited = new java.util.concurrent.CompletableFuture<>();
+        LoopHold hold = LoopHold.atNextPoll(ctx);
+        ctx.bhScheduleOneshot("wake", () -> { });
+        hold.awaitHeld(loop.watchdog(Loops.OK), "IOThread held before its next poll");
+        // both land in one batch; newest first, so the waiter runs before its sibling
+        ctx.bhScheduleOneshot("sibling", () -> siblingRan.set(true));
+        ctx.bhScheduleOneshot("waiter", () -> waited.complete(AioWait.pollWhile(ctx, () -> !siblingRan.get())));
+        hold.release();
+        loop.watchdog(Loops.HANG).await("nested wait for a sibling BH", waited);
+        assertTrue(siblingRan.get());
+    }
+
     @Test
     void aThrowingBhIsLoggedAndTheRestOfItsBatchStillRuns() {
         AioContext ctx = io.context();
