@@ -7,7 +7,8 @@ import picocli.CommandLine.Command;
 @Command(name = "vblk", mixinStandardHelpOptions = true, version = "vblk 0.1.0",
         description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.%n"
                 + "Logging: set VBLK_LOG=debug|info|warn|error (default warn).",
-        subcommands = {BootCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BootCommand.class, BenchCommand.class, ScenarioCommand.class, ServeCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     /** Exit code: a hang was detected (the watchdog's dump was printed). */
     public static final int EXIT_HANG = 3;
