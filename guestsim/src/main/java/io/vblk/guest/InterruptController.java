@@ -31,7 +31,8 @@ public final class InterruptController implements AutoCloseable {
         private final int epfd;
         private final EventNotifier kick = new EventNotifier();
         private final ConcurrentLinkedQueue<Integer> injected = new ConcurrentLinkedQueue<>();
-        private final Map<Integer, EventNotifier> wired = new ConcurrentHashMap<>();
+        /** Wired irqfds by fd: the eventfd and the vector it raises. */
+        private final Map<Integer, Wiring> wired = new ConcurrentHashMap<>();
         private final Memory events = new Memory((long) MAX_EVENTS * LibC.EPOLL_EVENT_SIZE);
         private final ByteBuffer buf = events.getByteBuffer(0, events.size()).order(ByteOrder.LITTLE_ENDIAN);
         private final Memory ctl = new Memory(LibC.EPOLL_EVENT_SIZE);
@@ -56,13 +57,22 @@ public final class InterruptController implements AutoCloseable {
         }
 
         void wire(int vector, EventNotifier irqfd) {
-            wired.put(irqfd.fd(), irqfd);
+            wired.put(irqfd.fd(), new Wiring(irqfd, vector));
             ctl(LibC.EPOLL_CTL_ADD, irqfd.fd(), ((long) vector << 32) | irqfd.fd());
         }
 
+        /**
+         * Deassigns an irqfd. Under KVM a signal is injected into the APIC the
+         * moment the eventfd is written, so one made before the deassign is never
+         * lost: a signal this vCPU has not read yet is injected now.
+         */
         void unwire(EventNotifier irqfd) {
-            if (wired.remove(irqfd.fd()) != null) {
+            Wiring w = wired.remove(irqfd.fd());
+            if (w != null) {
                 ctl(LibC.EPOLL_CTL_DEL, irqfd.fd(), 0);
+                if (irqfd.testAndClear()) {
+                    inject(w.vector());
+                }
             }
         }
 
@@ -171,9 +181,9 @@ public final class InterruptController implements AutoCloseable {
                         kick.testAndClear();
                         continue;
                     }
-                    EventNotifier irqfd = wired.get((int) data);
-                    if (irqfd != null && irqfd.testAndClear()) {
-                        fired.add((int) (data >>> 32));
+                    Wiring w = wired.get((int) data);
+                    if (w != null && w.irqfd().testAndClear()) {
+                        fired.add(w.vector());
                     }
                 }
                 if (n == 0 && timeoutNs >= 0) {
@@ -188,6 +198,10 @@ public final class InterruptController implements AutoCloseable {
             kick.close();
             LibC.close(epfd);
         }
+    }
+
+    /** An irqfd wired to a vCPU and the vector it raises there. */
+    private record Wiring(EventNotifier irqfd, int vector) {
     }
 
     private final Lapic[] lapics;
@@ -223,6 +237,17 @@ public final class InterruptController implements AutoCloseable {
         for (Lapic l : lapics) {
             l.unwire(irqfd);
         }
+    }
+
+    /** Wired irqfds and pending vectors per vCPU, for the watchdog's dump. */
+    public String describe() {
+        StringBuilder sb = new StringBuilder();
+        for (Lapic l : lapics) {
+            sb.append("  lapic ").append(l.name).append(": irqfds ").append(l.wired.keySet()).append(", injected ")
+                    .append(l.injected).append(", fired ").append(l.fired).append(l.paused ? ", paused" : "")
+                    .append(l.stopRequested ? ", stop requested" : "").append('\n');
+        }
+        return sb.toString();
     }
 
     @Override

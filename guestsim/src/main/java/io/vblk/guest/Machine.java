@@ -353,8 +353,10 @@ public final class Machine implements AutoCloseable {
         for (Vcpu v : vcpus) {
             sb.append(v.describe());
         }
+        sb.append(irq.describe());
         for (Disk d : disks) {
             sb.append(d.device().describe());
+            sb.append(d.transport().describe());
             if (d.dataplane() != null) {
                 sb.append("  ").append(d.dataplane().describe()).append('\n');
             }

@@ -24,7 +24,7 @@ class Seed001DataplaneTest {
     @Test
     void fixedStopDeliversIt() throws Exception {
         ScenarioResult r = new Seed001DataplaneStop().run(false, Duration.ofSeconds(10));
-        assertFalse(r.hung(), r.verdict());
+        assertFalse(r.hung(), r.verdict() + "\n" + r.dump());
         assertTrue(r.detail().contains("status 0"), r.verdict());
     }
 }

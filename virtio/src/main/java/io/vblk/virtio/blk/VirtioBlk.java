@@ -476,8 +476,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private synchronized HandoffQueue bindBackendHandoff(AioContext bc) {
         if (toBackendCtx != bc) {
             toBackend = new HandoffQueue(bc, name() + "-to-backend", r -> {
-                inTransit.decrementAndGet();
-                toBackend(r);
+                toBackend(r); // counted by the backend now, before it stops counting as in transit
+                transitDone();
             });
             toBackendCtx = bc;
         }
@@ -538,10 +538,17 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         }
     }
 
-    /** Called by the handoff from the backend context; counts the transit leg done. */
+    /** Called by the hand-off from the backend context: pushed and notified first, then no longer in transit. */
     void finishHandedOff(VirtioBlkReq r) {
-        inTransit.decrementAndGet();
         finish(r);
+        transitDone();
+    }
+
+    /** A drain waiting on {@link #drainedPoll()} must learn the moment the last hand-off finished. */
+    private void transitDone() {
+        if (inTransit.decrementAndGet() == 0) {
+            homeContext().aioWait().kick();
+        }
     }
 
     /** The interrupt for a queue's batch: its irqfd while a dataplane serves it, else from the home context. */
