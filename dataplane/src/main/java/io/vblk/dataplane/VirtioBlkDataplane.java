@@ -46,7 +46,8 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
     private final VirtioBlk dev;
     private final VirtioPciTransport transport;
     private final BlockBackend blk;
-    private final QueueMapping mapping;
+    private volatile QueueMapping mapping;
+    private volatile boolean enabled = true;
     private final MainLoop loop;
     private volatile boolean started;
     private volatile boolean stopping;
@@ -69,6 +70,35 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
 
     public boolean isStarted() {
         return started;
+    }
+
+    /**
+     * Serves the queues from other IOThreads (or, with null, from the main
+     * loop): stops if running, remaps, and starts again if the driver is
+     * ready. Main loop only.
+     */
+    public void move(QueueMapping to, boolean driverReady) {
+        checkMainLoop("move");
+        if (to != null && to.queues() != dev.numQueues()) {
+            throw new IllegalArgumentException("the mapping covers " + to.queues() + " queues, the device has "
+                    + dev.numQueues());
+        }
+        stopIoeventfd();
+        if (to == null) {
+            enabled = false;
+            blk.pin("served by the main loop (dataplane disabled)");
+            return;
+        }
+        enabled = true;
+        mapping = to;
+        blk.pin(null);
+        if (driverReady) {
+            startIoeventfd();
+        }
+    }
+
+    public boolean isEnabled() {
+        return enabled;
     }
 
     public QueueMapping mapping() {
@@ -98,7 +128,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
     @Override
     public void startIoeventfd() {
         checkMainLoop("start");
-        if (started || stopping) {
+        if (started || stopping || !enabled) {
             return;
         }
         int n = dev.numQueues();
@@ -231,15 +261,18 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
     }
 
     @Override
-    public void drainedEnd() {
-        if (!started || stopping || attached) {
-            return;
+    public boolean drainedEnd() {
+        if (!started || stopping) {
+            return false;
         }
-        attachAll();
+        if (!attached) {
+            attachAll();
+        }
+        return true;
     }
 
     public String describe() {
-        return "dataplane " + dev.name() + ": " + (started ? "started" : "stopped") + (stopping ? " (stopping)" : "")
+        return "dataplane " + dev.name() + ": " + (started ? "started" : enabled ? "stopped" : "disabled (main loop)") + (stopping ? " (stopping)" : "")
                 + (attached ? ", handlers attached" : ", handlers detached") + ", " + mapping + ", starts=" + starts
                 + " stops=" + stops;
     }

@@ -13,7 +13,7 @@ import java.util.List;
  */
 public record DiskSpec(Path image, String format, boolean readOnly, long nullSize, long nullLatencyNs,
                        int queues, int queueSize, List<String> iothreads, ErrorPolicy readPolicy,
-                       ErrorPolicy writePolicy, String serial) {
+                       ErrorPolicy writePolicy, String serial, boolean errorInjection) {
     public DiskSpec {
         if (image == null && nullSize <= 0) {
             throw new IllegalArgumentException("a disk needs an image or a null-device size");
@@ -26,42 +26,48 @@ public record DiskSpec(Path image, String format, boolean readOnly, long nullSiz
 
     public static DiskSpec image(Path image, String format) {
         return new DiskSpec(image, format, false, 0, 0, 1, 256, List.of(), ErrorPolicy.REPORT, ErrorPolicy.REPORT,
-                null);
+                null, false);
     }
 
     public static DiskSpec nullDevice(long size) {
         return new DiskSpec(null, null, false, size, 0, 1, 256, List.of(), ErrorPolicy.REPORT, ErrorPolicy.REPORT,
-                null);
+                null, false);
     }
 
     public DiskSpec withIothreads(List<String> names) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, names, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, errorInjection);
     }
 
     public DiskSpec withQueues(int n) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, n, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, errorInjection);
     }
 
     public DiskSpec withQueueSize(int n) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, n, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, errorInjection);
     }
 
     public DiskSpec withReadOnly(boolean ro) {
         return new DiskSpec(image, format, ro, nullSize, nullLatencyNs, queues, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, errorInjection);
     }
 
     public DiskSpec withNullLatency(long ns) {
         return new DiskSpec(image, format, readOnly, nullSize, ns, queues, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, errorInjection);
     }
 
     public DiskSpec withErrorPolicy(ErrorPolicy read, ErrorPolicy write) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, iothreads, read,
-                write, serial);
+                write, serial, errorInjection);
+    }
+
+    /** Puts a blkdebug node (error injection, request suspension) between the device and the image. */
+    public DiskSpec withErrorInjection() {
+        return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, iothreads, readPolicy,
+                writePolicy, serial, true);
     }
 
     public boolean dataplane() {

@@ -114,6 +114,11 @@ public final class Machine implements AutoCloseable {
             BlockNode node = spec.image() == null
                     ? layer.openNull(name, new NullDriver.Options(spec.nullSize(), true, spec.nullLatencyNs()))
                     : layer.openImage(name, spec.image(), spec.format(), spec.readOnly());
+            if (spec.errorInjection()) {
+                BlockNode image = node;
+                node = layer.openBlkDebug(name + "-blkdebug", image);
+                image.unref();
+            }
             BlockBackend blk = layer.newBackend("blk" + i);
             blk.attach(node);
             node.unref();
@@ -323,6 +328,34 @@ public final class Machine implements AutoCloseable {
         for (Vcpu v : vcpus) {
             v.resume();
         }
+    }
+
+    /**
+     * Moves disk {@code i}'s queues to {@code iothreads} (round-robin), or to
+     * the main loop when the list is empty, under whatever I/O the guest is
+     * doing: the dataplane stops (nothing lost), remaps and starts again.
+     */
+    public void moveDisk(int i, List<String> iothreadNames) {
+        Disk d = disks.get(i);
+        if (d.dataplane() == null) {
+            throw new IllegalStateException("disk " + i + " was created without a dataplane");
+        }
+        QueueMapping to = null;
+        if (!iothreadNames.isEmpty()) {
+            List<IOThread> ts = new ArrayList<>();
+            for (String n : iothreadNames) {
+                IOThread t = iothreads.get(n);
+                if (t == null) {
+                    throw new IllegalArgumentException("no IOThread named '" + n + "' (the machine has "
+                            + iothreads.keySet() + ")");
+                }
+                ts.add(t);
+            }
+            to = QueueMapping.roundRobin(ts, d.device().numQueues());
+        }
+        QueueMapping target = to;
+        watchdog(Duration.ofSeconds(120)).run("move disk " + i, () -> d.dataplane().move(target,
+                (d.device().status() & VirtioStatus.DRIVER_OK) != 0));
     }
 
     /** Restarts the dataplane of disk {@code i} (a control-surface stop/start, not a VM pause). */

@@ -15,6 +15,10 @@ public interface IoeventfdOps {
     /** A drained section begins: stop popping requests (detach queue handlers). */
     void drainedBegin();
 
-    /** The drained section ended: resume, and process what arrived meanwhile. */
-    void drainedEnd();
+    /**
+     * The drained section ended: re-attach and process what arrived meanwhile.
+     * Returns false when the dataplane is not serving the queues (stopped, or
+     * stopping): the device then processes them itself, in its home context.
+     */
+    boolean drainedEnd();
 }

@@ -13,6 +13,10 @@ public interface RequestObserver {
     default void submitted(int queue, int type, long sector) {
     }
 
+    /** The backend entered a drained section: the device stops popping. */
+    default void drainedBegin() {
+    }
+
     /** A completion was pushed to the used ring; its interrupt is scheduled (queue context). */
     default void completed(int queue, int status) {
     }

@@ -231,6 +231,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     @Override
     public void drainedBegin() {
         drained = true;
+        observer.drainedBegin();
         IoeventfdOps ops = ioeventfd;
         if (ops != null) {
             ops.drainedBegin();
@@ -241,11 +242,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     public void drainedEnd() {
         drained = false;
         IoeventfdOps ops = ioeventfd;
-        if (ops != null) {
-            ops.drainedEnd();
-        } else {
+        if (ops == null || !ops.drainedEnd()) {
             for (int q = 0; q < queues.length; q++) {
-                kick(q); // what the guest queued meanwhile
+                kick(q); // what the guest queued meanwhile: kicks that came while drained popped nothing
             }
         }
     }
