@@ -1,5 +1,7 @@
 package io.vblk.cli;
 
+import java.io.PrintWriter;
+
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -27,14 +29,30 @@ public final class Main implements Runnable {
         System.exit(execute(args));
     }
 
-    /** Runs the command line and returns the exit code (tests call this). */
+    /** Runs the command line and returns the exit code. */
     public static int execute(String... args) {
+        return execute(new PrintWriter(System.out, true), new PrintWriter(System.err, true), args);
+    }
+
+    /** Runs the command line with the given output streams (tests call this). */
+    public static int execute(PrintWriter out, PrintWriter err, String... args) {
         CommandLine cl = new CommandLine(new Main());
+        cl.setOut(out);
+        cl.setErr(err);
+        cl.setParameterExceptionHandler((ex, params) -> {
+            CommandLine c = ex.getCommandLine();
+            c.getErr().println("vblk: " + ex.getMessage());
+            c.getErr().println("(see '" + c.getCommandSpec().qualifiedName() + " --help')");
+            return EXIT_USAGE;
+        });
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             cmd.getErr().println("vblk: " + ex.getMessage());
             return EXIT_FAILED;
         });
-        return cl.execute(args);
+        int code = cl.execute(args);
+        out.flush();
+        err.flush();
+        return code;
     }
 
     @Override
