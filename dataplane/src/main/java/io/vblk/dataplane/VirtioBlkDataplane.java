@@ -203,6 +203,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
             AioContext backendCtx = blk.context();
             try (AioContextLock.Held h = backendCtx.inHomeThread() ? null : backendCtx.acquire()) {
                 blk.drain();
+                AioWait.pollWhile(backendCtx, dev::busy); // every popped request answered, not only the backend idle
             }
             if (!loop.legacy().isOn(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP)) {
                 for (int q = 0; q < n; q++) {
@@ -222,6 +223,9 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
                 LOG.info("{}: backend stays in '{}': {}", dev.name(), blk.context().name(), e.getMessage());
             }
             transport.setGuestNotifiers(false);
+            for (int q = 0; q < n; q++) {
+                dev.kick(q); // kicks that came during the switch: served now, in main-loop mode
+            }
             stops++;
             LOG.debug("{}: dataplane stopped", dev.name());
         } finally {

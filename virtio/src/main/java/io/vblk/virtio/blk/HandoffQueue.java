@@ -28,9 +28,11 @@ final class HandoffQueue {
     private volatile VirtioBlkReq head;
     private final BottomHalf bh;
     private final Consumer<VirtioBlkReq> target;
+    private final String name;
 
     HandoffQueue(AioContext ctx, String name, Consumer<VirtioBlkReq> target) {
         this.target = target;
+        this.name = name;
         this.bh = ctx.bhNew(name, this::drain);
     }
 
@@ -60,7 +62,17 @@ final class HandoffQueue {
         }
     }
 
+    /** Retires the queue; requests still in it would be lost, so that is a bug the caller must not have. */
     void delete() {
+        VirtioBlkReq r = (VirtioBlkReq) HEAD.getVolatile(this);
+        if (r != null) {
+            int n = 0;
+            for (VirtioBlkReq x = r; x != null; x = x.next) {
+                n++;
+            }
+            throw new IllegalStateException("hand-off queue '" + name + "' deleted with " + n
+                    + " request(s) in it (first: vq" + r.queue.index + " type " + r.type + " epoch " + r.epoch + ")");
+        }
         bh.delete();
     }
 }

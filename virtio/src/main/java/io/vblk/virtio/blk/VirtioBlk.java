@@ -155,6 +155,16 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         return inFlight.get();
     }
 
+    /**
+     * Whether a request the device popped is still unanswered, other than those
+     * a stopping error keeps in the backend for resume. A backend drain is not
+     * enough: a request handed over while the backend was drained is queued
+     * there and resubmitted at drained-end.
+     */
+    public boolean busy() {
+        return inFlight.get() > blk.stoppedRequests();
+    }
+
     /** Sees requests at their trace points (QEMU's virtio_blk_* trace events); for diagnostics and staged tests. */
     public void setObserver(RequestObserver o) {
         observer = o == null ? RequestObserver.NONE : o;
@@ -267,6 +277,10 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             return; // no pops while drained: drained end processes the queue
         }
         QueueState qs = queues[vq.index()];
+        AioContext c = qs.ctx;
+        if (!c.inHomeThread() && !c.lock().isHeldByCurrentThread()) {
+            return; // another context serves this queue (a dataplane switching): whoever serves it next processes it
+        }
         boolean suppress = vq.isNotificationEnabled();
         do {
             if (suppress) {
@@ -527,6 +541,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             qs.vq.flush();
             qs.scheduleNotify();
             observer.completed(qs.index, r.status);
+        } else {
+            qs.vq.detach(r.elem); // from before a reset: released, never written into the new rings
         }
         if (TRACE) {
             LOG.trace("virtio_blk_req_complete dev={} vq={} status={}", name(), qs.index, r.status);
