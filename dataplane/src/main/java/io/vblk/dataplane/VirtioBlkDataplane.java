@@ -150,6 +150,9 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
             transport.setGuestNotifiers(false);
             return;
         }
+        // Requests the main loop popped before the host notifiers took over finish first:
+        // a queue is rebound only while nothing of it is in flight or in transit.
+        AioWait.pollWhile(loop.context(), dev::busy);
         for (int q = 0; q < n; q++) {
             dev.setQueueContext(q, ctx(q), true);
         }

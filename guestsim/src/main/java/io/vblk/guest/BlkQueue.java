@@ -15,7 +15,7 @@ public final class BlkQueue {
     public static final int S_IOERR = 1;
     public static final int S_UNSUPP = 2;
 
-    private final Platform p;
+    private Platform p;
     private final int index;
     private final SplitRing ring;
     private final long notifyAddr;
@@ -40,6 +40,16 @@ public final class BlkQueue {
 
     public int index() {
         return index;
+    }
+
+    /**
+     * Hands the queue to the vCPU whose platform is given: its accesses are then
+     * that vCPU's (guest RAM is shared, but a stop or pause kicks out the CPU
+     * that is running). Call on the owning vCPU before using the queue there.
+     */
+    public void bindTo(Platform platform) {
+        p = platform;
+        ring.bindTo(platform);
     }
 
     /** The MSI vector (message data) this queue's completions arrive on. */

@@ -79,6 +79,7 @@ public final class GuestWorkload {
         isWrite = new boolean[depth];
         seqCursor = new long[depth];
         generationOf = spec.verify() ? new int[(int) Math.min(Integer.MAX_VALUE, blocksPerSlot * depth)] : null;
+        q.bindTo(p);
         q.allocateSlots(depth, spec.blockSize());
     }
 

@@ -39,6 +39,8 @@ public final class InterruptController implements AutoCloseable {
         private final ConcurrentLinkedQueue<Integer> fired = new ConcurrentLinkedQueue<>();
         volatile boolean stopRequested;
         private volatile boolean pauseRequested;
+        /** Non-zero when a stop or pause is requested: the one volatile read a RAM access pays. */
+        private volatile int attention;
         private volatile boolean paused;
         private volatile Runnable onParked = () -> { };
         final String name;
@@ -88,6 +90,7 @@ public final class InterruptController implements AutoCloseable {
         /** Kicks the vCPU out of its program: its next checkpoint throws. */
         void requestStop() {
             stopRequested = true;
+            attention = 1;
             synchronized (this) {
                 notifyAll();
             }
@@ -96,16 +99,19 @@ public final class InterruptController implements AutoCloseable {
 
         void clearStop() {
             stopRequested = false;
+            attention = pauseRequested ? 1 : 0;
         }
 
         /** Parks the vCPU at its next checkpoint, program kept, until {@link #resume()} (QEMU's stop). */
         void requestPause() {
             pauseRequested = true;
+            attention = 1;
             kick.set();
         }
 
         synchronized void resume() {
             pauseRequested = false;
+            attention = stopRequested ? 1 : 0;
             notifyAll();
         }
 
@@ -115,6 +121,9 @@ public final class InterruptController implements AutoCloseable {
 
         /** A point where guest code may be stopped or paused: every hardware access and wait. */
         void checkpoint() {
+            if (attention == 0) {
+                return;
+            }
             if (stopRequested) {
                 throw new VcpuStoppedException(name);
             }

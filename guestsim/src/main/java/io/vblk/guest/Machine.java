@@ -71,6 +71,7 @@ public final class Machine implements AutoCloseable {
     private final List<AutoCloseable> diagnostics = new ArrayList<>();
     private volatile int lastDebugExit = -1;
     private volatile boolean paused;
+    private volatile CompletableFuture<Void> nextPause = new CompletableFuture<>();
     private volatile long resets;
     private volatile CompletableFuture<BootVerdict> guestResetBoot;
 
@@ -263,7 +264,15 @@ public final class Machine implements AutoCloseable {
 
     /** A vCPU wrote the reset port: the main loop resets and reboots; the vCPU has already left guest code. */
     private void requestGuestReset() {
-        loop.run("guest-requested reset", () -> guestResetBoot = systemReset());
+        CompletableFuture<BootVerdict> boot = new CompletableFuture<>();
+        guestResetBoot = boot;
+        loop.run("guest-requested reset", () -> systemReset().whenComplete((v, e) -> {
+            if (e != null) {
+                boot.completeExceptionally(e);
+            } else {
+                boot.complete(v);
+            }
+        }));
     }
 
     /** The boot a guest-requested reset started, or null. */
@@ -306,7 +315,26 @@ public final class Machine implements AutoCloseable {
                 d.dataplane().stopIoeventfd();
             }
         }
+        // QEMU's vm_stop ends with bdrv_drain_all: what the guest queued before it stopped is answered now
+        AioWait.pollWhile(loop.context(), this::anyDeviceBusy);
         paused = true;
+        CompletableFuture<Void> signal = nextPause;
+        nextPause = new CompletableFuture<>();
+        signal.complete(null);
+    }
+
+    /** Completes when the machine next pauses (a control-surface stop, or a stopping I/O error). */
+    public CompletableFuture<Void> nextPause() {
+        return nextPause;
+    }
+
+    private boolean anyDeviceBusy() {
+        for (Disk d : disks) {
+            if (d.device().busy()) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** VM cont: failed requests resubmitted, dataplanes restarted for drivers that are ready, vCPUs released. */
@@ -319,10 +347,10 @@ public final class Machine implements AutoCloseable {
             return;
         }
         for (Disk d : disks) {
-            d.backend().resume();
             if (d.dataplane() != null && (d.device().status() & VirtioStatus.DRIVER_OK) != 0) {
                 d.dataplane().startIoeventfd();
             }
+            d.backend().resume(); // requests kept by a stopping error, resubmitted where the device now runs
         }
         paused = false;
         for (Vcpu v : vcpus) {

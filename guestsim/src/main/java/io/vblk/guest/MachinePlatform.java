@@ -159,21 +159,25 @@ public final class MachinePlatform implements Platform {
 
     @Override
     public int ramRead8(long gpa) {
+        lapic.checkpoint(); // a vCPU is kicked out of guest mode at any instruction, RAM reads included
         return ram.readU8(gpa);
     }
 
     @Override
     public int ramRead16(long gpa) {
+        lapic.checkpoint(); // a vCPU is kicked out of guest mode at any instruction, RAM reads included
         return ram.readU16(gpa);
     }
 
     @Override
     public int ramRead32(long gpa) {
+        lapic.checkpoint(); // a vCPU is kicked out of guest mode at any instruction, RAM reads included
         return (int) ram.readU32(gpa);
     }
 
     @Override
     public long ramRead64(long gpa) {
+        lapic.checkpoint(); // a vCPU is kicked out of guest mode at any instruction, RAM reads included
         return ram.readU64(gpa);
     }
 

@@ -17,7 +17,7 @@ public final class SplitRing {
     static final int AVAIL_F_NO_INTERRUPT = 1;
     static final int USED_F_NO_NOTIFY = 1;
 
-    private final Platform p;
+    private Platform p;
     private final int size;
     private final boolean eventIdx;
     final long desc;
@@ -66,6 +66,11 @@ public final class SplitRing {
 
     public int size() {
         return size;
+    }
+
+    /** Accesses from now on go through {@code platform}: the vCPU that now owns this ring. */
+    void bindTo(Platform platform) {
+        p = platform;
     }
 
     public int numFree() {

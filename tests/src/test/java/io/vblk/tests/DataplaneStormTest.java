@@ -172,6 +172,7 @@ class DataplaneStormTest {
                 }
             });
             m.await("submit request 1", m.runOnVcpu(0, "request 1", p -> {
+                q.bindTo(p);
                 q.allocateSlots(2, 4096);
                 q.submit(0, BlkQueue.T_IN, 0, 4096);
                 q.kick();
@@ -209,6 +210,7 @@ class DataplaneStormTest {
 
     /** One read on the calling vCPU, waiting for its interrupt; returns the data. */
     static byte[] readOnce(MachinePlatform p, BlkQueue q, long sector, int bytes) {
+        q.bindTo(p);
         q.allocateSlots(1, bytes);
         q.submit(0, BlkQueue.T_IN, sector, bytes);
         q.kick();

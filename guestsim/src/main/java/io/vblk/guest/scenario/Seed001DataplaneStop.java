@@ -5,6 +5,7 @@ import io.vblk.aio.HangDetectedException;
 import io.vblk.aio.LegacyBehavior;
 import io.vblk.aio.LegacySwitches;
 import io.vblk.aio.LoopHold;
+import io.vblk.block.BlkDebugDriver;
 import io.vblk.guest.BlkQueue;
 import io.vblk.guest.DiskSpec;
 import io.vblk.guest.InterruptLine;
@@ -23,8 +24,9 @@ import java.util.concurrent.CompletableFuture;
  *
  * <p>The disk's two queues are served by io0 (with the backend) and io1.
  * An interrupt-driven guest reads on queue 1 and waits for the interrupt.
- * The main loop stops the dataplane while that read is in the backend; the
- * read completes during the stop's drain, io1 pushes it to the used ring and
+ * The read is held in the backend (a blkdebug suspension) while the main loop
+ * stops the dataplane; once the stop drains, it is released: it completes
+ * during the drain, io1 pushes it to the used ring and
  * schedules the batched notification — and io1 is held before its next poll,
  * i.e. it has not run that BH yet. Fixed, the stop flushes every pending
  * notification while the irqfds still reach the guest. Legacy (the flush
@@ -49,20 +51,20 @@ public final class Seed001DataplaneStop implements Scenario {
         LegacySwitches sw = new LegacySwitches();
         sw.set(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP, legacy);
         DiskSpec disk = DiskSpec.nullDevice(64L << 20).withQueues(2).withIothreads(List.of("io0", "io1"))
-                .withNullLatency(20_000_000L);
+                .withErrorInjection();
         try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)).withLegacy(sw))) {
             m.boot(); // the firmware assigns the BARs
             LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
             BlkQueue q1 = g.driver().queue(1);
             AioContext io1 = m.iothread("io1").context();
-            CompletableFuture<Void> submitted = new CompletableFuture<>();
+            BlkDebugDriver dbg = (BlkDebugDriver) m.disk(0).backend().root().driver();
+            BlkDebugDriver.Suspension inBackend = dbg.suspend("the guest's read", BlkDebugDriver.Op.READ, 0, 4096);
+            CompletableFuture<Void> draining = new CompletableFuture<>();
             LoopHold[] hold = new LoopHold[1];
             m.disk(0).device().setObserver(new RequestObserver() {
                 @Override
-                public void submitted(int queue, int type, long sector) {
-                    if (queue == 1) {
-                        submitted.complete(null);
-                    }
+                public void drainedBegin() {
+                    draining.complete(null);
                 }
 
                 @Override
@@ -73,6 +75,7 @@ public final class Seed001DataplaneStop implements Scenario {
                 }
             });
             CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
+                q1.bindTo(p);
                 q1.allocateSlots(1, 4096);
                 q1.submit(0, BlkQueue.T_IN, 0, 4096);
                 q1.kick();
@@ -87,10 +90,13 @@ public final class Seed001DataplaneStop implements Scenario {
                     }
                 }
             });
-            m.await("the read reaching the backend", submitted, Duration.ofSeconds(30));
+            m.await("the read held in the backend", inBackend.reached(), Duration.ofSeconds(30));
             long t0 = System.nanoTime();
+            CompletableFuture<Void> stop = m.mainLoop().run("dataplane stop", () -> m.disk(0).dataplane().stopIoeventfd());
             try {
-                m.watchdog(Duration.ofSeconds(60)).run("dataplane stop", () -> m.disk(0).dataplane().stopIoeventfd());
+                m.await("the stop draining", draining, Duration.ofSeconds(30));
+                inBackend.resume(); // the read completes inside the stop's drain
+                m.await("dataplane stop", stop, Duration.ofSeconds(60));
             } finally {
                 if (hold[0] != null) {
                     hold[0].release();
