@@ -99,104 +99,78 @@ public final class IoVec {
 
     /** Copies n bytes from host memory at {@code src} into this vector at {@code offset}. */
     public void copyFrom(long src, long offset, long n) {
-        checkRange(offset, n);
-        int i = 0;
-        while (offset >= len[i]) {
-            offset -= len[i];
-            i++;
-        }
-        while (n > 0) {
-            int take = (int) Math.min(n, len[i] - offset);
-            PlatformDependent.copyMemory(src, base[i] + offset, take);
-            src += take;
-            n -= take;
-            offset = 0;
-            i++;
-        }
+        walk(OP_FROM_ADDRESS, offset, n, src, null, 0, (byte) 0);
     }
 
     /** Copies n bytes of this vector at {@code offset} to host memory at {@code dst}. */
     public void copyTo(long offset, long dst, long n) {
-        checkRange(offset, n);
-        int i = 0;
-        while (offset >= len[i]) {
-            offset -= len[i];
-            i++;
-        }
-        while (n > 0) {
-            int take = (int) Math.min(n, len[i] - offset);
-            PlatformDependent.copyMemory(base[i] + offset, dst, take);
-            dst += take;
-            n -= take;
-            offset = 0;
-            i++;
-        }
+        walk(OP_TO_ADDRESS, offset, n, dst, null, 0, (byte) 0);
     }
 
     public void copyFromArray(byte[] src, int srcOff, long offset, int n) {
-        checkRange(offset, n);
-        int i = 0;
-        while (offset >= len[i]) {
-            offset -= len[i];
-            i++;
-        }
-        while (n > 0) {
-            int take = (int) Math.min(n, len[i] - offset);
-            PlatformDependent.copyMemory(src, srcOff, base[i] + offset, take);
-            srcOff += take;
-            n -= take;
-            offset = 0;
-            i++;
-        }
+        walk(OP_FROM_ARRAY, offset, n, 0, src, srcOff, (byte) 0);
     }
 
     public void copyToArray(long offset, byte[] dst, int dstOff, int n) {
-        checkRange(offset, n);
-        int i = 0;
-        while (offset >= len[i]) {
-            offset -= len[i];
-            i++;
-        }
-        while (n > 0) {
-            int take = (int) Math.min(n, len[i] - offset);
-            PlatformDependent.copyMemory(base[i] + offset, dst, dstOff, take);
-            dstOff += take;
-            n -= take;
-            offset = 0;
-            i++;
-        }
+        walk(OP_TO_ARRAY, offset, n, 0, dst, dstOff, (byte) 0);
     }
 
     /** Fills [offset, offset+n) with {@code value} (QEMU's {@code qemu_iovec_memset}). */
     public void fill(long offset, long n, byte value) {
-        checkRange(offset, n);
-        int i = 0;
-        while (offset >= len[i]) {
-            offset -= len[i];
-            i++;
-        }
-        while (n > 0) {
-            int take = (int) Math.min(n, len[i] - offset);
-            PlatformDependent.setMemory(base[i] + offset, take, value);
-            n -= take;
-            offset = 0;
-            i++;
-        }
+        walk(OP_FILL, offset, n, 0, null, 0, value);
     }
 
     /** Whether [offset, offset+n) holds only zero bytes (used to detect zero writes). */
     public boolean isZero(long offset, long n) {
+        return walk(OP_IS_ZERO, offset, n, 0, null, 0, (byte) 0);
+    }
+
+    private static final int OP_FROM_ADDRESS = 0;
+    private static final int OP_TO_ADDRESS = 1;
+    private static final int OP_FROM_ARRAY = 2;
+    private static final int OP_TO_ARRAY = 3;
+    private static final int OP_FILL = 4;
+    private static final int OP_IS_ZERO = 5;
+
+    /**
+     * Applies one operation to [offset, offset+n) segment by segment; the
+     * address or array position advances with it. Returns false only for a
+     * zero test that found a non-zero byte.
+     */
+    private boolean walk(int op, long offset, long n, long address, byte[] array, int arrayOff, byte value) {
         checkRange(offset, n);
         int i = 0;
-        while (offset >= len[i]) {
+        while (offset >= len[i] && n > 0) {
             offset -= len[i];
             i++;
         }
         while (n > 0) {
             int take = (int) Math.min(n, len[i] - offset);
-            if (!isZero(base[i] + offset, take)) {
-                return false;
+            long seg = base[i] + offset;
+            switch (op) {
+                case OP_FROM_ADDRESS:
+                    PlatformDependent.copyMemory(address, seg, take);
+                    break;
+                case OP_TO_ADDRESS:
+                    PlatformDependent.copyMemory(seg, address, take);
+                    break;
+                case OP_FROM_ARRAY:
+                    PlatformDependent.copyMemory(array, arrayOff, seg, take);
+                    break;
+                case OP_TO_ARRAY:
+                    PlatformDependent.copyMemory(seg, array, arrayOff, take);
+                    break;
+                case OP_FILL:
+                    PlatformDependent.setMemory(seg, take, value);
+                    break;
+                default:
+                    if (!isZero(seg, take)) {
+                        return false;
+                    }
+                    break;
             }
+            address += take;
+            arrayOff += take;
             n -= take;
             offset = 0;
             i++;

@@ -1,7 +1,6 @@
 package io.vblk.guest;
 
 import io.vblk.aio.AioWait;
-import io.vblk.aio.HangDetectedException;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
 import io.vblk.aio.Watchdog;
@@ -477,10 +476,5 @@ public final class Machine implements AutoCloseable {
             }
         }
         irq.close();
-    }
-
-    /** Thrown when a bound on the machine is exceeded; carries the dump. */
-    public static HangDetectedException hang(Machine m, String what, Duration d) {
-        return new HangDetectedException(what, d, m.dump());
     }
 }
