@@ -198,17 +198,18 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     }
 
     /**
-     * Reset, in the home context: stop the dataplane, advance the epoch so late
-     * completions are dropped, give up requests kept by a stopping error, drain
-     * the backend, and wait until every popped request finished.
+     * Reset, in the home context: advance the epoch so completions of requests
+     * popped before the reset are dropped, stop the dataplane (whose drain
+     * finishes those requests), give up requests kept by a stopping error,
+     * drain the backend, and wait until every popped request finished.
      */
     @Override
     protected void quiesceForReset() {
+        epoch++; // first: the dataplane stop below drains, and what it completes must not reach the rings
         IoeventfdOps ops = ioeventfd;
         if (ops != null) {
             ops.stopIoeventfd();
         }
-        epoch++;
         blk.discardStopped();
         blk.drain();
         AioWait.pollWhile(homeContext(), () -> inFlight.get() > 0);
@@ -515,7 +516,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
     void finish(VirtioBlkReq r) {
         QueueState qs = r.queue;
-        if (r.epoch == epoch) {
+        // A request an IOThread popped while the reset was starting carries the new epoch: isResetPending drops it.
+        if (r.epoch == epoch && !isResetPending()) {
             HostMemory.putU8(r.statusAddr, r.status);
             qs.vq.push(r.elem, r.inLen);
             qs.vq.flush();
