@@ -522,6 +522,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             qs.vq.push(r.elem, r.inLen);
             qs.vq.flush();
             qs.scheduleNotify();
+        } else {
+            qs.vq.detach(r.elem); // dropped at reset: no longer in use (QEMU's virtqueue_detach_element)
         }
         if (TRACE) {
             LOG.trace("virtio_blk_req_complete dev={} vq={} status={}", name(), qs.index, r.status);

@@ -443,13 +443,14 @@ final class BlkGuest {
         return any;
     }
 
-    private void waitForUsed(int q, Req r) {
+    /** Blocks until queue {@code q} has a used entry to reap (interrupt or polling); {@code why} names the wait. */
+    void waitForUsed(int q, Object why) {
         GuestVq vq = vqs[q];
         if (polling) {
             long end = System.nanoTime() + deadline.toNanos();
             while (!vq.moreUsed()) {
                 if (System.nanoTime() - end > 0) {
-                    throw m.watchdog().hang("used.idx of vq" + q + " to move for " + r);
+                    throw m.watchdog().hang("used.idx of vq" + q + " to move for " + why);
                 }
                 Thread.onSpinWait();
                 Thread.yield();
@@ -460,7 +461,7 @@ final class BlkGuest {
         if (vq.moreUsed()) {
             return;
         }
-        m.irq.await(q, deadline, "interrupt of vq" + q + " for " + r);
+        m.irq.await(q, deadline, "interrupt of vq" + q + " for " + why);
     }
 
     int outstanding(int q) {
