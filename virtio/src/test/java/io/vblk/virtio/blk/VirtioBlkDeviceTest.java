@@ -85,7 +85,10 @@ class VirtioBlkDeviceTest {
 
     /** The queue contexts are the ones the serving mode names (a host-side check that the mode is real). */
     void assertServedWhereExpected(int queues) {
-        m.settleMain(); // DRIVER_OK written by a vCPU takes effect in the main loop
+        if (m.dataplane != null) {
+            // DRIVER_OK written by a vCPU takes effect in the main loop, which starts the dataplane there
+            Spin.until("the dataplane started", m.dataplane::isStarted);
+        }
         for (int q = 0; q < queues; q++) {
             assertSame(m.expectedQueueContext(q), m.dev.queueContext(q), "vq" + q + " served in its mode's context");
         }
@@ -223,9 +226,15 @@ class VirtioBlkDeviceTest {
                 assertArrayEquals(data, m.diskRange(sector * SECTOR, data.length));
                 int vq = q;
                 Spin.until("vq" + q + " interrupted on its own vector", () -> m.irq.count(vq) > before);
-                // EVENT_IDX: the device asks to be kicked for the next entry it has not seen
-                assertEquals(g.vqs[q].availIdx(), m.mem.readU16(g.vqs[q].used + 4 + 8L * g.vqs[q].size),
-                        "avail_event");
+                // EVENT_IDX: a device that sleeps asks to be kicked for the next entry it has not seen; an
+                // IOThread may still be busy-polling the ring (notifications off), which leaves it behind
+                int availEvent = m.mem.readU16(g.vqs[q].used + 4 + 8L * g.vqs[q].size);
+                if (serving == Serving.DIRECT) {
+                    assertEquals(g.vqs[q].availIdx(), availEvent, "avail_event");
+                } else {
+                    assertTrue(((g.vqs[q].availIdx() - availEvent) & 0xffff) <= 2 * (4 * round + q + 1),
+                            "avail_event " + availEvent + " within what was published (" + g.vqs[q].availIdx() + ")");
+                }
             }
         }
         // used_event far ahead: the device completes without interrupting (EVENT_IDX suppression honoured)
