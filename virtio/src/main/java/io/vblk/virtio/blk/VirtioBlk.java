@@ -405,6 +405,12 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             answer(r, S_IOERR);
             return;
         }
+        if (sectors == 0) {
+            // Nothing to do, and done: QEMU's block layer completes a zero-length discard or write-zeroes at
+            // once, while a driver may refuse one (fallocate(2) fails a zero length with EINVAL).
+            answer(r, S_OK);
+            return;
+        }
         r.flags = zeroes && (flags & WZ_FLAG_UNMAP) != 0 ? BlockFlags.MAY_UNMAP : 0;
         submit(r, sector * SECTOR, sectors * SECTOR);
     }
