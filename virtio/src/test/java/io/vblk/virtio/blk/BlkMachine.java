@@ -123,7 +123,10 @@ final class BlkMachine implements AutoCloseable {
     final VirtioPciTransport transport;
     final TestIrqchip irq;
     final IOThread[] io;
-    final TestDataplane dataplane;
+    /** The dataplane serving the device now (null: direct). */
+    volatile TestDataplane dataplane;
+    private volatile Serving serving;
+    private final java.util.EnumMap<Serving, TestDataplane> dataplanes = new java.util.EnumMap<>(Serving.class);
     private boolean closed;
 
     BlkMachine(Spec spec, Path dir) {
@@ -173,15 +176,29 @@ final class BlkMachine implements AutoCloseable {
         dev = new VirtioBlk("virtio-blk0", blk, conf, loop.context(), mem);
         transport = new VirtioPciTransport(dev);
         irq = new TestIrqchip(loop, transport.msixVectors());
+        loop.addDiagnostics("virtio-blk0 (virtio-pci)", transport::describe);
         transport.setInterruptSink(irq);
-        if (spec.serving != Serving.DIRECT) {
-            AioContext backendCtx = io[0].context();
-            dataplane = new TestDataplane(dev, transport, loop,
-                    q -> io[spec.serving == Serving.IOTHREAD ? 0 : (q + 1) % 2].context(), backendCtx);
-            dev.setIoeventfdOps(dataplane);
-        } else {
-            dataplane = null;
+        serveWith(spec.serving);
+    }
+
+    /**
+     * Chooses where the queues are served from the next DRIVER_OK on (call while
+     * the device is reset). SPLIT needs a machine built with SPLIT (two
+     * IOThreads); IOTHREAD needs at least one IOThread.
+     */
+    synchronized void serveWith(Serving s) {
+        if (s != Serving.DIRECT && io.length < (s == Serving.SPLIT ? 2 : 1)) {
+            throw new IllegalArgumentException(s + " serving on a machine built for " + spec.serving);
         }
+        TestDataplane dp = s == Serving.DIRECT ? null : dataplanes.computeIfAbsent(s, k -> new TestDataplane(dev,
+                transport, loop, q -> io[k == Serving.IOTHREAD ? 0 : (q + 1) % 2].context(), io[0].context()));
+        serving = s;
+        dataplane = dp;
+        dev.setIoeventfdOps(dp);
+    }
+
+    Serving serving() {
+        return serving;
     }
 
     Watchdog watchdog() {
@@ -233,7 +250,7 @@ final class BlkMachine implements AutoCloseable {
 
     /** Where queue {@code q} is served once the driver is ready. */
     AioContext expectedQueueContext(int q) {
-        return switch (spec.serving) {
+        return switch (serving) {
             case DIRECT -> loop.context();
             case IOTHREAD -> io[0].context();
             case SPLIT -> io[(q + 1) % 2].context();

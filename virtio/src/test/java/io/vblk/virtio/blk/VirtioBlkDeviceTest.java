@@ -92,7 +92,7 @@ class VirtioBlkDeviceTest {
         for (int q = 0; q < queues; q++) {
             assertSame(m.expectedQueueContext(q), m.dev.queueContext(q), "vq" + q + " served in its mode's context");
         }
-        assertSame(m.spec.serving == Serving.DIRECT ? m.loop.context() : m.io[0].context(), m.blk.context(),
+        assertSame(m.serving() == Serving.DIRECT ? m.loop.context() : m.io[0].context(), m.blk.context(),
                 "backend context");
     }
 
