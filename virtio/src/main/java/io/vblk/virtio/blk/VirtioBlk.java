@@ -1,6 +1,7 @@
 package io.vblk.virtio.blk;
 
 import io.vblk.aio.AioContext;
+import io.vblk.aio.AioContextLock;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.Errno;
 import io.vblk.block.BlockBackend;
@@ -167,10 +168,27 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /**
      * Moves queue {@code q} to {@code ctx}; {@code irqfd} says its interrupts go
      * through the guest notifiers (dataplane) rather than the home context. The
-     * dataplane does this while the queue is detached and idle.
+     * dataplane does this while the queue is detached.
+     *
+     * <p>Called in the home thread, it first lets the device's requests in
+     * flight finish: a drained section's end resubmits the requests it held,
+     * and their completions are handed to the queue's context of the moment,
+     * through a hand-off that rebinding deletes (the completion would be lost,
+     * and the reset or stop waiting for it hang). Their batched notification is
+     * then sent from the old context, while its interrupt path still works. In
+     * a drained section nothing is in flight in the backend, and what it holds
+     * completes after the move, in the new context: no wait then.
      */
     public void setQueueContext(int q, AioContext ctx, boolean irqfd) {
-        queues[q].bind(ctx, irqfd);
+        QueueState qs = queues[q];
+        AioContext old = qs.ctx;
+        if (old != ctx && homeContext().inHomeThread()) {
+            AioWait.pollWhile(homeContext(), () -> inFlight.get() > 0 && !blk.isQuiesced());
+            try (AioContextLock.Held h = old.inHomeThread() ? null : old.acquire()) {
+                qs.flushNotify();
+            }
+        }
+        qs.bind(ctx, irqfd);
     }
 
     /** Runs queue {@code q}'s pending batched notification now: the dataplane's final flush on stop (seed 001). */
@@ -476,7 +494,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private synchronized HandoffQueue bindBackendHandoff(AioContext bc) {
         if (toBackendCtx != bc) {
             toBackend = new HandoffQueue(bc, name() + "-to-backend", r -> {
-                inTransit.decrementAndGet();
+                transitDone();
                 toBackend(r);
             });
             toBackendCtx = bc;
@@ -542,8 +560,20 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     /** Called by the handoff from the backend context; counts the transit leg done. */
     void finishHandedOff(VirtioBlkReq r) {
-        inTransit.decrementAndGet();
+        transitDone();
         finish(r);
+    }
+
+    /**
+     * A crossing between contexts ended. A drain of the backend waits while
+     * any is under way ({@link #drainedPoll}), from the main loop: wake it when
+     * the last one ends (QEMU's aio_wait_kick), or it sleeps on with its
+     * condition already false.
+     */
+    private void transitDone() {
+        if (inTransit.decrementAndGet() == 0) {
+            homeContext().aioWait().kick();
+        }
     }
 
     /** The interrupt for a queue's batch: its irqfd while a dataplane serves it, else from the home context. */
