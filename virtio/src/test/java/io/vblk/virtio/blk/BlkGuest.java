@@ -463,8 +463,4 @@ final class BlkGuest {
         }
         m.irq.await(q, deadline, "interrupt of vq" + q + " for " + why);
     }
-
-    int outstanding(int q) {
-        return outstanding.get(q).size();
-    }
 }

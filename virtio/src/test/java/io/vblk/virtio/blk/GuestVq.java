@@ -65,10 +65,6 @@ final class GuestVq {
         return ((availEnd + 3) & ~3L) + 6 + 8L * size;
     }
 
-    int freeDescriptors() {
-        return free.size();
-    }
-
     // ------------------------------------------------------------------ adding chains
 
     void writeDesc(long table, int i, long addr, long len, int flags, int next) {
@@ -200,10 +196,6 @@ final class GuestVq {
     /** A polling driver (SeaBIOS): VRING_AVAIL_F_NO_INTERRUPT. */
     void disableInterrupts() {
         mem.writeU16(avail, AVAIL_F_NO_INTERRUPT);
-    }
-
-    int usedFlags() {
-        return mem.readU16(used);
     }
 
     /** Forgets every chain (after a device reset: the descriptors are the driver's again). */

@@ -10,7 +10,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 
-import io.vblk.aio.AioContext;
 import io.vblk.aio.AioHandler;
 import io.vblk.aio.EventNotifier;
 import io.vblk.aio.IOThread;
@@ -32,7 +31,6 @@ final class TestIrqchip implements InterruptSink, AutoCloseable {
     private final IOThread chip;
     private final Semaphore[] vectors;
     private final AtomicLongArray counts;
-    private final Semaphore intx = new Semaphore(0);
     private final AtomicLong intxCount = new AtomicLong();
     private final Semaphore any = new Semaphore(0);
     private final Map<Integer, AioHandler> wired = new ConcurrentHashMap<>();
@@ -47,10 +45,6 @@ final class TestIrqchip implements InterruptSink, AutoCloseable {
         for (int v = 0; v < vectors; v++) {
             this.vectors[v] = new Semaphore(0);
         }
-    }
-
-    AioContext context() {
-        return chip.context();
     }
 
     private void fire(int vector) {
@@ -72,7 +66,6 @@ final class TestIrqchip implements InterruptSink, AutoCloseable {
     public void intx(boolean asserted) {
         if (asserted) {
             intxCount.incrementAndGet();
-            intx.release();
             any.release();
         }
     }
@@ -108,27 +101,14 @@ final class TestIrqchip implements InterruptSink, AutoCloseable {
         return intxCount.get();
     }
 
-    /** Consumes one pending interrupt of {@code v}, if any, without waiting. */
-    boolean tryTake(int v) {
-        return vectors[v].tryAcquire();
-    }
-
     /** Waits for an interrupt on {@code v}; a missing interrupt within {@code deadline} is a hang with a dump. */
     void await(int v, Duration deadline, String what) {
         acquire(vectors[v], deadline, what);
     }
 
-    void awaitIntx(Duration deadline, String what) {
-        acquire(intx, deadline, what);
-    }
-
     /** Waits for any interrupt (a queue vector, the config vector or INTx). */
     void awaitAny(Duration deadline, String what) {
         acquire(any, deadline, what);
-    }
-
-    void drainAny() {
-        any.drainPermits();
     }
 
     private void acquire(Semaphore s, Duration deadline, String what) {
@@ -140,10 +120,6 @@ final class TestIrqchip implements InterruptSink, AutoCloseable {
             Thread.currentThread().interrupt();
             throw new AssertionError("interrupted waiting for " + what, e);
         }
-    }
-
-    int wiredIrqfds() {
-        return wired.size();
     }
 
     @Override
