@@ -183,7 +183,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /**
      * Moves queue {@code q} to {@code ctx}; {@code irqfd} says its interrupts go
      * through the guest notifiers (dataplane) rather than the home context. The
-     * dataplane does this while the queue is detached and idle.
+     * dataplane does this while the queue is detached and idle ({@link #busy()}
+     * false): completions on their way to the old context travel through a
+     * hand-off that rebinding deletes.
      */
     public void setQueueContext(int q, AioContext ctx, boolean irqfd) {
         queues[q].bind(ctx, irqfd);
@@ -214,17 +216,18 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     }
 
     /**
-     * Reset, in the home context: stop the dataplane, advance the epoch so late
-     * completions are dropped, give up requests kept by a stopping error, drain
-     * the backend, and wait until every popped request finished.
+     * Reset, in the home context: advance the epoch so completions of requests
+     * popped before the reset are dropped, stop the dataplane (whose drain
+     * finishes those requests), give up requests kept by a stopping error,
+     * drain the backend, and wait until every popped request finished.
      */
     @Override
     protected void quiesceForReset() {
+        epoch++; // first: the dataplane stop below drains, and what it completes must not reach the rings
         IoeventfdOps ops = ioeventfd;
         if (ops != null) {
             ops.stopIoeventfd();
         }
-        epoch++;
         blk.discardStopped();
         blk.drain();
         AioWait.pollWhile(homeContext(), () -> inFlight.get() > 0);
@@ -423,6 +426,12 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             answer(r, S_IOERR);
             return;
         }
+        if (sectors == 0) {
+            // Nothing to do, and done: QEMU's block layer completes a zero-length discard or write-zeroes at
+            // once, while a driver may refuse one (fallocate(2) fails a zero length with EINVAL).
+            answer(r, S_OK);
+            return;
+        }
         r.flags = zeroes && (flags & WZ_FLAG_UNMAP) != 0 ? BlockFlags.MAY_UNMAP : 0;
         submit(r, sector * SECTOR, sectors * SECTOR);
     }
@@ -535,7 +544,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
     void finish(VirtioBlkReq r) {
         QueueState qs = r.queue;
-        if (r.epoch == epoch) {
+        // A request an IOThread popped while the reset was starting carries the new epoch: isResetPending drops it.
+        if (r.epoch == epoch && !isResetPending()) {
             HostMemory.putU8(r.statusAddr, r.status);
             qs.vq.push(r.elem, r.inLen);
             qs.vq.flush();
@@ -559,7 +569,12 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         transitDone();
     }
 
-    /** A drain waiting on {@link #drainedPoll()} must learn the moment the last hand-off finished. */
+    /**
+     * A crossing between contexts ended. A drain of the backend waits while
+     * any is under way ({@link #drainedPoll}), from the main loop: wake it when
+     * the last one ends (QEMU's aio_wait_kick), or it sleeps on with its
+     * condition already false.
+     */
     private void transitDone() {
         if (inTransit.decrementAndGet() == 0) {
             homeContext().aioWait().kick();
