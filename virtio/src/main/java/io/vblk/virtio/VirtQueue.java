@@ -113,6 +113,7 @@ public final class VirtQueue {
 
     private long pops;
     private long pushes;
+    private long signals;
 
     /**
      * @param owner    name for logs (the device's)
@@ -300,6 +301,19 @@ public final class VirtQueue {
     public void setUsedIdx(int idx) {
         usedIdx = idx & 0xffff;
         signalledUsedValid = false;
+    }
+
+    /** Chains popped since the queue was made (a statistic; racy read from other threads). */
+    public long pops() {
+        return pops;
+    }
+
+    /**
+     * How many times {@link #shouldNotify()} said to interrupt the driver: the
+     * interrupts the device sent for this queue (a statistic; racy read).
+     */
+    public long signals() {
+        return signals;
     }
 
     /** Chains popped and not yet pushed or detached: QEMU's {@code vq->inuse}. */
@@ -601,6 +615,9 @@ public final class VirtQueue {
             notify = !valid || needEvent(usedEvent, now, old);
         } else {
             notify = (HostMemory.getU16LE(avail) & AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        if (notify) {
+            signals++;
         }
         if (TRACE) {
             LOG.trace("{} vq{} should_notify used.idx={} -> {}", owner, index, now, notify);
