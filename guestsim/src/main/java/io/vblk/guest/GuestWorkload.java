@@ -36,8 +36,6 @@ public final class GuestWorkload {
         public volatile String firstProblem;
     }
 
-    private static final long WAIT_SLICE_NS = 50_000_000L;
-
     private final Platform p;
     private final BlkQueue q;
     private final InterruptLine irq;
@@ -110,7 +108,9 @@ public final class GuestWorkload {
             if (!q.enableInterrupts()) {
                 continue; // a completion slipped in: reap it before waiting
             }
-            if (irq.await(WAIT_SLICE_NS) >= 0) {
+            // Like Linux, wait for the interrupt: a lost one hangs the guest (and a watchdog reports it)
+            // rather than being papered over by re-reading the ring on a timer.
+            if (irq.await(-1) >= 0) {
                 stats.interrupts++;
             }
         }

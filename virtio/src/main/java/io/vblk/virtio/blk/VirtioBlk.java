@@ -90,6 +90,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private volatile IoeventfdOps ioeventfd;
     private volatile boolean drained;
     private volatile boolean writeback = true;
+    private volatile RequestObserver observer = RequestObserver.NONE;
 
     public VirtioBlk(String name, BlockBackend blk, VirtioBlkConfig conf, AioContext home, GuestMemory mem) {
         super(name, ID_BLOCK, features(conf, blk), CONFIG_SIZE, home, mem);
@@ -152,6 +153,11 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /** Requests popped from the guest and not yet answered. */
     public int requestsInFlight() {
         return inFlight.get();
+    }
+
+    /** Sees requests at their trace points (QEMU's virtio_blk_* trace events); for diagnostics and staged tests. */
+    public void setObserver(RequestObserver o) {
+        observer = o == null ? RequestObserver.NONE : o;
     }
 
     /** Plugs a dataplane in; without one the queues are served in the home context. */
@@ -453,6 +459,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private void submit(VirtioBlkReq r, long offset, long bytes) {
         r.offset = offset;
         r.bytes = bytes;
+        observer.submitted(r.queue.index, r.type, r.sector);
         AioContext bc = blk.context();
         if (bc == r.queue.ctx || bc.inHomeThread()) {
             toBackend(r);
@@ -520,6 +527,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             qs.vq.push(r.elem, r.inLen);
             qs.vq.flush();
             qs.scheduleNotify();
+            observer.completed(qs.index, r.status);
         }
         if (TRACE) {
             LOG.trace("virtio_blk_req_complete dev={} vq={} status={}", name(), qs.index, r.status);

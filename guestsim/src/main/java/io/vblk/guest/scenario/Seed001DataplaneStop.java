@@ -1,0 +1,113 @@
+package io.vblk.guest.scenario;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.HangDetectedException;
+import io.vblk.aio.LegacyBehavior;
+import io.vblk.aio.LegacySwitches;
+import io.vblk.aio.LoopHold;
+import io.vblk.guest.BlkQueue;
+import io.vblk.guest.DiskSpec;
+import io.vblk.guest.InterruptLine;
+import io.vblk.guest.LinuxGuest;
+import io.vblk.guest.Machine;
+import io.vblk.guest.MachineConfig;
+import io.vblk.virtio.blk.RequestObserver;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Seed 001 at the dataplane: "guest I/O gets stuck if notify_guest_bh was
+ * scheduled but doesn't run" before the irqfds are torn down.
+ *
+ * <p>The disk's two queues are served by io0 (with the backend) and io1.
+ * An interrupt-driven guest reads on queue 1 and waits for the interrupt.
+ * The main loop stops the dataplane while that read is in the backend; the
+ * read completes during the stop's drain, io1 pushes it to the used ring and
+ * schedules the batched notification — and io1 is held before its next poll,
+ * i.e. it has not run that BH yet. Fixed, the stop flushes every pending
+ * notification while the irqfds still reach the guest. Legacy (the flush
+ * reverted), the stop finishes and releases the irqfds; when io1 later runs
+ * the BH it signals an irqfd nobody listens to, and the guest waits forever.
+ * The backend's own context is quiesced by the move, so only the flush can
+ * save a notification pending in another queue's context.
+ */
+public final class Seed001DataplaneStop implements Scenario {
+    @Override
+    public String id() {
+        return "seed-001-dataplane";
+    }
+
+    @Override
+    public String title() {
+        return "notify-flush-on-stop";
+    }
+
+    @Override
+    public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
+        LegacySwitches sw = new LegacySwitches();
+        sw.set(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP, legacy);
+        DiskSpec disk = DiskSpec.nullDevice(64L << 20).withQueues(2).withIothreads(List.of("io0", "io1"))
+                .withNullLatency(20_000_000L);
+        try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)).withLegacy(sw))) {
+            m.boot(); // the firmware assigns the BARs
+            LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
+            BlkQueue q1 = g.driver().queue(1);
+            AioContext io1 = m.iothread("io1").context();
+            CompletableFuture<Void> submitted = new CompletableFuture<>();
+            LoopHold[] hold = new LoopHold[1];
+            m.disk(0).device().setObserver(new RequestObserver() {
+                @Override
+                public void submitted(int queue, int type, long sector) {
+                    if (queue == 1) {
+                        submitted.complete(null);
+                    }
+                }
+
+                @Override
+                public void completed(int queue, int status) {
+                    if (queue == 1 && hold[0] == null) {
+                        hold[0] = LoopHold.atNextPoll(io1); // io1 has not run its notification BH yet
+                    }
+                }
+            });
+            CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
+                q1.allocateSlots(1, 4096);
+                q1.submit(0, BlkQueue.T_IN, 0, 4096);
+                q1.kick();
+                InterruptLine irq = p.interrupts();
+                for (;;) {
+                    int slot = q1.reap();
+                    if (slot >= 0) {
+                        return q1.status(slot);
+                    }
+                    if (q1.enableInterrupts()) {
+                        irq.await(-1);
+                    }
+                }
+            });
+            m.await("the read reaching the backend", submitted, Duration.ofSeconds(30));
+            long t0 = System.nanoTime();
+            try {
+                m.watchdog(Duration.ofSeconds(60)).run("dataplane stop", () -> m.disk(0).dataplane().stopIoeventfd());
+            } finally {
+                if (hold[0] != null) {
+                    hold[0].release();
+                }
+            }
+            if (hold[0] == null) {
+                throw new IllegalStateException(id() + ": the read completed outside the stop; not staged");
+            }
+            try {
+                int status = m.await("the guest's interrupt for its last completion", guest, hangBound);
+                return new ScenarioResult(id(), title(), legacy, false, System.nanoTime() - t0, hangBound,
+                        "guest interrupted, status " + status, null);
+            } catch (HangDetectedException e) {
+                long lost = m.disk(0).transport().signalsWhileReleased();
+                return new ScenarioResult(id(), title(), legacy, true, System.nanoTime() - t0, hangBound,
+                        "guest waits for an interrupt; " + lost + " signal(s) went to a released irqfd", e.dump());
+            }
+        }
+    }
+}
