@@ -613,8 +613,14 @@ public final class AioContext {
                         lock.acquire();
                     }
                 }
-            } else if (pollDisableCount > 0 || !progress || !pollStarted) {
+            } else if (pollDisableCount > 0 || !pollStarted) {
                 n = epollWait(homeEvents, 0);
+            } else if (!progress) {
+                // QEMU: "if polling is allowed, non-blocking aio_poll does not need the system
+                // call --- a single round of run_poll_handlers_once suffices". Every armed handler
+                // is pollable and polling has begun (their notifications are off), so a check of
+                // each replaces epoll_wait(0): a BH round costs no syscall.
+                runPollHandlersOnce();
             }
             if (phase != Phase.DISPATCHING) {
                 phase = Phase.DISPATCHING;
@@ -753,6 +759,17 @@ public final class AioContext {
                 return false;
             }
             Thread.onSpinWait();
+        }
+    }
+
+    /** QEMU's {@code run_poll_handlers_once}: one check of every pollable handler; ready ones are dispatched later. */
+    private void runPollHandlersOnce() {
+        boolean extOff = externalDisableCount > 0;
+        for (AioHandler h : pollHandlers) {
+            if (h.deleted || (h.external && extOff)) {
+                continue;
+            }
+            pollOnce(h);
         }
     }
 

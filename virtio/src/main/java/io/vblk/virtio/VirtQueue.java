@@ -113,6 +113,7 @@ public final class VirtQueue {
 
     private long pops;
     private long pushes;
+    private long signals;
 
     /**
      * @param owner    name for logs (the device's)
@@ -302,6 +303,19 @@ public final class VirtQueue {
         signalledUsedValid = false;
     }
 
+    /** Chains popped since the queue was made (a statistic; racy read from other threads). */
+    public long pops() {
+        return pops;
+    }
+
+    /**
+     * How many times {@link #shouldNotify()} said to interrupt the driver: the
+     * interrupts the device sent for this queue (a statistic; racy read).
+     */
+    public long signals() {
+        return signals;
+    }
+
     /** Chains popped and not yet pushed or detached: QEMU's {@code vq->inuse}. */
     public int inUse() {
         return inUse;
@@ -395,86 +409,128 @@ public final class VirtQueue {
         return true;
     }
 
-    /** Walks and validates one chain (direct, then at most one indirect table at its end). */
+    /** {@link #walk} reached the end of the chain. */
+    private static final int CHAIN_DONE = -1;
+    /** {@link #walk} found bad input (the queue is broken). */
+    private static final int CHAIN_FAILED = -2;
+
+    /**
+     * Walks and validates one chain (direct, then at most one indirect table at
+     * its end). The walk of one table is its own method with a plain counted
+     * loop: with the indirect switch inside one loop, C2's profiled loop
+     * predication kept trapping and recompiling this method (a deoptimization
+     * every few tens of milliseconds under load).
+     */
     private boolean readChain(int head, VirtQueueElement e) {
         e.begin(head);
         if (head >= size) {
             return fail("avail ring names head descriptor " + head + ", past the table of " + size);
         }
-        long table = desc;
-        long tableLen = size;
-        int i = head;
-        long steps = 0;
-        boolean indirect = false;
-        long total = 0;
-        for (;;) {
+        chainTotal = 0;
+        int r = walk(desc, size, head, e, head, false);
+        if (r < 0) {
+            return r == CHAIN_DONE;
+        }
+        // descriptor r of the direct table is INDIRECT
+        long d = desc + (long) DESC_SIZE * r;
+        long addr = HostMemory.getLongLE(d);
+        long len = HostMemory.getIntLE(d + 8) & 0xffff_ffffL;
+        int flags = HostMemory.getU16LE(d + 12);
+        if (!indirectDesc) {
+            return fail("chain of head " + head + ": INDIRECT descriptor " + r
+                    + " but VIRTIO_F_INDIRECT_DESC was not negotiated");
+        }
+        if ((flags & DESC_F_NEXT) != 0) {
+            return fail("chain of head " + head + ": descriptor " + r + " has both INDIRECT and NEXT");
+        }
+        if (len == 0 || len % DESC_SIZE != 0) {
+            return fail("chain of head " + head + ": indirect table of " + len
+                    + " bytes is not a non-zero multiple of 16");
+        }
+        long t = mem.translate(addr, len);
+        if (t < 0) {
+            return fail(String.format("chain of head %d: indirect table [0x%x, +0x%x) is not in RAM", head,
+                    addr, len));
+        }
+        r = walk(t, len / DESC_SIZE, 0, e, head, true);
+        if (r >= 0) {
+            return fail("chain of head " + head + ": nested indirect descriptor " + r);
+        }
+        return r == CHAIN_DONE;
+    }
+
+    /** Why a descriptor's length or the chain's size is bad (the rare path of {@link #walk}, kept out of its loop). */
+    private int badDescriptor(int head, int i, long len, long total) {
+        if (len == 0) {
+            fail("chain of head " + head + ": descriptor " + i + " has length 0");
+        } else {
+            fail("chain of head " + head + " is too long (" + total + " bytes)");
+        }
+        return CHAIN_FAILED;
+    }
+
+    private int badBuffer(int head, int i, long addr, long len, long hva, boolean readableAfterWritable, int maxSegs) {
+        if (hva < 0) {
+            fail(String.format("chain of head %d: buffer [0x%x, +0x%x) of descriptor %d is not in RAM",
+                    head, addr, len, i));
+        } else if (readableAfterWritable) {
+            fail("chain of head " + head + ": device-readable descriptor " + i + " follows a device-writable one");
+        } else {
+            fail("chain of head " + head + " has more buffers than the queue size " + maxSegs);
+        }
+        return CHAIN_FAILED;
+    }
+
+    /** Bytes of the chain being read so far (direct and indirect parts). */
+    private long chainTotal;
+
+    /**
+     * Follows one descriptor table from index {@code i}: {@link #CHAIN_DONE} at
+     * the end of the chain, {@link #CHAIN_FAILED} on bad input, or the index of
+     * an INDIRECT descriptor (not followed).
+     */
+    private int walk(long table, long tableLen, int i, VirtQueueElement e, int head, boolean indirect) {
+        int maxSegs = size;
+        int segs = e.segmentCount();
+        boolean seenWritable = e.writableCount() > 0;
+        long total = chainTotal;
+        for (long steps = 1; steps <= tableLen; steps++) {
             long d = table + (long) DESC_SIZE * i;
             long addr = HostMemory.getLongLE(d);
             long len = HostMemory.getIntLE(d + 8) & 0xffff_ffffL;
             int flags = HostMemory.getU16LE(d + 12);
             int next = HostMemory.getU16LE(d + 14);
-            if (++steps > tableLen) {
-                return fail(indirect
-                        ? "chain of head " + head + " runs longer than its indirect table of " + tableLen + " (a loop?)"
-                        : "chain of head " + head + " runs longer than the queue size " + tableLen + " (a loop?)");
-            }
             if ((flags & DESC_F_INDIRECT) != 0) {
-                if (indirect) {
-                    return fail("chain of head " + head + ": nested indirect descriptor " + i);
-                }
-                if (!indirectDesc) {
-                    return fail("chain of head " + head + ": INDIRECT descriptor " + i
-                            + " but VIRTIO_F_INDIRECT_DESC was not negotiated");
-                }
-                if ((flags & DESC_F_NEXT) != 0) {
-                    return fail("chain of head " + head + ": descriptor " + i + " has both INDIRECT and NEXT");
-                }
-                if (len == 0 || len % DESC_SIZE != 0) {
-                    return fail("chain of head " + head + ": indirect table of " + len
-                            + " bytes is not a non-zero multiple of 16");
-                }
-                long t = mem.translate(addr, len);
-                if (t < 0) {
-                    return fail(String.format("chain of head %d: indirect table [0x%x, +0x%x) is not in RAM", head,
-                            addr, len));
-                }
-                table = t;
-                tableLen = len / DESC_SIZE;
-                i = 0;
-                steps = 0;
-                indirect = true;
-                continue;
-            }
-            if (len == 0) {
-                return fail("chain of head " + head + ": descriptor " + i + " has length 0");
+                chainTotal = total;
+                return i;
             }
             total += len;
-            if (len > Integer.MAX_VALUE || total > 0xffff_ffffL) {
-                return fail("chain of head " + head + " is too long (" + total + " bytes)");
-            }
-            long hva = mem.translate(addr, len);
-            if (hva < 0) {
-                return fail(String.format("chain of head %d: buffer [0x%x, +0x%x) of descriptor %d is not in RAM",
-                        head, addr, len, i));
+            if (len == 0 || len > Integer.MAX_VALUE || total > 0xffff_ffffL) {
+                return badDescriptor(head, i, len, total);
             }
             boolean writable = (flags & DESC_F_WRITE) != 0;
-            if (!writable && e.writableCount() > 0) {
-                return fail("chain of head " + head + ": device-readable descriptor " + i
-                        + " follows a device-writable one");
+            long hva = mem.translate(addr, len);
+            if (hva < 0 || (!writable && seenWritable) || segs >= maxSegs) {
+                return badBuffer(head, i, addr, len, hva, !writable && seenWritable, maxSegs);
             }
-            if (e.segmentCount() >= size) {
-                return fail("chain of head " + head + " has more buffers than the queue size " + size);
-            }
+            seenWritable |= writable;
+            segs++;
             e.add(hva, (int) len, writable);
             if ((flags & DESC_F_NEXT) == 0) {
-                return true;
+                chainTotal = total;
+                return CHAIN_DONE;
             }
             if (next >= tableLen) {
-                return fail("chain of head " + head + ": descriptor " + i + " links to " + next + ", past the "
+                fail("chain of head " + head + ": descriptor " + i + " links to " + next + ", past the "
                         + (indirect ? "indirect table of " : "table of ") + tableLen);
+                return CHAIN_FAILED;
             }
             i = next;
         }
+        fail(indirect
+                ? "chain of head " + head + " runs longer than its indirect table of " + tableLen + " (a loop?)"
+                : "chain of head " + head + " runs longer than the queue size " + tableLen + " (a loop?)");
+        return CHAIN_FAILED;
     }
 
     // ------------------------------------------------------------------ producing the used ring
@@ -601,6 +657,9 @@ public final class VirtQueue {
             notify = !valid || needEvent(usedEvent, now, old);
         } else {
             notify = (HostMemory.getU16LE(avail) & AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        if (notify) {
+            signals++;
         }
         if (TRACE) {
             LOG.trace("{} vq{} should_notify used.idx={} -> {}", owner, index, now, notify);
