@@ -55,15 +55,14 @@ class VirtioBlkCrossContextTest {
 
     /**
      * A request the drained backend held is resubmitted when the stop's drain
-     * ends and completes while the queue is being moved back to the main loop:
-     * its completion, handed to the queue's old context just before the move,
-     * must still be delivered (not dropped with the old hand-off), or the reset
-     * waits for it forever. The main loop is stopped between the drain's end
-     * and the move by holding io1's lock, which the stop's notification flush
-     * takes.
+     * ends, and completes after it: its completion is handed back to the
+     * queue's context, and the stop must wait for that crossing before it
+     * moves the queue to the main loop (moving deletes the hand-off, so the
+     * completion would be lost and the reset wait for it forever). io1 is held
+     * while the completion is on its way, so the stop is caught waiting.
      */
     @Test
-    void aCompletionHandedToTheOldContextDuringTheMoveIsNotLost() throws Exception {
+    void aCompletionOnItsWayToTheQueueKeepsTheQueueWhereItIs() throws Exception {
         m = new BlkMachine(new Spec().serving(Serving.SPLIT).queues(1).blkdebug(true), dir);
         BlkGuest g = new BlkGuest(m);
         g.initLinux(BlkGuest.LINUX_FEATURES);
@@ -94,27 +93,19 @@ class VirtioBlkCrossContextTest {
         vcpu.start();
         spin("the stop detached the queue and drains the backend", m.blk::isQuiesced);
 
-        // the test takes io1's lock: the stop will wait for it in its notification flush, after the drain
-        io0.bhScheduleOneshot("noop", () -> { });
-        io1.bhScheduleOneshot("noop", () -> { });
-        io.vblk.aio.AioContextLock.Held lock1 = io1.acquire();
         LoopHold h1 = LoopHold.atNextPoll(io1);
-        boolean lockHeld = true;
+        io1.bhScheduleOneshot("wake io1", () -> { });
+        h1.awaitHeld(m.watchdog(), "io1 held");
         try {
             h0.release(); // B reaches the drained backend (queued); the drain ends and resubmits it; blkdebug holds it
             m.watchdog().await("B resubmitted and held by blkdebug", sb.reached());
-            spin("the stop waits for io1's lock", () -> io1.lock().hasWaiters());
-            sb.resume(); // B completes in io0 and is handed to io1 (held at its next poll)
+            sb.resume(); // B completes in io0 and is handed to io1, held
             spin("B's completion in transit to io1", () -> m.blk.inFlight() == 0
                     && m.dev.describe().contains("in transit 1"));
-            lockHeld = false;
-            lock1.close();
-            spin("the stop moved the queue, or waits to", () -> m.dev.queueContext(0) == main
-                    || (main.phase() == AioContext.Phase.SLEEPING && main.pendingBottomHalves(4).isEmpty()));
+            spin("the stop waits, asleep", () -> main.phase() == AioContext.Phase.SLEEPING
+                    && main.pendingBottomHalves(4).isEmpty());
+            assertSame(io1, m.dev.queueContext(0), "the queue was moved under a completion on its way to it");
         } finally {
-            if (lockHeld) {
-                lock1.close();
-            }
             h1.release();
         }
         int status;
