@@ -377,6 +377,8 @@ public abstract class Job {
         busy = true;
         try {
             iterate();
+        } catch (ClosedContextException e) {
+            throw e;
         } catch (RuntimeException e) {
             LOG.error("job '{}': iteration failed", id, e);
             finish(-Errno.EIO, e.getMessage(), false);
@@ -496,6 +498,8 @@ public abstract class Job {
         int r;
         try {
             r = prepare();
+        } catch (ClosedContextException e) {
+            throw e;
         } catch (RuntimeException e) {
             LOG.error("job '{}': prepare failed", id, e);
             error = e.getMessage();
@@ -529,6 +533,8 @@ public abstract class Job {
     private void safely(String what, Runnable r) {
         try {
             r.run();
+        } catch (ClosedContextException e) {
+            throw e;
         } catch (RuntimeException e) {
             LOG.error("job '{}': {} failed", id, what, e);
             if (error == null) {
