@@ -91,6 +91,8 @@ public abstract class Job {
     private volatile long progressTotal;
     private volatile int ioInFlight;
     private volatile boolean edgesDetached;
+    /** The completion (prepare/commit/abort/clean) is running in the main loop. */
+    private volatile boolean completing;
 
     private BottomHalf enterBh;
     private AioTimer sleepTimer;
@@ -100,6 +102,7 @@ public abstract class Job {
     private final Parent parent = new Parent();
     private final CompletableFuture<Void> readyFuture = new CompletableFuture<>();
     private final CompletableFuture<Integer> concludedFuture = new CompletableFuture<>();
+    private final CompletableFuture<JobStatus> settledFuture = new CompletableFuture<>();
 
     protected Job(BlockJobs jobs, String id, String type, AioContext ctx, JobOptions options) {
         this.jobs = jobs;
@@ -188,6 +191,15 @@ public abstract class Job {
     /** Completes with {@link #ret()} when the job concludes. */
     public CompletableFuture<Integer> concluded() {
         return concludedFuture;
+    }
+
+    /**
+     * Completes when the run is over and its completion has run as far as it
+     * goes on its own: PENDING (auto-finalize off: waiting for
+     * {@link #finalizeJob()}) or CONCLUDED.
+     */
+    public CompletableFuture<JobStatus> settled() {
+        return settledFuture;
     }
 
     /** The nodes this job uses (its edges as a parent). */
@@ -474,6 +486,7 @@ public abstract class Job {
 
     /** The deferred completion: QEMU's {@code block_job_defer_to_main_loop_bh} / {@code job_exit}. */
     private void completedInMain() {
+        completing = true;
         try (AioContextLock.Held h = ownIfForeign(ctx)) {
             boolean failed = ret < 0 || (cancelled && !gracefulEnd);
             if (failed && ret == 0) {
@@ -490,7 +503,11 @@ public abstract class Job {
             transition(JobStatus.PENDING);
             if (options.autoFinalize()) {
                 finalizeNow();
+            } else {
+                settledFuture.complete(JobStatus.PENDING);
             }
+        } finally {
+            completing = false;
         }
     }
 
@@ -525,6 +542,7 @@ public abstract class Job {
         LOG.debug("job '{}' concluded: ret={} {}", id, ret, error == null ? "" : error);
         readyFuture.completeExceptionally(new JobException("job '" + id + "' concluded without becoming ready"));
         concludedFuture.complete(ret);
+        settledFuture.complete(JobStatus.CONCLUDED);
         if (options.autoDismiss()) {
             dismissNow();
         }
@@ -608,9 +626,14 @@ public abstract class Job {
             cancelled = true;
             ret = -Errno.ECANCELED;
             error = "cancelled";
-            transition(JobStatus.ABORTING);
-            safely("abort", this::abort);
-            cleanAndConclude();
+            completing = true;
+            try {
+                transition(JobStatus.ABORTING);
+                safely("abort", this::abort);
+                cleanAndConclude();
+            } finally {
+                completing = false;
+            }
             return;
         }
         if (status.isCompleted()) {
@@ -638,7 +661,12 @@ public abstract class Job {
     /** The {@code block-job-finalize} verb (PENDING jobs whose auto-finalize is off). */
     public final void finalizeJob() {
         verb(JobVerb.FINALIZE);
-        finalizeNow();
+        completing = true;
+        try {
+            finalizeNow();
+        } finally {
+            completing = false;
+        }
     }
 
     /** The {@code block-job-dismiss} verb (CONCLUDED jobs whose auto-dismiss is off). */
@@ -704,6 +732,18 @@ public abstract class Job {
         @Override
         public boolean childDrainedPoll(BlockChild child) {
             return busy && !status.isCompleted();
+        }
+
+        /**
+         * While the completion runs, its nodes may leave an IOThread (a reset in
+         * a nested poll stops the dataplane) but not enter one: the completion,
+         * in the main loop, holds at most the lock of the context it started in,
+         * and a node moving into another IOThread under it would need a lock it
+         * does not hold (and its waits would hold one they do not need).
+         */
+        @Override
+        public String cannotSetAioContext(BlockChild child, AioContext newCtx) {
+            return completing && !newCtx.isMain() ? "job '" + id + "' is completing" : null;
         }
 
         @Override
