@@ -15,13 +15,14 @@ import java.util.function.BooleanSupplier;
  * {@code commit_populate}, {@code mirror_co_read}/{@code mirror_write_complete}).
  * Steps run one at a time, so two copies of one range are never in flight.
  */
-abstract class CopyJob extends Job {
+public abstract class CopyJob extends Job {
     /** Granule of dirty tracking and of copy alignment. */
     static final int GRANULE = 65536;
 
     private final Memory buf;
     private final IoVec iov = new IoVec(1);
     protected final int chunk;
+    private volatile long copied;
 
     /** The end of one copy step: {@code written} false when the write was skipped (see {@link #copy}). */
     @FunctionalInterface
@@ -56,9 +57,17 @@ abstract class CopyJob extends Job {
             ioStart();
             to.pwritev(offset, bytes, iov, 0, w -> {
                 ioDone();
+                if (w == 0) {
+                    copied += bytes;
+                }
                 done.done(w, true);
             });
         });
+    }
+
+    /** Bytes this job has written to its destination so far. */
+    public final long copiedBytes() {
+        return copied;
     }
 
     /** The same, waiting for it (completion in the main loop, holding the context lock once). */
@@ -69,7 +78,11 @@ abstract class CopyJob extends Job {
         if (r < 0) {
             return r;
         }
-        return to.pwriteSync(offset, bytes, iov, 0);
+        r = to.pwriteSync(offset, bytes, iov, 0);
+        if (r == 0) {
+            copied += bytes;
+        }
+        return r;
     }
 
     /** The copy unit at {@code offset}: up to a chunk, ending on a granule boundary when it can. */

@@ -28,8 +28,10 @@ public final class Graph {
     private Graph() {
     }
 
+    /** The next node of a chain: the backing file, or a filter's child ({@code bdrv_filter_or_cow_bs}). */
     public static BlockNode backing(BlockNode n) {
-        return n.child(ChildRole.BACKING);
+        BlockNode b = n.child(ChildRole.BACKING);
+        return b != null ? b : n.child(ChildRole.FILTERED);
     }
 
     /** The node below any job filters: what a device's backend really stores its data in. */

@@ -94,6 +94,8 @@ public abstract class Job {
     /** The completion (prepare/commit/abort/clean) is running in the main loop. */
     private volatile boolean completing;
 
+    private volatile java.util.function.LongConsumer stepHook;
+    private long steps;
     private BottomHalf enterBh;
     private AioTimer sleepTimer;
     private JobPause movePause;
@@ -280,8 +282,21 @@ public abstract class Job {
         return ioInFlight;
     }
 
+    /**
+     * Test seam: called in the job's context after every step that copied
+     * data, with the number of such steps so far (so a test can cancel or
+     * pause the job at a chosen point without timing). The same in every mode.
+     */
+    public void setStepHook(java.util.function.LongConsumer hook) {
+        stepHook = hook;
+    }
+
     /** A step's I/O finished: sleep for the speed limit if due, then pass the pause point and iterate again. */
     protected final void stepDone(long bytesDone) {
+        java.util.function.LongConsumer hook = stepHook;
+        if (hook != null && bytesDone > 0) {
+            hook.accept(++steps);
+        }
         long delay = rate.delayNs(System.nanoTime(), bytesDone);
         if (delay > 0 && !cancelled) {
             run = Run.SLEEPING;
@@ -540,12 +555,12 @@ public abstract class Job {
         detachEdges();
         transition(JobStatus.CONCLUDED);
         LOG.debug("job '{}' concluded: ret={} {}", id, ret, error == null ? "" : error);
-        readyFuture.completeExceptionally(new JobException("job '" + id + "' concluded without becoming ready"));
-        concludedFuture.complete(ret);
-        settledFuture.complete(JobStatus.CONCLUDED);
         if (options.autoDismiss()) {
             dismissNow();
         }
+        readyFuture.completeExceptionally(new JobException("job '" + id + "' concluded without becoming ready"));
+        concludedFuture.complete(ret);
+        settledFuture.complete(status);
     }
 
     private void safely(String what, Runnable r) {
