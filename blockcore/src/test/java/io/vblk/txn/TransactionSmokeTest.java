@@ -26,17 +26,16 @@ import java.util.List;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
 
 /** External snapshots in a transaction: success, abort, and seed 002's lock scope. */
 class TransactionSmokeTest {
     @TempDir
     Path dir;
 
-    @ParameterizedTest(name = "legacy={0}")
-    @ValueSource(booleans = {false, true})
-    void twoSnapshotsOfDisksInOneIOThread(boolean legacy) throws Exception {
+    /** The legacy half (seed 002's hang) is the seed-002 scenario's, in the tests module. */
+    @Test
+    void twoSnapshotsOfDisksInOneIOThread() throws Exception {
+        boolean legacy = false;
         LegacySwitches sw = new LegacySwitches();
         Qcow2.create(dir.resolve("a.qcow2"), 1 << 20);
         Qcow2.create(dir.resolve("b.qcow2"), 1 << 20);

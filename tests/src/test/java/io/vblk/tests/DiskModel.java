@@ -28,6 +28,16 @@ final class DiskModel {
     /** Per block: {sequence number, tag} of every completed write, for reads that span several. */
     private final Map<Integer, List<long[]>> history = new HashMap<>();
     private long seq;
+    /**
+     * Migration epochs: a write issued before a hand-off and completed after
+     * it may have reached the disk on either side of it (a request the guest
+     * had queued but not yet kicked is processed only when that machine runs
+     * again), so its block may hold any valid data until a write issued and
+     * completed within one epoch settles it.
+     */
+    private volatile int epoch;
+    private final Map<Long, Integer> issueEpoch = new HashMap<>();
+    private final java.util.BitSet unknown = new java.util.BitSet();
 
     DiskModel(long bytes) {
         tags = new long[(int) (bytes / BLOCK)];
@@ -43,10 +53,35 @@ final class DiskModel {
 
     synchronized void set(int block, long tag) {
         tags[block] = tag;
+        history.computeIfAbsent(block, k -> new ArrayList<>()).add(new long[] {0, tag});
+    }
+
+    /** A block whose order is uncertain may hold any tag ever written to it (or its initial contents). */
+    private boolean everHeld(int block, long found) {
+        if (found == 0 && history.getOrDefault(block, List.of()).stream().noneMatch(h -> h[0] == 0)) {
+            return true; // never set host-side: zeroes at first
+        }
+        for (long[] h : history.getOrDefault(block, List.of())) {
+            if (h[1] == found) {
+                return true;
+            }
+        }
+        List<Long> l = outstanding.get(block);
+        return l != null && l.contains(found);
     }
 
     synchronized void issueWrite(int block, long tag) {
         outstanding.computeIfAbsent(block, k -> new ArrayList<>()).add(tag);
+        issueEpoch.put(tag, epoch);
+    }
+
+    /** A hand-off between machines happened (see {@link #epoch}). */
+    void nextEpoch() {
+        epoch++;
+    }
+
+    synchronized int unknownBlocks() {
+        return unknown.cardinality();
     }
 
     synchronized void completeWrite(int block, long tag, boolean ok) {
@@ -57,9 +92,11 @@ final class DiskModel {
                 outstanding.remove(block);
             }
         }
+        Integer issued = issueEpoch.remove(tag);
         if (ok) {
             tags[block] = tag;
             history.computeIfAbsent(block, k -> new ArrayList<>()).add(new long[] {++seq, tag});
+            unknown.set(block, issued != null && issued != epoch);
         }
     }
 
@@ -73,7 +110,7 @@ final class DiskModel {
      * may have returned {@code found}: any value the block had from then until now.
      */
     synchronized String checkRead(int block, long found, long since, long before) {
-        if (found == before || found == tags[block]) {
+        if (found == before || found == tags[block] || (unknown.get(block) && everHeld(block, found))) {
             return null;
         }
         for (long[] h : history.getOrDefault(block, List.of())) {
@@ -91,7 +128,7 @@ final class DiskModel {
 
     /** Null if a block holding {@code found} (read now) is acceptable, else what was expected. */
     synchronized String check(int block, long found) {
-        if (found == tags[block]) {
+        if (found == tags[block] || (unknown.get(block) && everHeld(block, found))) {
             return null;
         }
         List<Long> l = outstanding.get(block);

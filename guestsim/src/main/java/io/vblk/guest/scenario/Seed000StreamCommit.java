@@ -99,6 +99,8 @@ public final class Seed000StreamCommit implements Scenario {
                             return jobs.commit("commit0", t, b, JobOptions.defaults());
                         }));
                 if (s.hung()) {
+                    // diagnosed; turning the switch off lets the spinning loop poll again, so teardown is quick
+                    sw.set(LegacyBehavior.POLL_WHILE_WITHOUT_BH_DRAIN, false);
                     return s.result(this, legacy, hangBound, "stream job neither paused nor completed: its completion BH "
                             + "never runs (pollWhile stopped with in_flight 0)");
                 }
