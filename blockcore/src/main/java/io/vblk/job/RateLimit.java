@@ -9,6 +9,7 @@ package io.vblk.job;
 public final class RateLimit {
     static final long SLICE_NS = 100_000_000L;
 
+    private long bytesPerSecond;
     private long bytesPerSlice;
     private long sliceStart;
     private long sliceEnd;
@@ -16,11 +17,12 @@ public final class RateLimit {
 
     /** Sets the limit in bytes per second (0: unlimited). */
     public synchronized void setSpeed(long bytesPerSecond) {
+        this.bytesPerSecond = bytesPerSecond;
         bytesPerSlice = bytesPerSecond == 0 ? 0 : Math.max(1, bytesPerSecond / (1_000_000_000L / SLICE_NS));
     }
 
     public synchronized long speed() {
-        return bytesPerSlice * (1_000_000_000L / SLICE_NS);
+        return bytesPerSecond;
     }
 
     /**
