@@ -74,6 +74,7 @@ public final class BlockBackend implements BlockParent {
         node.addParent(edge);
         root = edge;
         bindDeferBh(node.context());
+        node.beginParentQuiesce(edge);
     }
 
     /** Ejects the medium; nothing may be in flight. */
@@ -104,18 +105,30 @@ public final class BlockBackend implements BlockParent {
         return root;
     }
 
-    /** Points the backend at another node (a mirror or commit pivot); drained by the caller. */
+    /**
+     * Points the backend at another node (a mirror or commit pivot, a
+     * snapshot): the root edge's reference moves to {@code node}, and the
+     * backend stays quiesced exactly if {@code node} is drained. The caller
+     * drains both nodes, so no request is in flight.
+     */
     public void replaceRoot(BlockNode node) {
         BlockChild r = root;
         if (r == null) {
             attach(node);
             return;
         }
-        node.ref();
-        node.addParent(r);
         BlockNode old = r.node();
+        if (old == node) {
+            return;
+        }
+        if (node.context() != old.context()) {
+            throw new BlockException("backend '" + name + "': cannot switch from '" + old.name() + "' (in "
+                    + old.context().name() + ") to '" + node.name() + "' (in " + node.context().name() + ")");
+        }
+        node.addParent(r); // takes the edge's reference
         r.setNode(node);
         old.removeParent(r);
+        node.transferParentQuiesce(r);
         old.unref();
     }
 

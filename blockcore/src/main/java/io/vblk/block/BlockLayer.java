@@ -270,6 +270,9 @@ public final class BlockLayer implements AutoCloseable {
                         // run the old context's pending bottom halves before leaving it
                     }
                 }
+                for (BlockChild p : outside) {
+                    p.parent().childDetachAioContext(p);
+                }
                 for (BlockNode n : comp) {
                     n.detachAioContext();
                 }

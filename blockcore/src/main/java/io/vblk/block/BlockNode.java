@@ -156,6 +156,7 @@ public final class BlockNode implements BlockParent {
         BlockChild edge = new BlockChild(this, edgeName, role, child);
         child.addParent(edge);
         children.add(edge);
+        child.beginParentQuiesce(edge); // a new parent of a drained child is quiesced too
         return edge;
     }
 
@@ -166,20 +167,79 @@ public final class BlockNode implements BlockParent {
         }
         BlockNode child = edge.node();
         child.removeParent(edge);
+        endParentQuiesce(edge);
         child.unref();
     }
 
-    /** Points {@code edge} at {@code newChild} (used by snapshots and job pivots), taking and dropping references. */
+    /**
+     * Points {@code edge} at {@code newChild} (used by snapshots and job
+     * pivots): the edge's reference moves from the old child to the new one,
+     * and this parent's quiesce follows the new child's drained state, as
+     * QEMU's {@code bdrv_replace_child_noperm}.
+     */
     public void replaceChild(BlockChild edge, BlockNode newChild) {
         if (!children.contains(edge)) {
             throw new BlockException("'" + edge.name() + "' is not a child edge of '" + name + "'");
         }
         BlockNode old = edge.node();
-        newChild.ref();
-        newChild.addParent(edge);
+        if (old == newChild) {
+            return;
+        }
+        newChild.addParent(edge); // takes the edge's reference
         edge.setNode(newChild);
         old.removeParent(edge);
+        newChild.transferParentQuiesce(edge);
         old.unref();
+    }
+
+    // ------------------------------------------------------------------ parents that are not nodes (jobs, exports)
+
+    /**
+     * Makes {@code parent} (a block job, an export) a parent of this node
+     * through a new edge that holds a reference: QEMU's
+     * {@code bdrv_root_attach_child}. If the node is drained, the new parent
+     * is told so at once. Home context (or its lock) only.
+     */
+    public BlockChild attachParent(BlockParent parent, String edgeName, ChildRole role) {
+        BlockChild edge = new BlockChild(parent, edgeName, role, this);
+        addParent(edge);
+        beginParentQuiesce(edge);
+        return edge;
+    }
+
+    /** Removes an edge made by {@link #attachParent}, ending the parent's quiesce and dropping the reference. */
+    public void detachParent(BlockChild edge) {
+        if (edge.node() != this || !parents.contains(edge)) {
+            throw new BlockException(edge + " is not a parent edge of '" + name + "'");
+        }
+        removeParent(edge);
+        endParentQuiesce(edge);
+        unref();
+    }
+
+    /** A parent that joins a drained node is quiesced for it (once, as every parent is). */
+    void beginParentQuiesce(BlockChild edge) {
+        if (quiesceCounter > 0 && edge.parentQuiesceCount == 0) {
+            edge.parentQuiesceCount++;
+            edge.parent().childDrainedBegin(edge);
+        }
+    }
+
+    /** A parent that leaves a node it was quiesced for resumes. */
+    static void endParentQuiesce(BlockChild edge) {
+        while (edge.parentQuiesceCount > 0) {
+            edge.parentQuiesceCount--;
+            edge.parent().childDrainedEnd(edge);
+        }
+    }
+
+    /** After {@code edge} moved to this node: the parent is quiesced exactly if this node is drained. */
+    void transferParentQuiesce(BlockChild edge) {
+        if (quiesceCounter > 0) {
+            beginParentQuiesce(edge);
+        } else {
+            endParentQuiesce(edge);
+        }
     }
 
     void addParent(BlockChild edge) {
@@ -220,6 +280,7 @@ public final class BlockNode implements BlockParent {
         for (BlockChild c : children) {
             children.remove(c);
             c.node().removeParent(c);
+            endParentQuiesce(c); // a node closed inside a child's drained section gives its quiesce back
             c.node().unref();
         }
         layer.forget(this);

@@ -29,4 +29,12 @@ public interface BlockParent {
     /** The child moved to {@code ctx}; the parent follows. Called while drained. */
     default void childAioContextChanged(BlockChild child, AioContext ctx) {
     }
+
+    /**
+     * The child is about to leave its context (still in it, drained, its old
+     * context's lock held by the mover): QEMU's {@code bdrv_detach_aio_context}
+     * notifier, where a block job stops ({@code block_job_detach_aio_context}).
+     */
+    default void childDetachAioContext(BlockChild child) {
+    }
 }

@@ -7,5 +7,7 @@ public enum ChildRole {
     /** The image a format node reads unallocated data from. */
     BACKING,
     /** A filter's (e.g. error injection's) single child. */
-    FILTERED
+    FILTERED,
+    /** The node a job's filter copies to (a mirror's target), so the two share one AioContext. */
+    TARGET
 }

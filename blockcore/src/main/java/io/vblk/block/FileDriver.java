@@ -27,7 +27,9 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     private static final int OP_ZEROES = 4;
 
     private final Path path;
-    private final int fd;
+    /** Swapped only by {@link #reopen}, while the node is drained (no job holds it). */
+    private volatile int fd;
+    private volatile boolean readOnlyFd;
     private final ThreadPool pool;
     private volatile long length;
     private final ArrayDeque<FileJob> jobs = new ArrayDeque<>();
@@ -59,7 +61,9 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
             FileIo.close(fd);
             throw new BlockException("cannot size '" + path + "': " + Errno.name(err));
         }
-        return new FileDriver(path, fd, pool, len);
+        FileDriver d = new FileDriver(path, fd, pool, len);
+        d.readOnlyFd = readOnly;
+        return d;
     }
 
     public Path path() {
@@ -127,6 +131,32 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     @Override
     public void close() {
         FileIo.close(fd);
+    }
+
+    /** Whether the file is open read-only at the OS level. */
+    public boolean isReadOnlyFd() {
+        return readOnlyFd;
+    }
+
+    /**
+     * Re-opens the file read-only or read-write and switches to the new
+     * descriptor: QEMU's {@code raw_reopen_prepare}/{@code commit}. The node
+     * is drained by the caller, so no request uses the old descriptor.
+     * Returns 0 or -errno (the old descriptor stays in use on failure).
+     */
+    int reopen(boolean readOnly) {
+        if (readOnly == readOnlyFd) {
+            return 0;
+        }
+        int nfd = FileIo.open(path.toString(), (readOnly ? FileIo.O_RDONLY : FileIo.O_RDWR) | FileIo.O_CLOEXEC);
+        if (nfd < 0) {
+            return -Native.getLastError();
+        }
+        int old = fd;
+        fd = nfd;
+        readOnlyFd = readOnly;
+        FileIo.close(old);
+        return 0;
     }
 
     @Override

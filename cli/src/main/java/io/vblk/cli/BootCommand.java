@@ -11,6 +11,10 @@ import io.vblk.guest.IoPattern;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.job.BlockJobs;
+import io.vblk.job.Job;
+import io.vblk.job.JobOptions;
+import io.vblk.job.JobStatus;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -31,8 +35,13 @@ import picocli.CommandLine.Spec;
  * {@code vblk boot}: boots the simulated machine — SeaBIOS-like firmware
  * reads the MBR through virtio-blk — then stresses the transitions users
  * care about: dataplane stop/start under guest I/O, and system resets each
- * followed by a fresh boot. Exit 0 only if every boot read a valid MBR and no
- * hang was detected; a hang exits 3 with the watchdog's dump.
+ * followed by a fresh boot. With {@code --job} a block job (stream, commit or
+ * mirror) runs on the boot disk through the boot/reset loop, on temporary
+ * qcow2 overlays above the image (which stays untouched): a READY job is
+ * completed halfway through the resets, and the last boot reads the MBR from
+ * the job's result. Exit 0 only if every boot read a valid MBR, the job (if
+ * any) succeeded and no hang was detected; a hang exits 3 with the
+ * watchdog's dump.
  */
 @Command(name = "boot", mixinStandardHelpOptions = true,
         description = "Boot the simulated machine: SeaBIOS-like firmware reads the MBR through virtio-blk.",
@@ -70,6 +79,17 @@ final class BootCommand implements Callable<Integer> {
 
     @Option(names = "--quiet", description = "Print only the summary.")
     boolean quiet;
+
+    @Option(names = "--job", paramLabel = "stream|commit|mirror",
+            description = {"Run a block job on the boot disk during the boot/reset loop, on temporary qcow2 overlays "
+                    + "above the image: stream (image <- top: copy the image into top), commit (image <- mid <- top: "
+                    + "commit top into mid, the device then uses mid) or mirror (top to a new image, the device then "
+                    + "uses it)."})
+    String job;
+
+    @Option(names = "--job-speed", paramLabel = "BYTES/S", defaultValue = "0",
+            description = "Speed limit of the job in bytes per second (0: unlimited, the default).")
+    long jobSpeed;
 
     @Override
     public Integer call() {
@@ -125,6 +145,12 @@ final class BootCommand implements Callable<Integer> {
         if (stopStarts > 0 && dataplane.equals("off")) {
             return "--stop-start needs the dataplane (--dataplane on)";
         }
+        if (job != null && !job.equals("stream") && !job.equals("commit") && !job.equals("mirror")) {
+            return "--job must be 'stream', 'commit' or 'mirror', not '" + job + "'";
+        }
+        if (jobSpeed < 0) {
+            return "--job-speed must not be negative";
+        }
         if (image != null) {
             return ImageChecks.check(image);
         }
@@ -132,8 +158,28 @@ final class BootCommand implements Callable<Integer> {
     }
 
     private int run(Path disk, PrintWriter out, PrintWriter err) {
+        if (job == null) {
+            return run(disk, null, out, err);
+        }
+        Path dir = null;
+        try {
+            dir = Files.createTempDirectory("vblk-job-");
+            JobChain chain = JobChain.create(dir, disk, format, job);
+            return run(disk, chain, out, err);
+        } catch (IOException | BlockException e) {
+            err.println("vblk boot: cannot prepare the images for --job " + job + ": " + e.getMessage());
+            return Main.EXIT_FAILED;
+        } finally {
+            if (dir != null) {
+                JobChain.deleteTree(dir);
+            }
+        }
+    }
+
+    private int run(Path disk, JobChain chain, PrintWriter out, PrintWriter err) {
         boolean dp = dataplane.equals("on");
-        DiskSpec spec0 = DiskSpec.image(disk, format).withReadOnly(true)
+        DiskSpec spec0 = (chain == null ? DiskSpec.image(disk, format).withReadOnly(true)
+                : DiskSpec.image(chain.top(), "qcow2"))
                 .withIothreads(dp ? MachineConfig.iothreadNames(iothreads) : List.of());
         Durations resetTimes = new Durations();
         Durations bootTimes = new Durations();
@@ -148,7 +194,15 @@ final class BootCommand implements Callable<Integer> {
             err.println("vblk boot: " + e.getMessage());
             return Main.EXIT_USAGE;
         }
+        BlockJobs jobs = null;
+        Job running = null;
+        String jobOutcome = null;
+        boolean jobFailed = false;
         try (m) {
+            if (chain != null) {
+                jobs = new BlockJobs(m.blockLayer());
+                chain.seed(m);
+            }
             if (!quiet) {
                 m.console().setListener(out::println);
             }
@@ -159,6 +213,12 @@ final class BootCommand implements Callable<Integer> {
             if (!first.ok()) {
                 badBoots++;
                 hang = report(first, err);
+            }
+            if (hang == null && chain != null) {
+                running = chain.start(m, jobs, JobOptions.defaults().withSpeed(jobSpeed).withAutoFinalize(false));
+                if (!quiet) {
+                    out.printf("vblk: %s job '%s' started%n", running.type(), running.id());
+                }
             }
             if (hang == null && stopStarts > 0) {
                 hang = stopStartUnderIo(m, stopStartTimes, out, err);
@@ -176,10 +236,28 @@ final class BootCommand implements Callable<Integer> {
                     hang = report(r, err);
                     break;
                 }
+                if (running != null) {
+                    advanceJob(m, jobs, running, 2 * (i + 1) >= resets);
+                }
                 if (!quiet && System.nanoTime() - lastProgress > 1_000_000_000L) {
-                    out.printf("vblk: reset %d/%d, all boots OK so far%n", i + 1, resets);
+                    out.printf("vblk: reset %d/%d, all boots OK so far%s%n", i + 1, resets,
+                            running == null ? "" : "; job " + running.id() + " " + running.status().qmpName() + " "
+                                    + percent(running));
                     out.flush();
                     lastProgress = System.nanoTime();
+                }
+            }
+            if (hang == null && running != null) {
+                jobOutcome = finishJob(m, jobs, running, chain, out);
+                jobFailed = running.ret() != 0 || jobOutcome.startsWith("failed");
+                if (!jobFailed) {
+                    BootReport last = m.awaitBoot(m.systemReset()); // the job's result boots
+                    boots++;
+                    bootTimes.add(last.nanos());
+                    if (!last.ok()) {
+                        badBoots++;
+                        hang = report(last, err);
+                    }
                 }
             }
         } catch (HangDetectedException e) {
@@ -193,12 +271,78 @@ final class BootCommand implements Callable<Integer> {
         out.printf("%-22s %s%n", "boot median / p99", bootTimes.medianP99());
         out.printf("%-22s %s%n", "reset median / p99", resetTimes.medianP99());
         out.printf("%-22s %s%n", "stop/start median/p99", stopStartTimes.medianP99());
+        if (chain != null) {
+            out.printf("%-22s %s%n", "job", jobOutcome != null ? jobOutcome
+                    : running == null ? "not started" : running.id() + " " + running.status().qmpName());
+        }
         out.printf("%-22s %s%n", "hangs detected", hang == null ? "0" : "1");
         out.flush();
         if (hang != null) {
             return hang.startsWith("boot failed") ? Main.EXIT_FAILED : Main.EXIT_HANG;
         }
+        if (jobFailed) {
+            err.println("vblk boot: the " + job + " job failed: " + jobOutcome);
+            return Main.EXIT_FAILED;
+        }
         return badBoots == 0 ? 0 : Main.EXIT_FAILED;
+    }
+
+    private static String percent(Job j) {
+        long t = j.progressTotal();
+        return t <= 0 ? "" : String.format("%.0f%%", 100.0 * j.progressCurrent() / t);
+    }
+
+    /**
+     * Between boots — the firmware is done, nothing else runs in the main
+     * loop — completes a READY job (once {@code complete} is due) and
+     * finalizes a PENDING one, waiting for the pivot. Jobs run with
+     * auto-finalize off so their graph changes happen here, never in a nested
+     * poll of a reset or of the firmware's device accesses (the Machine runs
+     * those as main-loop BHs, where QEMU's BQL would keep them out).
+     */
+    private static void advanceJob(Machine m, BlockJobs jobs, Job j, boolean completeDue) {
+        Duration bound = Duration.ofSeconds(300);
+        if (completeDue && j.status() == JobStatus.READY) {
+            m.watchdog(Duration.ofSeconds(60)).run("block-job-complete", () -> {
+                if (j.status() == JobStatus.READY) {
+                    jobs.complete(j.id());
+                }
+            });
+            m.await(j.id() + " run ended", j.settled(), bound);
+        }
+        if (j.status() == JobStatus.PENDING) {
+            m.watchdog(bound).run("block-job-finalize", () -> jobs.finalizeJob(j.id()));
+        }
+        if (j.settled().isDone()) {
+            m.await(j.id() + " concluded", j.concluded(), bound);
+        }
+    }
+
+    /** Completes and finalizes the job, waits for it to conclude, checks its data; returns the summary line. */
+    private String finishJob(Machine m, BlockJobs jobs, Job j, JobChain chain, PrintWriter out) {
+        Duration bound = Duration.ofSeconds(300);
+        if (!j.settled().isDone() && (j.type().equals("mirror") || (j.type().equals("commit") && chain.active()))) {
+            m.await(j.id() + " ready", j.ready(), bound);
+        }
+        if (!j.settled().isDone()) {
+            if (j.status() == JobStatus.READY) {
+                advanceJob(m, jobs, j, true);
+            } else {
+                m.await(j.id() + " run ended", j.settled(), bound);
+            }
+        }
+        advanceJob(m, jobs, j, true);
+        int ret = m.await(j.id() + " concluded", j.concluded(), bound);
+        if (ret != 0) {
+            return "failed: " + j.id() + " (" + j.type() + "): " + j.error();
+        }
+        String device = m.watchdog(Duration.ofSeconds(60)).call("device node", () -> m.disk(0).backend().root().name());
+        String problem = chain.verify(m);
+        if (problem != null) {
+            return "failed: " + j.id() + " concluded but " + problem;
+        }
+        return String.format("%s (%s) concluded OK (%d MiB processed), device on '%s'", j.id(), j.type(),
+                j.progressCurrent() >> 20, device);
     }
 
     /** Prints a failed boot; returns its description ("boot failed: ..." or the hang). */

@@ -566,6 +566,86 @@ public final class Qcow2Driver extends BlockDriver {
         });
     }
 
+    // ------------------------------------------------------------------ backing file name
+
+    /** The image file's path, or null when the image is not on a host file. */
+    public Path imagePath() {
+        return path;
+    }
+
+    /** The backing file name stored in the header, or null. */
+    public String backingFileName() {
+        return header.backingFile;
+    }
+
+    /** The backing format stored in the header, or null. */
+    public String backingFormatName() {
+        return header.backingFormat;
+    }
+
+    /**
+     * Rewrites the backing file name and format in the image header, for a
+     * stream or commit that changed the chain: QEMU's
+     * {@code bdrv_change_backing_file} ({@code qcow2_change_backing_file},
+     * which rewrites the header through {@code qcow2_update_header}). Cluster
+     * 0 is rewritten whole — header, the backing format and feature name
+     * extensions, the name — and flushed; other extensions are not kept, so
+     * the autoclear bits that guarded them are cleared with it. {@code null}
+     * removes the backing file. The node is drained and writable; runs in its
+     * home context (or under its lock), waiting synchronously. Returns 0 or -errno.
+     */
+    public int changeBackingFile(String backingFile, String backingFormat) {
+        node().checkOwned("change backing file");
+        if (writeRefusal != null || node().isReadOnly()) {
+            return -Errno.EROFS;
+        }
+        String oldFile = header.backingFile;
+        String oldFormat = header.backingFormat;
+        long oldAutoclear = header.autoclear;
+        header.backingFile = backingFile;
+        header.backingFormat = backingFile == null ? null : backingFormat;
+        header.autoclear = 0;
+        byte[] c0;
+        try {
+            c0 = header.encodeCluster0();
+        } catch (BlockException e) {
+            header.backingFile = oldFile;
+            header.backingFormat = oldFormat;
+            header.autoclear = oldAutoclear;
+            LOG.error("{}", e.getMessage());
+            return -Errno.EINVAL;
+        }
+        Memory m = new Memory(c0.length);
+        m.write(0, c0, 0, c0.length);
+        IoVec v = new IoVec(1);
+        v.add(Memory.nativeValue(m), c0.length);
+        BlockNode f = file();
+        int ret = f.pwriteSync(0, c0.length, v, 0);
+        if (ret == 0) {
+            ret = f.flushSync();
+        }
+        if (ret < 0) {
+            header.backingFile = oldFile;
+            header.backingFormat = oldFormat;
+            header.autoclear = oldAutoclear;
+            LOG.error("qcow2 image '{}': rewriting the header failed: errno {}", image, -ret);
+            return ret;
+        }
+        ByteBufferView.updateBackingLocation(header, c0);
+        autoclearPending = false;
+        LOG.debug("qcow2 image '{}': backing file is now {} ({})", image, backingFile, backingFormat);
+        return 0;
+    }
+
+    /** Re-reads where {@link Qcow2Header#encodeCluster0} put the backing file name. */
+    private static final class ByteBufferView {
+        static void updateBackingLocation(Qcow2Header h, byte[] c0) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(c0);
+            h.backingFileOffset = b.getLong(8);
+            h.backingFileSize = b.getInt(16);
+        }
+    }
+
     // ------------------------------------------------------------------ lifecycle
 
     /**

@@ -329,7 +329,7 @@ final class Qcow2Header {
         int pos = V2_LENGTH;
         if (version >= 3) {
             b.putLong(72, 0);
-            b.putLong(80, 0);
+            b.putLong(80, compatible); // 0 for a new image; kept when a header is rewritten
             b.putLong(88, 0);
             b.putInt(96, refcountOrder);
             b.putInt(100, V3_LENGTH);

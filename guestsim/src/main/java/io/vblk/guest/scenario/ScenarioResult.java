@@ -11,10 +11,19 @@ public record ScenarioResult(String id, String title, boolean legacy, boolean hu
                              String detail, String dump) {
     /** The one-line verdict {@code vblk scenario} prints. */
     public String verdict() {
+        return id + " " + title + ": " + outcome() + (detail == null || detail.isEmpty() ? "" : " — " + detail);
+    }
+
+    /** "fixed behaviour completes in 3.1 ms" / "legacy behaviour hangs (detected after 2.0 s)". */
+    public String outcome() {
         String mode = legacy ? "legacy" : "fixed";
-        String what = hung
+        return hung
                 ? String.format("%s behaviour hangs (detected after %.1f s)", mode, nanos / 1e9)
                 : String.format("%s behaviour completes in %.1f ms", mode, nanos / 1e6);
-        return id + " " + title + ": " + what + (detail == null || detail.isEmpty() ? "" : " — " + detail);
+    }
+
+    /** What a run should do: a fixed run completes, a legacy run hangs. */
+    public boolean asExpected() {
+        return hung == legacy;
     }
 }

@@ -1,0 +1,224 @@
+package io.vblk.txn;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioContextLock;
+import io.vblk.aio.Errno;
+import io.vblk.aio.LegacyBehavior;
+import io.vblk.block.BlockChild;
+import io.vblk.block.BlockDriver;
+import io.vblk.block.BlockException;
+import io.vblk.block.BlockFormat;
+import io.vblk.block.BlockLayer;
+import io.vblk.block.BlockNode;
+import io.vblk.block.BlockReopen;
+import io.vblk.block.ChildRole;
+import io.vblk.block.DrainedSection;
+import io.vblk.block.qcow2.Qcow2;
+import io.vblk.job.Graph;
+import io.vblk.job.Job;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The {@code blockdev-snapshot-sync} transaction action (QEMU's
+ * {@code external_snapshot_prepare/commit/abort/clean}, blockdev.c): creates
+ * a qcow2 overlay whose backing file is the node's image, opens it, and puts
+ * it on top of the node — the device now writes the overlay and the old node
+ * becomes its read-only backing file.
+ *
+ * <p>The old node is drained from prepare to clean. The node's AioContext
+ * lock is taken inside each phase only and released at its end — every early
+ * return of prepare releases it too (seed 002's {@code goto out}, here a
+ * try/finally). With {@link LegacyBehavior#SNAPSHOT_LOCK_ACROSS_TRANSACTION}
+ * prepare keeps the lock until clean, as before the seed's patch: a second
+ * action on a node of the same IOThread then holds it twice, its drained
+ * section waits with {@code pollWhile}, which releases it once, and the
+ * IOThread can never run what the wait is waiting for.
+ *
+ * <p>An abort puts the old node back in every parent, closes the overlay and
+ * deletes the image file it created: nothing is left behind.
+ */
+public final class ExternalSnapshot implements TransactionAction {
+    private static final Logger LOG = LoggerFactory.getLogger(ExternalSnapshot.class);
+
+    private final BlockLayer layer;
+    private final BlockNode old;
+    private final Path file;
+    private final String nodeName;
+
+    private boolean legacy;
+    private AioContextLock.Held heldAcrossTransaction;
+    private boolean prepared;
+    private DrainedSection drained;
+    private BlockNode newNode;
+    private boolean createdFile;
+    private boolean overlayAppended;
+    private boolean aborted;
+
+    /** Snapshot {@code node} (a device's active layer) into a new qcow2 image {@code file}, opened as {@code nodeName}. */
+    public ExternalSnapshot(BlockLayer layer, BlockNode node, Path file, String nodeName) {
+        this.layer = layer;
+        this.old = node;
+        this.file = file;
+        this.nodeName = nodeName;
+    }
+
+    public BlockNode overlay() {
+        return newNode;
+    }
+
+    @Override
+    public String describe() {
+        return "blockdev-snapshot-sync of '" + old.name() + "' to " + file;
+    }
+
+    private static AioContextLock.Held acquire(AioContext ctx) {
+        return ctx.inHomeThread() ? null : ctx.acquire();
+    }
+
+    @Override
+    public void prepare() {
+        legacy = layer.loop().legacy().isOn(LegacyBehavior.SNAPSHOT_LOCK_ACROSS_TRANSACTION);
+        prepared = true;
+        AioContext ctx = old.context();
+        AioContextLock.Held lock = acquire(ctx);
+        try {
+            drained = old.drainedBegin(); // paired with clean()
+            prepareLocked(ctx);
+        } finally {
+            if (legacy) {
+                heldAcrossTransaction = lock; // pre-fix: state->aio_context stays acquired until clean
+            } else if (lock != null) {
+                lock.close(); // every return, early or not (seed 002's "goto out")
+            }
+        }
+    }
+
+    private void prepareLocked(AioContext ctx) {
+        if (old.isClosed()) {
+            throw new BlockException("'" + old.name() + "' has no medium");
+        }
+        for (BlockChild e : old.parents()) {
+            Job j = Job.of(e.parent());
+            if (j != null) {
+                throw new BlockException("'" + old.name() + "' is busy: job '" + j.id() + "' uses it");
+            }
+        }
+        if (!old.isReadOnly()) {
+            int r = old.flushSync();
+            if (r < 0) {
+                throw new BlockException("flushing '" + old.name() + "' failed: " + Errno.name(-r));
+            }
+        }
+        if (nodeName == null || layer.node(nodeName) != null || layer.node(nodeName + "-file") != null) {
+            throw new BlockException("new snapshot node name '" + nodeName + "' is " + (nodeName == null ? "missing"
+                    : "already in use"));
+        }
+        Path backing = Graph.imagePath(old);
+        if (backing == null) {
+            throw new BlockException("'" + old.name() + "' (" + old.driver().formatName()
+                    + ") is not an image file; it cannot be the backing file of a snapshot");
+        }
+        if (Files.exists(file)) {
+            throw new BlockException("snapshot file " + file + " already exists");
+        }
+        Qcow2.create(file, old.length(), Qcow2.DEFAULT_CLUSTER_SIZE, backing.toAbsolutePath().toString(),
+                old.driver().formatName());
+        createdFile = true;
+        newNode = openWithoutBacking();
+        if (newNode.child(ChildRole.BACKING) != null || !newNode.driver().supportsBacking()) {
+            throw new BlockException("the snapshot '" + nodeName + "' cannot take a backing file");
+        }
+        if (newNode.context() != ctx) {
+            layer.setAioContext(newNode, ctx);
+        }
+        // QEMU's bdrv_append: the overlay's backing file is the old node, and it replaces the old node in its parents
+        newNode.attachChild(old, "backing", ChildRole.BACKING);
+        Graph.replaceNode(old, newNode);
+        overlayAppended = true;
+        LOG.debug("snapshot: '{}' now on top of '{}'", nodeName, old.name());
+    }
+
+    /** Opens the new image with its backing link left for the append (QEMU's BDRV_O_NO_BACKING). */
+    private BlockNode openWithoutBacking() {
+        BlockNode f = layer.openFile(nodeName + "-file", file, false);
+        try {
+            BlockFormat fmt = layer.format("qcow2");
+            BlockDriver d = fmt.open(layer, nodeName, f, false);
+            BlockNode n = layer.addNode(nodeName, d, false);
+            n.attachChild(f, "file", ChildRole.FILE);
+            return n;
+        } finally {
+            f.unref(); // the format node holds it now (or it closes)
+        }
+    }
+
+    @Override
+    public void commit() {
+        try (AioContextLock.Held h = legacy ? null : acquire(old.context())) {
+            BlockReopen.setReadOnly(old, true); // the old top is now a backing file
+        }
+    }
+
+    @Override
+    public void abort() {
+        aborted = true;
+        if (!overlayAppended) {
+            return;
+        }
+        try (AioContextLock.Held h = legacy ? null : acquire(old.context())) {
+            Graph.replaceNode(newNode, old);
+            BlockChild e = newNode.childEdge(ChildRole.BACKING);
+            if (e != null) {
+                newNode.detachChild(e);
+            }
+            overlayAppended = false;
+        }
+    }
+
+    @Override
+    public void teardown() {
+        AioContextLock.Held h = heldAcrossTransaction;
+        heldAcrossTransaction = null;
+        if (h != null) {
+            h.close();
+        }
+    }
+
+    @Override
+    public void clean() {
+        if (!prepared) {
+            return;
+        }
+        AioContextLock.Held h = legacy ? heldAcrossTransaction : acquire(old.context());
+        heldAcrossTransaction = null;
+        try {
+            if (drained != null) {
+                drained.close();
+                drained = null;
+            }
+            if (newNode != null) {
+                newNode.unref(); // the creation reference: a node appended on top lives on in its parents
+                if (aborted) {
+                    newNode = null;
+                }
+            }
+        } finally {
+            if (h != null) {
+                h.close();
+            }
+        }
+        if (aborted && createdFile) {
+            try {
+                Files.deleteIfExists(file);
+            } catch (IOException e) {
+                LOG.warn("could not delete the aborted snapshot file {}: {}", file, e.getMessage());
+            }
+        }
+    }
+}

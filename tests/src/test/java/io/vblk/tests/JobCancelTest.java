@@ -1,0 +1,158 @@
+package io.vblk.tests;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.vblk.aio.Errno;
+import io.vblk.block.BlockNode;
+import io.vblk.block.ChildRole;
+import io.vblk.block.qcow2.Qcow2;
+import io.vblk.guest.Machine;
+import io.vblk.job.BlockJobs;
+import io.vblk.job.Graph;
+import io.vblk.job.Job;
+import io.vblk.job.JobOptions;
+import io.vblk.job.JobStatus;
+
+import java.nio.file.Path;
+import java.util.Random;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Cancelling a job at a random point — after a random number of copy steps,
+ * chosen by a seeded generator, while the guest writes — leaves the chain as
+ * it was: the device on its node, every block as the model says, each image
+ * clean for {@code qemu-img check}, top still backed by mid and mid by base.
+ * A mirror or active commit cancelled once READY ends gracefully (ret 0, no
+ * pivot).
+ */
+class JobCancelTest {
+    private static final long SEED = 0x9e3779b97f4a7c15L;
+
+    @TempDir
+    Path dir;
+
+    static Stream<Arguments> cases() {
+        Random r = new Random(SEED);
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (String kind : new String[] {"stream", "commit-lower", "commit-active", "mirror"}) {
+            for (int i = 0; i < 2; i++) {
+                // a few steps in, or further on: every job here has more than 8 steps, most more than 20
+                b.add(Arguments.of(kind, i == 0 ? 1 + r.nextInt(8) : 9 + r.nextInt(12)));
+            }
+        }
+        return b.build();
+    }
+
+    @ParameterizedTest(name = "{0} cancelled after {1} steps")
+    @MethodSource("cases")
+    void cancelLeavesAConsistentChain(String kind, int steps) throws Exception {
+        QemuImg.require();
+        DiskModel model = new DiskModel(JobRigs.SIZE);
+        Path[] c = JobRigs.chain(dir, model);
+        Path target = dir.resolve("target.qcow2");
+        Qcow2.create(target, JobRigs.SIZE);
+        boolean finished;
+        try (Machine m = JobRigs.machine(c[2], true); BlockJobs jobs = new BlockJobs(m.blockLayer())) {
+            JobRigs.Guest g = new JobRigs.Guest(m, model, new AtomicLong(), steps);
+            g.progress(50);
+            JobOptions o = JobOptions.defaults().withChunk(65536);
+            AtomicBoolean cancelAsked = new AtomicBoolean();
+            Job j = JobRigs.main(m, "start " + kind, () -> {
+                BlockNode top = Graph.skipFilters(m.disk(0).backend().root());
+                BlockNode mid = top.child(ChildRole.BACKING);
+                BlockNode base = mid.child(ChildRole.BACKING);
+                Job job;
+                switch (kind) {
+                    case "stream":
+                        job = jobs.stream("job0", top, base, o);
+                        break;
+                    case "commit-lower":
+                        job = jobs.commit("job0", mid, base, o);
+                        break;
+                    case "commit-active":
+                        job = jobs.commit("job0", top, base, o);
+                        break;
+                    default:
+                        BlockNode t = m.blockLayer().openImage("target", target, "qcow2", false);
+                        job = jobs.mirror("job0", top, t, null, o);
+                        t.unref();
+                        break;
+                }
+                job.setStepHook(n -> {
+                    if (n == steps && cancelAsked.compareAndSet(false, true)) {
+                        m.mainLoop().run("block-job-cancel", () -> jobs.cancel("job0", false));
+                    }
+                });
+                return job;
+            });
+            boolean readyKind = kind.equals("commit-active") || kind.equals("mirror");
+            if (readyKind) {
+                g.progress(100);
+                g.workload.setReadPercent(100); // let the copy catch up (see JobDataTest)
+                try {
+                    m.await("ready or cancelled", j.ready(), JobRigs.OK);
+                    g.workload.setReadPercent(40);
+                    if (cancelAsked.compareAndSet(false, true)) {
+                        g.progress(50);
+                        JobRigs.main(m, "block-job-cancel when ready", () -> {
+                            if (j.status() == JobStatus.READY) {
+                                jobs.cancel("job0", false);
+                            }
+                            return null;
+                        });
+                    }
+                } catch (RuntimeException e) {
+                    // concluded (cancelled) before it became ready
+                }
+            }
+            int ret = m.await("job concluded", j.concluded(), JobRigs.OK);
+            boolean cancelled = cancelAsked.get();
+            if (steps <= 8) {
+                assertTrue(cancelled, "the job was cancelled: " + j.describe());
+            }
+            finished = ret == 0 && !cancelled;
+            if (cancelled && ret == 0) {
+                assertTrue(readyKind, "only a READY mirror or active commit ends well when cancelled: " + j.describe());
+            } else if (cancelled) {
+                assertEquals(-Errno.ECANCELED, ret, j.describe());
+            } else {
+                assertEquals(0, ret, j.describe());
+            }
+            g.progress(100);
+            assertNull(g.finish(), "the guest's reads matched the model");
+            assertNull(JobRigs.verifyDevice(m, model), "every block of the device matches the model");
+            if (!finished) {
+                String root = JobRigs.main(m, "device node", () -> m.disk(0).backend().root().name());
+                assertEquals("disk0", root, "the device stays on its node");
+                String chain = JobRigs.main(m, "chain", () -> {
+                    BlockNode top = m.disk(0).backend().root();
+                    return top.child(ChildRole.BACKING).name() + "," + top.child(ChildRole.BACKING)
+                            .child(ChildRole.BACKING).name();
+                });
+                assertEquals("disk0-backing,disk0-backing2", chain);
+                assertTrue(JobRigs.main(m, "base read-only again", () -> m.blockLayer().node("disk0-backing2")
+                        .isReadOnly()), "base is read-only again");
+            }
+            JobRigs.writeBack(m);
+        }
+        for (Path p : new Path[] {c[0], c[1], c[2], target}) {
+            QemuImg.check(p);
+        }
+        if (!finished) {
+            assertEquals(c[1].toString(), QemuImg.backingFile(c[2]), "top's header still names mid");
+            assertEquals(c[0].toString(), QemuImg.backingFile(c[1]), "mid's header still names base");
+        }
+        Path ref = dir.resolve("reference.raw");
+        model.writeReference(ref);
+        QemuImg.compare(c[2], ref);
+    }
+}
