@@ -10,18 +10,48 @@ import java.util.List;
  * queues and the IOThreads serving them — QEMU's {@code -blockdev} plus
  * {@code -device virtio-blk-pci,iothread=...,num-queues=...}. No IOThreads
  * means the queues are served by the main loop (dataplane off).
+ *
+ * <p>With {@code vhostUser} set the disk is QEMU's {@code -device
+ * vhost-user-blk-pci,chardev=...}: a virtio-blk PCI function whose queues a
+ * vhost-user back-end listening on that socket serves ({@code vblk serve},
+ * {@code qemu-storage-daemon}); image, format, IOThreads and error policies
+ * are then the back-end's business and ignored here, {@code queues} and
+ * {@code queueSize} are what the front-end exposes.
  */
 public record DiskSpec(Path image, String format, boolean readOnly, long nullSize, long nullLatencyNs,
                        int queues, int queueSize, List<String> iothreads, ErrorPolicy readPolicy,
-                       ErrorPolicy writePolicy, String serial) {
+                       ErrorPolicy writePolicy, String serial, Path vhostUser) {
     public DiskSpec {
-        if (image == null && nullSize <= 0) {
-            throw new IllegalArgumentException("a disk needs an image or a null-device size");
+        if (image == null && nullSize <= 0 && vhostUser == null) {
+            throw new IllegalArgumentException("a disk needs an image, a null-device size or a vhost-user socket");
         }
         if (queues < 1) {
             throw new IllegalArgumentException("a disk needs at least one queue, got " + queues);
         }
         iothreads = List.copyOf(iothreads);
+    }
+
+    /** A disk of the machine's own (no vhost-user socket). */
+    public DiskSpec(Path image, String format, boolean readOnly, long nullSize, long nullLatencyNs, int queues,
+                    int queueSize, List<String> iothreads, ErrorPolicy readPolicy, ErrorPolicy writePolicy,
+                    String serial) {
+        this(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, iothreads, readPolicy, writePolicy,
+                serial, null);
+    }
+
+    /** A vhost-user-blk disk: one queue of 256 entries, served by the back-end listening on {@code socket}. */
+    public static DiskSpec vhostUser(Path socket) {
+        return new DiskSpec(null, null, false, 0, 0, 1, 256, List.of(), ErrorPolicy.REPORT, ErrorPolicy.REPORT, null,
+                socket);
+    }
+
+    public DiskSpec withVhostUser(Path socket) {
+        return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, iothreads,
+                readPolicy, writePolicy, serial, socket);
+    }
+
+    public boolean isVhostUser() {
+        return vhostUser != null;
     }
 
     public static DiskSpec image(Path image, String format) {
@@ -36,32 +66,32 @@ public record DiskSpec(Path image, String format, boolean readOnly, long nullSiz
 
     public DiskSpec withIothreads(List<String> names) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, names, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, vhostUser);
     }
 
     public DiskSpec withQueues(int n) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, n, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, vhostUser);
     }
 
     public DiskSpec withQueueSize(int n) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, n, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, vhostUser);
     }
 
     public DiskSpec withReadOnly(boolean ro) {
         return new DiskSpec(image, format, ro, nullSize, nullLatencyNs, queues, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, vhostUser);
     }
 
     public DiskSpec withNullLatency(long ns) {
         return new DiskSpec(image, format, readOnly, nullSize, ns, queues, queueSize, iothreads, readPolicy,
-                writePolicy, serial);
+                writePolicy, serial, vhostUser);
     }
 
     public DiskSpec withErrorPolicy(ErrorPolicy read, ErrorPolicy write) {
         return new DiskSpec(image, format, readOnly, nullSize, nullLatencyNs, queues, queueSize, iothreads, read,
-                write, serial);
+                write, serial, vhostUser);
     }
 
     public boolean dataplane() {
