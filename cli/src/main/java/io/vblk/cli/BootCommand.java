@@ -71,6 +71,11 @@ final class BootCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "Print only the summary.")
     boolean quiet;
 
+    @Option(names = "--vhost-user", paramLabel = "SOCK",
+            description = "Boot from a vhost-user-blk back-end listening on SOCK (vblk serve, qemu-storage-daemon) "
+                    + "instead of an image; guest RAM is then shared memory.")
+    Path vhostUser;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -83,7 +88,7 @@ final class BootCommand implements Callable<Integer> {
         Path disk;
         Path temp = null;
         try {
-            if (image == null) {
+            if (image == null && vhostUser == null) {
                 temp = Files.createTempFile("vblk-default-", ".raw");
                 disk = DefaultDisk.create(temp, DefaultDisk.DEFAULT_SIZE);
             } else {
@@ -125,6 +130,9 @@ final class BootCommand implements Callable<Integer> {
         if (stopStarts > 0 && dataplane.equals("off")) {
             return "--stop-start needs the dataplane (--dataplane on)";
         }
+        if (vhostUser != null && (image != null || format != null || stopStarts > 0)) {
+            return "--vhost-user serves the disk from the back-end: --image, --format and --stop-start do not apply";
+        }
         if (image != null) {
             return ImageChecks.check(image);
         }
@@ -133,7 +141,8 @@ final class BootCommand implements Callable<Integer> {
 
     private int run(Path disk, PrintWriter out, PrintWriter err) {
         boolean dp = dataplane.equals("on");
-        DiskSpec spec0 = DiskSpec.image(disk, format).withReadOnly(true)
+        DiskSpec spec0 = vhostUser != null ? DiskSpec.vhostUser(vhostUser)
+                : DiskSpec.image(disk, format).withReadOnly(true)
                 .withIothreads(dp ? MachineConfig.iothreadNames(iothreads) : List.of());
         Durations resetTimes = new Durations();
         Durations bootTimes = new Durations();

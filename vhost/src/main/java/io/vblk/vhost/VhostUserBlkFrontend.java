@@ -337,7 +337,11 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                 }
             }
         } catch (VhostUserException e) {
-            LOG.error("{}: stopping the vhost-user rings failed: {}", name(), e.getMessage());
+            if (e.disconnected()) {
+                LOG.warn("{}: vhost-user back-end gone while stopping the rings: {}", name(), e.getMessage());
+            } else {
+                LOG.error("{}: stopping the vhost-user rings failed: {}", name(), e.getMessage());
+            }
         } finally {
             for (int q = 0; q < numQueues(); q++) {
                 if (queue(q).hostNotifier() != null) {
