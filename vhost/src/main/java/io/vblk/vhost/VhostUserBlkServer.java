@@ -225,9 +225,16 @@ public final class VhostUserBlkServer implements AutoCloseable {
                 LOG.warn("vblk serve: closing the server failed: {}", e.toString());
             }
         }
-        if (vdev != null) {
+        if (vdev != null || blk != null) {
             try {
-                loop.watchdog(Duration.ofSeconds(30)).run("vblk serve teardown", vdev::close);
+                loop.watchdog(Duration.ofSeconds(30)).run("vblk serve teardown", () -> {
+                    if (vdev != null) {
+                        vdev.close();
+                    }
+                    if (blk != null && blk.root() != null) {
+                        blk.detach(); // closes the image
+                    }
+                });
             } catch (RuntimeException e) {
                 LOG.debug("vblk serve: teardown failed", e);
             }
