@@ -42,15 +42,18 @@ import org.HdrHistogram.Histogram;
  * device and a raw file, one IOThread each. Each back-end runs as its own
  * process, so its CPU time is read from {@code /proc/PID/stat}.
  *
- * <p>For each (device, queues) group, each back-end is started once, the
- * machine connects, boots the firmware and probes the driver, then every
- * workload runs a warm-up and a measurement. The back-end order alternates
- * between groups and repetitions; the report gives the median over the
- * repetitions of each row, and the ratio vblk / qemu-storage-daemon.
+ * <p>For each (device, queues) group both back-ends are started and a
+ * machine is connected to each (firmware boot, driver probe). Then, per
+ * workload, both machines warm up and the measurements alternate in pairs
+ * (vblk then qemu-storage-daemon, then the other way round, ...), so the two
+ * halves of a pair are taken seconds apart under the same background load.
+ * The report gives, per row, the median over the repetitions of each
+ * back-end and the median of the per-pair ratios vblk / qemu-storage-daemon.
  *
  * <pre>
  * java --enable-native-access=ALL-UNNAMED -cp bench/target/benchmarks.jar io.vblk.bench.vhost.VhostRace \
- *     --vblk cli/target/vblk.jar [--seconds 10] [--warmup 3] [--repeat 3] [--dir /tmp/race]
+ *     --vblk cli/target/vblk.jar [--seconds 5] [--warmup 5] [--repeat 5] [--dir /tmp/race] \
+ *     [--devices null,raw] [--queues 1,2] [--workloads QD1,QD32,64k] [--size-mib 256]
  * </pre>
  */
 public final class VhostRace {
@@ -64,7 +67,7 @@ public final class VhostRace {
             new Workload("64k seqread QD8", IoPattern.parse("read"), 65536, 8));
 
     /** One measured run. */
-    record Result(String backend, String device, int queues, String workload, long requests, double seconds,
+    record Result(String backend, int rep, String device, int queues, String workload, long requests, double seconds,
                   double iops, double mibps, double p50us, double p99us, double p999us, double maxUs,
                   double backendCpuS, double frontendCpuS) {
         double cpuPerMillion() {
@@ -81,6 +84,7 @@ public final class VhostRace {
     private final long size;
     private final PrintStream out;
     private final List<Result> results = new ArrayList<>();
+    private List<Workload> workloads = WORKLOADS;
 
     VhostRace(Path vblkJar, Path qsd, Path dir, Duration seconds, Duration warmup, int repeat, long size,
               PrintStream out) {
@@ -121,6 +125,17 @@ public final class VhostRace {
         for (String q : a.getOrDefault("--queues", "1,2").split(",")) {
             queues.add(Integer.parseInt(q));
         }
+        String only = a.get("--workloads"); // e.g. "QD1" runs the rows whose name contains it
+        if (only != null) {
+            r.workloads = new ArrayList<>();
+            for (Workload w : WORKLOADS) {
+                for (String o : only.split(",")) {
+                    if (w.name().contains(o) && !r.workloads.contains(w)) {
+                        r.workloads.add(w);
+                    }
+                }
+            }
+        }
         r.run(devices, queues);
         System.exit(0);
     }
@@ -130,50 +145,74 @@ public final class VhostRace {
         fill(img, size);
         out.printf("vhost race: started %s, %d s per row after %d s warm-up, %d repetition(s), devices %s, queues %s%n",
                 Instant.now(), seconds.toSeconds(), warmup.toSeconds(), repeat, devices, queueCounts);
-        int group = 0;
-        for (int rep = 0; rep < repeat; rep++) {
-            for (String device : devices) {
-                for (int q : queueCounts) {
-                    List<String> order = (group++ % 2 == 0) ? List.of("vblk", "qsd") : List.of("qsd", "vblk");
-                    for (String backend : order) {
-                        if (device.equals("raw")) {
-                            warmPageCache(img);
-                        }
-                        runGroup(backend, device, q, img);
-                    }
+        for (String device : devices) {
+            for (int q : queueCounts) {
+                if (device.equals("raw")) {
+                    warmPageCache(img);
                 }
+                runGroup(device, q, img);
             }
         }
         report(devices, queueCounts);
     }
 
-    /** One back-end process, one machine, every workload. */
-    private void runGroup(String backend, String device, int queues, Path img) throws Exception {
-        Path sock = dir.resolve(backend + ".sock");
-        Files.deleteIfExists(sock);
-        try (Backend b = backend.equals("vblk") ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir)
-                : Backend.qsd(qsd, sock, device, img, size, queues, dir)) {
-            MachineConfig cfg = MachineConfig.of(queues, 0, List.of(DiskSpec.vhostUser(sock).withQueues(queues)));
-            try (Machine m = Machine.start(cfg)) {
-                BootVerdict v = m.boot().verdict();
-                if (v == BootVerdict.HANG_AT_MBR_READ) {
-                    throw new IllegalStateException(backend + ": the firmware's MBR read hung\n" + m.dump());
-                }
-                LinuxGuest g = LinuxGuest.probe(m, 0, queues, 256, true);
-                if (g.driver().numQueues() != queues) {
-                    throw new IllegalStateException(backend + ": driver has " + g.driver().numQueues() + " queues");
-                }
-                for (Workload w : WORKLOADS) {
-                    measure(m, g, w, warmup, null, null); // warm-up: JIT, caches, adaptive polling
-                    Result r = measure(m, g, w, seconds, backend, b);
-                    results.add(new Result(backend, device, queues, w.name(), r.requests(), r.seconds(), r.iops(),
-                            r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS()));
-                    out.printf(Locale.ROOT, "  %-5s %-4s %dq %-17s %9.0f IOPS %8.1f MiB/s p50 %7.1f p99 %8.1f "
-                            + "p99.9 %8.1f max %9.1f us, backend CPU %6.2f s/M req (frontend %6.2f s/M)%n", backend,
-                            device, queues, w.name(), r.iops(), r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(),
-                            r.cpuPerMillion(), r.frontendCpuS() / r.requests() * 1e6);
+    /** Both back-ends, a machine on each, every workload in alternating pairs. */
+    private void runGroup(String device, int queues, Path img) throws Exception {
+        Path vs = dir.resolve("vblk.sock");
+        Path qs = dir.resolve("qsd.sock");
+        Files.deleteIfExists(vs);
+        Files.deleteIfExists(qs);
+        try (Backend vb = Backend.vblk(vblkJar, vs, device, img, size, queues, dir);
+             Backend qb = Backend.qsd(qsd, qs, device, img, size, queues, dir);
+             Machine vm = machine(vs, queues, "vblk");
+             Machine qm = machine(qs, queues, "qsd")) {
+            LinuxGuest vg = probe(vm, queues, "vblk");
+            LinuxGuest qg = probe(qm, queues, "qsd");
+            for (Workload w : workloads) {
+                measure(vm, vg, w, warmup, null, null); // warm-up: JIT, caches, adaptive polling
+                measure(qm, qg, w, warmup, null, null);
+                for (int rep = 0; rep < repeat; rep++) {
+                    boolean vblkFirst = rep % 2 == 0;
+                    for (int i = 0; i < 2; i++) {
+                        boolean v = (i == 0) == vblkFirst;
+                        Result r = measure(v ? vm : qm, v ? vg : qg, w, seconds, v ? "vblk" : "qsd", v ? vb : qb);
+                        r = new Result(r.backend(), rep, device, queues, w.name(), r.requests(), r.seconds(), r.iops(),
+                                r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(),
+                                r.frontendCpuS());
+                        results.add(r);
+                        out.printf(Locale.ROOT, "  %-5s %-4s %dq %-17s #%d %9.0f IOPS %8.1f MiB/s p50 %7.1f p99 %8.1f "
+                                + "p99.9 %8.1f max %9.1f us, backend CPU %6.2f s/M req (frontend %6.2f s/M) load %s%n",
+                                r.backend(), device, queues, w.name(), rep, r.iops(), r.mibps(), r.p50us(), r.p99us(),
+                                r.p999us(), r.maxUs(), r.cpuPerMillion(), r.frontendCpuS() / r.requests() * 1e6,
+                                loadAverage());
+                    }
                 }
             }
+        }
+    }
+
+    private static Machine machine(Path sock, int queues, String name) {
+        return Machine.start(MachineConfig.of(queues, 0, List.of(DiskSpec.vhostUser(sock).withQueues(queues))));
+    }
+
+    private static LinuxGuest probe(Machine m, int queues, String name) {
+        BootVerdict v = m.boot().verdict();
+        if (v == BootVerdict.HANG_AT_MBR_READ) {
+            throw new IllegalStateException(name + ": the firmware's MBR read hung\n" + m.dump());
+        }
+        LinuxGuest g = LinuxGuest.probe(m, 0, queues, 256, true);
+        if (g.driver().numQueues() != queues) {
+            throw new IllegalStateException(name + ": driver has " + g.driver().numQueues() + " queues");
+        }
+        return g;
+    }
+
+    private static String loadAverage() {
+        try {
+            String[] f = Files.readString(Path.of("/proc/loadavg")).split(" ");
+            return f[0];
+        } catch (IOException e) {
+            return "?";
         }
     }
 
@@ -212,7 +251,7 @@ public final class VhostRace {
             all0.add(x);
         }
         long n = run.completed();
-        return new Result(backend, "", nq, w.name(), n, secs, n / secs, n * (double) w.blockSize() / secs / (1 << 20),
+        return new Result(backend, 0, "", nq, w.name(), n, secs, n / secs, n * (double) w.blockSize() / secs / (1 << 20),
                 all0.getValueAtPercentile(50) / 1e3, all0.getValueAtPercentile(99) / 1e3,
                 all0.getValueAtPercentile(99.9) / 1e3, all0.getMaxValue() / 1e3, cpu, fe / 1e9);
     }
@@ -258,35 +297,66 @@ public final class VhostRace {
     private void report(List<String> devices, List<Integer> queueCounts) {
         out.println();
         out.println("| device | queues | workload | back-end | IOPS | MiB/s | p50 µs | p99 µs | CPU s / M req | "
-                + "IOPS vblk/qsd | CPU vblk/qsd |");
+                + "IOPS vblk/qsd | CPU/req vblk/qsd |");
         out.println("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for (String device : devices) {
             for (int q : queueCounts) {
-                for (Workload w : WORKLOADS) {
+                for (Workload w : workloads) {
                     Result v = median("vblk", device, q, w.name());
                     Result s = median("qsd", device, q, w.name());
                     if (v == null || s == null) {
                         continue;
                     }
+                    double[] ratios = pairRatios(device, q, w.name());
                     for (Result r : List.of(v, s)) {
                         boolean first = r == v;
                         out.printf(Locale.ROOT, "| %s | %d | %s | %s | %.0f | %.1f | %.1f | %.1f | %.2f | %s | %s |%n",
                                 device, q, w.name(), r.backend().equals("vblk") ? "vblk serve" : "qemu-storage-daemon",
                                 r.iops(), r.mibps(), r.p50us(), r.p99us(), r.cpuPerMillion(),
-                                first ? String.format(Locale.ROOT, "%.2f", v.iops() / s.iops()) : "",
-                                first ? String.format(Locale.ROOT, "%.2f", v.cpuPerMillion() / s.cpuPerMillion()) : "");
+                                first ? String.format(Locale.ROOT, "%.2f", ratios[0]) : "",
+                                first ? String.format(Locale.ROOT, "%.2f", ratios[1]) : "");
                     }
                 }
             }
         }
         out.println();
-        out.println("raw runs (backend,device,queues,workload,requests,seconds,iops,mibps,p50us,p99us,p999us,maxus,"
+        out.println("raw runs (backend,rep,device,queues,workload,requests,seconds,iops,mibps,p50us,p99us,p999us,maxus,"
                 + "backend_cpu_s,frontend_cpu_s):");
         for (Result r : results) {
-            out.printf(Locale.ROOT, "%s,%s,%d,%s,%d,%.3f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f%n", r.backend(),
-                    r.device(), r.queues(), r.workload(), r.requests(), r.seconds(), r.iops(), r.mibps(), r.p50us(),
-                    r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS());
+            out.printf(Locale.ROOT, "%s,%d,%s,%d,%s,%d,%.3f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f%n", r.backend(),
+                    r.rep(), r.device(), r.queues(), r.workload(), r.requests(), r.seconds(), r.iops(), r.mibps(),
+                    r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS());
         }
+    }
+
+    /** Medians of the per-pair ratios vblk / qsd: IOPS, and CPU seconds per request. */
+    private double[] pairRatios(String device, int queues, String workload) {
+        List<Double> iops = new ArrayList<>();
+        List<Double> cpu = new ArrayList<>();
+        for (Result v : results) {
+            if (!v.backend().equals("vblk") || !v.device().equals(device) || v.queues() != queues
+                    || !v.workload().equals(workload)) {
+                continue;
+            }
+            for (Result s : results) {
+                if (s.backend().equals("qsd") && s.rep() == v.rep() && s.device().equals(device)
+                        && s.queues() == queues && s.workload().equals(workload)) {
+                    iops.add(v.iops() / s.iops());
+                    cpu.add(v.cpuPerMillion() / s.cpuPerMillion());
+                }
+            }
+        }
+        return new double[] {medianOf(iops), medianOf(cpu)};
+    }
+
+    private static double medianOf(List<Double> l) {
+        if (l.isEmpty()) {
+            return Double.NaN;
+        }
+        List<Double> c = new ArrayList<>(l);
+        c.sort(null);
+        int n = c.size();
+        return n % 2 == 1 ? c.get(n / 2) : (c.get(n / 2 - 1) + c.get(n / 2)) / 2;
     }
 
     /** The run with the median IOPS among the repetitions of a row. */
