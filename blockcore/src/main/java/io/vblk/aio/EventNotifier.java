@@ -17,6 +17,22 @@ public final class EventNotifier implements AutoCloseable {
         fd = LibC.check(LibC.eventfd(0, LibC.EFD_NONBLOCK | LibC.EFD_CLOEXEC), "eventfd");
     }
 
+    private EventNotifier(int fd) {
+        this.fd = fd;
+    }
+
+    /**
+     * Takes ownership of an eventfd made elsewhere (one a vhost-user front-end
+     * passed with SCM_RIGHTS): QEMU's {@code event_notifier_init_fd}. Closing
+     * the notifier closes the descriptor.
+     */
+    public static EventNotifier adopt(int fd) {
+        if (fd < 0) {
+            throw new IllegalArgumentException("not a file descriptor: " + fd);
+        }
+        return new EventNotifier(fd);
+    }
+
     public int fd() {
         return fd;
     }

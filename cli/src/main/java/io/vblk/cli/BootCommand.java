@@ -91,6 +91,11 @@ final class BootCommand implements Callable<Integer> {
             description = "Speed limit of the job in bytes per second (0: unlimited, the default).")
     long jobSpeed;
 
+    @Option(names = "--vhost-user", paramLabel = "SOCK",
+            description = "Boot from a vhost-user-blk back-end listening on SOCK (vblk serve, qemu-storage-daemon) "
+                    + "instead of an image; guest RAM is then shared memory.")
+    Path vhostUser;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -103,7 +108,7 @@ final class BootCommand implements Callable<Integer> {
         Path disk;
         Path temp = null;
         try {
-            if (image == null) {
+            if (image == null && vhostUser == null) {
                 temp = Files.createTempFile("vblk-default-", ".raw");
                 disk = DefaultDisk.create(temp, DefaultDisk.DEFAULT_SIZE);
             } else {
@@ -151,6 +156,12 @@ final class BootCommand implements Callable<Integer> {
         if (jobSpeed < 0) {
             return "--job-speed must not be negative";
         }
+        if (vhostUser != null && job != null) {
+            return "--job runs on images of this process; with --vhost-user the back-end owns the disk";
+        }
+        if (vhostUser != null && (image != null || format != null || stopStarts > 0)) {
+            return "--vhost-user serves the disk from the back-end: --image, --format and --stop-start do not apply";
+        }
         if (image != null) {
             return ImageChecks.check(image);
         }
@@ -178,7 +189,8 @@ final class BootCommand implements Callable<Integer> {
 
     private int run(Path disk, JobChain chain, PrintWriter out, PrintWriter err) {
         boolean dp = dataplane.equals("on");
-        DiskSpec spec0 = (chain == null ? DiskSpec.image(disk, format).withReadOnly(true)
+        DiskSpec spec0 = (vhostUser != null ? DiskSpec.vhostUser(vhostUser)
+                : chain == null ? DiskSpec.image(disk, format).withReadOnly(true)
                 : DiskSpec.image(chain.top(), "qcow2"))
                 .withIothreads(dp ? MachineConfig.iothreadNames(iothreads) : List.of());
         Durations resetTimes = new Durations();

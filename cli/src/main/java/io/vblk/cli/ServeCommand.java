@@ -1,15 +1,200 @@
 package io.vblk.cli;
 
+import io.vblk.block.BlockException;
+import io.vblk.vhost.VhostUserBlkServer;
+import io.vblk.vhost.VhostUserEvents;
+import io.vblk.vhost.VhostUserException;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
 
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
-/** {@code vblk serve}: registered here; implemented by its owner (see the open issues). */
-@Command(name = "serve", mixinStandardHelpOptions = true, description = "(being built)")
+/**
+ * {@code vblk serve}: exports a disk as a vhost-user-blk back-end on a UNIX
+ * socket, as {@code qemu-storage-daemon --export type=vhost-user-blk} does,
+ * so QEMU ({@code -device vhost-user-blk-pci}) or {@code vblk boot
+ * --vhost-user} can use it. One front-end at a time; the next is served
+ * after a disconnect. Runs until SIGINT or SIGTERM, then flushes the disk and
+ * removes the socket.
+ */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = "Serve a disk to vhost-user-blk front-ends (QEMU, vblk boot --vhost-user) on a UNIX socket.",
+        footer = {"", "Prints one line per event (listening, connected, rings started/stopped, disconnected).",
+                "Runs until SIGINT/SIGTERM. Exit status: 1 the disk or socket could not be set up; 2 bad usage."})
 final class ServeCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--socket", paramLabel = "PATH", required = true,
+            description = "UNIX socket to listen on (a stale socket file is replaced).")
+    Path socket;
+
+    @Option(names = "--image", paramLabel = "FILE", description = "Disk image to serve.")
+    Path image;
+
+    @Option(names = "--null", paramLabel = "SIZE",
+            description = "Serve a null device of SIZE bytes instead (suffixes K, M, G; reads are not zeroed, "
+                    + "writes dropped), like QEMU's null-co.")
+    String nullSize;
+
+    @Option(names = "--format", paramLabel = "FMT", description = "Image format (raw, qcow2); probed when omitted.")
+    String format;
+
+    @Option(names = "--iothreads", paramLabel = "N", defaultValue = "1",
+            description = "IOThreads serving the queues, round-robin (default ${DEFAULT-VALUE}).")
+    int iothreads;
+
+    @Option(names = "--num-queues", paramLabel = "Q", defaultValue = "1",
+            description = "Virtqueues offered (GET_QUEUE_NUM; default ${DEFAULT-VALUE}).")
+    int numQueues;
+
+    @Option(names = "--read-only", description = "Serve the disk read-only (VIRTIO_BLK_F_RO).")
+    boolean readOnly;
+
+    @Option(names = "--serial", paramLabel = "S", description = "Serial (GET_ID), at most 20 characters.")
+    String serial;
+
+    @Option(names = "--poll-max-ns", paramLabel = "NS", defaultValue = "32768",
+            description = "IOThread adaptive busy-poll bound, 0 disables (default ${DEFAULT-VALUE}).")
+    long pollMaxNs;
+
     @Override
     public Integer call() {
-        System.err.println("vblk serve: not built yet");
-        return Main.EXIT_USAGE;
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        String problem = validate();
+        if (problem != null) {
+            err.println("vblk serve: " + problem);
+            return Main.EXIT_USAGE;
+        }
+        long nul = nullSize == null ? 0 : parseSize(nullSize);
+        VhostUserBlkServer.Options o = new VhostUserBlkServer.Options(socket, image, format, readOnly, nul, iothreads,
+                numQueues, serial, pollMaxNs);
+        VhostUserBlkServer server;
+        try {
+            server = VhostUserBlkServer.start(o, VhostUserBlkServer.DEFAULT_OPENER, printer(out));
+        } catch (VhostUserException | BlockException | IllegalArgumentException e) {
+            err.println("vblk serve: " + e.getMessage());
+            return Main.EXIT_FAILED;
+        }
+        CountDownLatch stopped = new CountDownLatch(1);
+        Thread hook = new Thread(() -> {
+            try {
+                server.close();
+            } finally {
+                out.println("vblk serve: stopped");
+                out.flush();
+                stopped.countDown();
+            }
+        }, "vblk-serve-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        out.printf("vblk serve: listening on %s (%s, %d queue(s), %d IOThread(s)%s)%n", socket,
+                image != null ? image : "null device of " + nul + " bytes", numQueues, iothreads,
+                readOnly ? ", read-only" : "");
+        out.flush();
+        try {
+            stopped.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return 0;
+    }
+
+    private String validate() {
+        if ((image == null) == (nullSize == null)) {
+            return "give exactly one of --image FILE and --null SIZE";
+        }
+        if (image != null) {
+            String p = ImageChecks.check(image);
+            if (p != null) {
+                return p;
+            }
+        }
+        if (nullSize != null) {
+            try {
+                if (parseSize(nullSize) < 512) {
+                    return "--null needs at least 512 bytes";
+                }
+            } catch (IllegalArgumentException e) {
+                return e.getMessage();
+            }
+            if (format != null) {
+                return "--format applies to --image only";
+            }
+        }
+        if (iothreads < 1 || iothreads > 64) {
+            return "--iothreads must be 1..64, not " + iothreads;
+        }
+        if (numQueues < 1 || numQueues > 64) {
+            return "--num-queues must be 1..64, not " + numQueues;
+        }
+        if (serial != null && serial.length() > 20) {
+            return "--serial is at most 20 characters";
+        }
+        if (pollMaxNs < 0) {
+            return "--poll-max-ns must not be negative";
+        }
+        return null;
+    }
+
+    /** 4096, 64K, 128M, 1G (binary units). */
+    static long parseSize(String s) {
+        String t = s.trim().toUpperCase(Locale.ROOT);
+        long mult = 1;
+        if (t.endsWith("K") || t.endsWith("M") || t.endsWith("G") || t.endsWith("T")) {
+            mult = 1L << (10 * ("KMGT".indexOf(t.charAt(t.length() - 1)) + 10));
+            t = t.substring(0, t.length() - 1);
+        }
+        try {
+            long v = Long.parseLong(t);
+            if (v < 0 || v > Long.MAX_VALUE / mult) {
+                throw new NumberFormatException();
+            }
+            return v * mult;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("'" + s + "' is not a size (e.g. 4096, 64K, 1G)");
+        }
+    }
+
+    private static VhostUserEvents printer(PrintWriter out) {
+        return new VhostUserEvents() {
+            @Override
+            public void connected(int pid) {
+                line("front-end connected" + (pid > 0 ? " (pid " + pid + ")" : ""));
+            }
+
+            @Override
+            public void disconnected(String why) {
+                line("front-end disconnected: " + why);
+            }
+
+            @Override
+            public void ringsStarted(List<Integer> rings) {
+                line("rings " + rings + " started");
+            }
+
+            @Override
+            public void ringsStopped(List<Integer> rings) {
+                line("rings " + rings + " stopped");
+            }
+
+            @Override
+            public void refused(String request, String why) {
+                line("refused " + request + ": " + why);
+            }
+
+            private void line(String s) {
+                out.println("vblk serve: " + s);
+                out.flush();
+            }
+        };
     }
 }

@@ -7,7 +7,7 @@ import io.vblk.aio.LegacyBehavior;
 import io.vblk.aio.MainLoop;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockException;
-import io.vblk.virtio.VirtioPciTransport;
+import io.vblk.virtio.NotifierBus;
 import io.vblk.virtio.blk.IoeventfdOps;
 import io.vblk.virtio.blk.VirtioBlk;
 
@@ -38,13 +38,17 @@ import org.slf4j.LoggerFactory;
  * <p><b>Drained sections</b> detach the handlers (no pops) and re-attach
  * them, kicking each queue once so kicks that arrived meanwhile are served.
  *
+ * <p>The transport is any {@link NotifierBus}: the virtio-pci function
+ * (ioeventfds and MSI-X irqfds) or a vhost-user back-end (the front-end's
+ * kick and call descriptors); the start and stop sequences are the same.
+ *
  * <p>Everything here runs in the main loop.
  */
 public final class VirtioBlkDataplane implements IoeventfdOps {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDataplane.class);
 
     private final VirtioBlk dev;
-    private final VirtioPciTransport transport;
+    private final NotifierBus transport;
     private final BlockBackend blk;
     private volatile QueueMapping mapping;
     private volatile boolean enabled = true;
@@ -55,7 +59,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
     private long starts;
     private long stops;
 
-    public VirtioBlkDataplane(VirtioBlk dev, VirtioPciTransport transport, QueueMapping mapping, MainLoop loop) {
+    public VirtioBlkDataplane(VirtioBlk dev, NotifierBus transport, QueueMapping mapping, MainLoop loop) {
         if (mapping.queues() != dev.numQueues()) {
             throw new IllegalArgumentException("the mapping covers " + mapping.queues() + " queues, the device has "
                     + dev.numQueues());

@@ -12,7 +12,9 @@ import io.vblk.dataplane.QueueMapping;
 import io.vblk.dataplane.VirtioBlkDataplane;
 import io.vblk.firmware.BootVerdict;
 import io.vblk.firmware.Firmware;
+import io.vblk.vhost.VhostUserBlkFrontend;
 import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.RamRegion;
 import io.vblk.virtio.VirtioPciTransport;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlk;
@@ -39,6 +41,11 @@ import org.slf4j.LoggerFactory;
  * each device resets (virtio-pci reset → dataplane stop → backend moved back
  * to the main context → drain), then the firmware restarts on vCPU 0. It may
  * be requested from the main loop, a vCPU (port 0xCF9) or any other thread.
+ *
+ * <p>A disk may instead be a vhost-user-blk device ({@link DiskSpec#vhostUser}):
+ * the same virtio-pci function, with a {@link VhostUserBlkFrontend} whose
+ * queues a back-end in another process serves. Guest RAM is then a shared
+ * memfd the back-end maps, as QEMU's {@code memory-backend-memfd,share=on}.
  */
 public final class Machine implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Machine.class);
@@ -47,9 +54,13 @@ public final class Machine implements AutoCloseable {
     /** Guest RAM below this is the firmware's; the Linux-like driver allocates above it. */
     public static final long DRIVER_RAM_START = 1L << 20;
 
-    /** One disk: its backend, device, transport and (if any) dataplane. */
+    /**
+     * One disk: its backend, device, transport and (if any) dataplane; or, for a
+     * vhost-user disk, its transport and {@code vhostUser} front-end (backend,
+     * device and dataplane are then null: they live in the back-end).
+     */
     public record Disk(int slot, BlockBackend backend, VirtioBlk device, VirtioPciTransport transport,
-                       VirtioBlkDataplane dataplane) {
+                       VirtioBlkDataplane dataplane, VhostUserBlkFrontend vhostUser) {
         /** bus 0, device {@code slot}, function 0. */
         public int bdf() {
             return slot << 3;
@@ -81,7 +92,9 @@ public final class Machine implements AutoCloseable {
         for (String name : cfg.iothreads()) {
             iothreads.put(name, loop.newIOThread(name, cfg.pollMaxNs()));
         }
-        this.ram = GuestMemory.allocate(0, cfg.ramBytes());
+        this.ram = cfg.disks().stream().anyMatch(DiskSpec::isVhostUser)
+                ? new GuestMemory(RamRegion.memfd("vblk-guest-ram", 0, cfg.ramBytes())) // a back-end maps it
+                : GuestMemory.allocate(0, cfg.ramBytes());
         this.irq = new InterruptController(cfg.vcpus());
         this.vcpus = new Vcpu[cfg.vcpus()];
         this.platforms = new MachinePlatform[cfg.vcpus()];
@@ -111,6 +124,10 @@ public final class Machine implements AutoCloseable {
         int i = 0;
         for (DiskSpec spec : cfg.disks()) {
             String name = "disk" + i;
+            if (spec.isVhostUser()) {
+                plugVhostUser(i++, spec);
+                continue;
+            }
             BlockNode node = spec.image() == null
                     ? layer.openNull(name, new NullDriver.Options(spec.nullSize(), true, spec.nullLatencyNs()))
                     : layer.openImage(name, spec.image(), spec.format(), spec.readOnly());
@@ -142,9 +159,27 @@ public final class Machine implements AutoCloseable {
             }
             int slot = FIRST_DISK_SLOT + i;
             pci.plug(slot, new VirtioPciFunction(transport));
-            disks.add(new Disk(slot, blk, dev, transport, dp));
+            disks.add(new Disk(slot, blk, dev, transport, dp, null));
             i++;
         }
+    }
+
+    /** QEMU's {@code -device vhost-user-blk-pci}: connect, negotiate, plug the function. */
+    private void plugVhostUser(int i, DiskSpec spec) {
+        VhostUserBlkFrontend dev = VhostUserBlkFrontend.connect("vhost-user-blk" + i, spec.vhostUser(), spec.queues(),
+                spec.queueSize(), loop.context(), ram, VhostUserBlkFrontend.DEFAULT_REPLY_TIMEOUT);
+        VirtioPciTransport transport;
+        try {
+            transport = new VirtioPciTransport(dev);
+        } catch (RuntimeException e) {
+            dev.close();
+            throw e;
+        }
+        dev.setTransport(transport);
+        transport.setInterruptSink(new IrqchipSink(irq));
+        int slot = FIRST_DISK_SLOT + i;
+        pci.plug(slot, new VirtioPciFunction(transport));
+        disks.add(new Disk(slot, null, null, transport, null, dev));
     }
 
     // ------------------------------------------------------------------ accessors
@@ -312,6 +347,8 @@ public final class Machine implements AutoCloseable {
         for (Disk d : disks) {
             if (d.dataplane() != null) {
                 d.dataplane().stopIoeventfd();
+            } else if (d.vhostUser() != null) {
+                d.vhostUser().vhostStop(); // the back-end stops the rings: everything answered and signalled
             }
         }
         // QEMU's vm_stop ends with bdrv_drain_all: what the guest queued before it stopped is answered now
@@ -329,7 +366,7 @@ public final class Machine implements AutoCloseable {
 
     private boolean anyDeviceBusy() {
         for (Disk d : disks) {
-            if (d.device().busy()) {
+            if (d.device() != null && d.device().busy()) { // a vhost-user back-end answered all in its stop
                 return true;
             }
         }
@@ -346,6 +383,10 @@ public final class Machine implements AutoCloseable {
             return;
         }
         for (Disk d : disks) {
+            if (d.vhostUser() != null) {
+                d.vhostUser().vhostStart(); // only if the driver is ready
+                continue;
+            }
             if (d.dataplane() != null && (d.device().status() & VirtioStatus.DRIVER_OK) != 0) {
                 d.dataplane().startIoeventfd();
             }
@@ -415,7 +456,7 @@ public final class Machine implements AutoCloseable {
         }
         sb.append(irq.describe());
         for (Disk d : disks) {
-            sb.append(d.device().describe());
+            sb.append(d.transport().device().describe());
             sb.append(d.transport().describe());
             if (d.dataplane() != null) {
                 sb.append("  ").append(d.dataplane().describe()).append('\n');
@@ -453,6 +494,10 @@ public final class Machine implements AutoCloseable {
                         if (d.dataplane() != null) {
                             d.dataplane().stopIoeventfd();
                         }
+                        if (d.vhostUser() != null) {
+                            d.vhostUser().vhostStop();
+                            d.vhostUser().close();
+                        }
                     } catch (RuntimeException e) {
                         LOG.debug("teardown: dataplane stop failed", e);
                     }
@@ -476,5 +521,8 @@ public final class Machine implements AutoCloseable {
             }
         }
         irq.close();
+        if (ram.regions().get(0).fd() >= 0) {
+            ram.close(); // the shared memfd of a vhost-user machine: nothing of ours touches it any more
+        }
     }
 }

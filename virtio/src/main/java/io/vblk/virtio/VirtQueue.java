@@ -77,7 +77,8 @@ public final class VirtQueue {
     private final String owner;
     private final int index;
     private final int maxSize;
-    private final GuestMemory mem;
+    /** Replaced only while the queue is disabled ({@link #setMemory}); null until a vhost-user memory table arrives. */
+    private GuestMemory mem;
     private final ErrorListener listener;
 
     // driver-programmed configuration
@@ -142,6 +143,18 @@ public final class VirtQueue {
 
     public GuestMemory memory() {
         return mem;
+    }
+
+    /**
+     * Switches the queue to a new guest memory layout (a vhost-user back-end's
+     * memory table changed: libvhost-user's {@code vu_set_mem_table} followed
+     * by re-mapping the rings). Only while disabled: {@link #enable()} maps the
+     * rings in the new layout. Null means no memory yet; the queue then cannot
+     * be enabled.
+     */
+    public void setMemory(GuestMemory m) {
+        checkDisabled("guest memory");
+        mem = m;
     }
 
     // ------------------------------------------------------------------ configuration
@@ -210,6 +223,9 @@ public final class VirtQueue {
         }
         if (broken) {
             return false;
+        }
+        if (mem == null) {
+            return fail("no guest memory to map the rings in");
         }
         int n = size;
         if (n <= 0 || n > maxSize || Integer.bitCount(n) != 1) {

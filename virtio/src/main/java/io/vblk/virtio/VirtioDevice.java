@@ -88,7 +88,7 @@ public abstract class VirtioDevice {
     private final String name;
     private final int deviceId;
     private final AioContext home;
-    private final GuestMemory mem;
+    private volatile GuestMemory mem;
     private final long deviceFeatures;
     private final byte[] config;
     private final List<VirtQueue> queueList = new ArrayList<>();
@@ -119,6 +119,8 @@ public abstract class VirtioDevice {
      *                 {@link VirtioFeatures#RING_FEATURES} too unless testing without them.
      * @param configSize bytes of device-specific configuration (0 to 4096)
      * @param home     the home context: hooks and direct-mode queue handlers run there
+     * @param mem      guest RAM; null for a vhost-user back-end until the front-end's
+     *                 memory table arrives ({@link #setMemory})
      */
     protected VirtioDevice(String name, int deviceId, long features, int configSize, AioContext home,
             GuestMemory mem) {
@@ -148,6 +150,21 @@ public abstract class VirtioDevice {
 
     public final GuestMemory memory() {
         return mem;
+    }
+
+    /**
+     * Replaces the guest memory of the device and every queue: a vhost-user
+     * back-end's memory table changed (or, with null, was dropped). The queues
+     * must be disabled and served by no thread; home thread only.
+     */
+    public final void setMemory(GuestMemory m) {
+        if (!home.inHomeThread()) {
+            throw new IllegalStateException(name + ": guest memory is replaced in the home context " + home.name());
+        }
+        for (VirtQueue vq : queues) {
+            vq.setMemory(m);
+        }
+        mem = m;
     }
 
     // ------------------------------------------------------------------ queues

@@ -94,7 +94,7 @@ import org.slf4j.LoggerFactory;
  * thread. A status write of 0 from a vCPU waits for the reset to complete in
  * the home context (see {@link VirtioDevice}).
  */
-public final class VirtioPciTransport implements VirtioBus, AutoCloseable {
+public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioPciTransport.class);
     private static final boolean TRACE = LOG.isTraceEnabled();
 
@@ -446,6 +446,7 @@ public final class VirtioPciTransport implements VirtioBus, AutoCloseable {
      * been detached ({@link VirtioDevice#detachHostNotifier}). Call in the home
      * thread (or holding the home context's lock).
      */
+    @Override
     public void setHostNotifierEnabled(int q, boolean enabled) {
         if (!home.inHomeThread() && !home.lock().isHeldByCurrentThread()) {
             throw new IllegalStateException(name + ": host notifiers are switched in the home context " + home.name());
@@ -634,6 +635,7 @@ public final class VirtioPciTransport implements VirtioBus, AutoCloseable {
      * them before it starts and releases them last when it stops, after its
      * final notification went out (seed 001).
      */
+    @Override
     public void setGuestNotifiers(boolean assign) {
         synchronized (this) {
             if (assign == guestNotifiers) {

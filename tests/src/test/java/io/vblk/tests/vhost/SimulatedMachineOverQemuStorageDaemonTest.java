@@ -1,0 +1,105 @@
+package io.vblk.tests.vhost;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.vblk.cli.Main;
+import io.vblk.firmware.BootVerdict;
+import io.vblk.guest.BootReport;
+import io.vblk.guest.DefaultDisk;
+import io.vblk.guest.DiskSpec;
+import io.vblk.guest.GuestWorkload;
+import io.vblk.guest.IoPattern;
+import io.vblk.guest.LatencySink;
+import io.vblk.guest.LinuxGuest;
+import io.vblk.guest.Machine;
+import io.vblk.guest.MachineConfig;
+
+import java.io.PrintWriter;
+import java.io.RandomAccessFile;
+import java.io.StringWriter;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import picocli.CommandLine;
+
+/**
+ * The simulated machine's vhost-user-blk front-end against a back-end that
+ * is not vblk: {@code qemu-storage-daemon --export type=vhost-user-blk}
+ * (libvhost-user). The same firmware and Linux-like driver run unchanged.
+ */
+class SimulatedMachineOverQemuStorageDaemonTest {
+    private static final Duration BOUND = Duration.ofSeconds(60);
+
+    @Test
+    void firmwareBootsAndBootsAgainAfterSystemReset(@TempDir Path dir) throws Exception {
+        Path img = DefaultDisk.create(dir.resolve("default.raw"), DefaultDisk.DEFAULT_SIZE);
+        Path sock = dir.resolve("qsd.sock");
+        try (StorageDaemon qsd = StorageDaemon.start(dir, "qsd", StorageDaemon.rawExport(img, sock, 1));
+             Machine m = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock))))) {
+            BootReport r = m.boot();
+            assertEquals(BootVerdict.MBR_OK, r.verdict(), String.join("\n", r.console()) + "\n" + qsd.report());
+            BootReport again = m.awaitBoot(m.systemReset());
+            assertEquals(BootVerdict.MBR_OK, again.verdict(), String.join("\n", again.console()) + qsd.report());
+            assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
+        }
+    }
+
+    @Test
+    void linuxDriverVerifiedIoOverTwoQueuesWithPauseAndResume(@TempDir Path dir) throws Exception {
+        Path img = dir.resolve("disk.raw");
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(32L << 20);
+        }
+        Path sock = dir.resolve("qsd.sock");
+        try (StorageDaemon qsd = StorageDaemon.start(dir, "qsd", StorageDaemon.rawExport(img, sock, 2));
+             Machine m = Machine.start(MachineConfig.of(2, 0, List.of(DiskSpec.vhostUser(sock).withQueues(2))))) {
+            assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.boot().verdict(), qsd.report());
+            LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
+            assertEquals(2, g.driver().numQueues());
+            GuestWorkload.Spec spec = new GuestWorkload.Spec(16, 4096, IoPattern.parse("randrw"), true, false);
+            AtomicBoolean stop = new AtomicBoolean();
+            SimulatedMachineOverVblkServeTest.Progress progress = new SimulatedMachineOverVblkServeTest.Progress();
+            LinuxGuest.Run run = g.start(spec, stop::get, new LatencySink[] {progress, progress}, 3);
+            m.await("3000 guest requests", progress.reach(3000), BOUND);
+            m.pause();
+            long atPause = progress.count();
+            m.resume();
+            m.await("3000 more guest requests after resume", progress.reach(atPause + 3000), BOUND);
+            stop.set(true);
+            for (CompletableFuture<Void> f : run.done()) {
+                m.await("workload", f, BOUND);
+            }
+            assertNull(run.firstProblem(), run.firstProblem());
+            for (GuestWorkload w : run.workloads()) {
+                assertEquals(0, w.stats.errors);
+                assertEquals(0, w.stats.mismatches);
+                assertTrue(w.stats.interrupts > 0, "completions arrived by MSI-X through the call descriptors");
+            }
+            assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
+        }
+    }
+
+    @Test
+    void vblkBootWithVhostUserOption(@TempDir Path dir) throws Exception {
+        Path img = DefaultDisk.create(dir.resolve("default.raw"), DefaultDisk.DEFAULT_SIZE);
+        Path sock = dir.resolve("qsd.sock");
+        try (StorageDaemon qsd = StorageDaemon.start(dir, "qsd", StorageDaemon.rawExport(img, sock, 1))) {
+            StringWriter out = new StringWriter();
+            StringWriter err = new StringWriter();
+            CommandLine cl = new CommandLine(new Main());
+            cl.setOut(new PrintWriter(out));
+            cl.setErr(new PrintWriter(err));
+            int rc = cl.execute("boot", "--vhost-user", sock.toString(), "--resets", "2", "--quiet");
+            assertEquals(0, rc, out + "\n" + err + "\n" + qsd.report());
+            assertTrue(out.toString().contains("3 (all MBR OK)"), out.toString());
+        }
+    }
+}

@@ -1,0 +1,148 @@
+package io.vblk.vhost;
+
+import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.RamRegion;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A vhost-user back-end's view of guest RAM: the regions the front-end
+ * passed (SET_MEM_TABLE, ADD_MEM_REG), each a shared mapping of its memfd
+ * with the guest-physical address, size and the front-end's own virtual
+ * address of the region. libvhost-user's {@code VuDevRegion} array with
+ * {@code vu_gpa_to_va} and {@code qva_to_va}.
+ *
+ * <p>Ring addresses arrive as front-end virtual addresses
+ * (SET_VRING_ADDR) and are turned into guest-physical ones with
+ * {@link #uaddrToGpa}; descriptor addresses are guest-physical and go
+ * through the {@link GuestMemory} built by {@link #guestMemory()}.
+ * Not thread-safe: the back-end's main loop owns it.
+ */
+final class MemoryTable implements AutoCloseable {
+    /** One region as the front-end described it, and our mapping of it. */
+    record Region(long gpa, long size, long uaddr, long mmapOffset, RamRegion ram) {
+        boolean sameAs(long g, long s) {
+            return gpa == g && size == s;
+        }
+
+        @Override
+        public String toString() {
+            return String.format("[gpa 0x%x, size 0x%x, uaddr 0x%x, offset 0x%x]", gpa, size, uaddr, mmapOffset);
+        }
+    }
+
+    private final List<Region> regions = new ArrayList<>();
+
+    /**
+     * Maps {@code fd} shared and describes the region; the descriptor is closed
+     * either way (the mapping keeps the memory). Throws a message for a region
+     * that cannot be mapped.
+     */
+    static Region map(long gpa, long size, long uaddr, long mmapOffset, int fd) {
+        try {
+            if (size <= 0) {
+                throw new VhostUserException("memory region of size " + size);
+            }
+            if ((mmapOffset & 4095) != 0) {
+                throw new VhostUserException(String.format("memory region mmap_offset 0x%x is not page-aligned",
+                        mmapOffset));
+            }
+            RamRegion ram = RamRegion.mapShared(gpa, size, fd, mmapOffset);
+            return new Region(gpa, size, uaddr, mmapOffset, ram);
+        } catch (RuntimeException e) {
+            throw e instanceof VhostUserException ? (VhostUserException) e
+                    : new VhostUserException(String.format("cannot map memory region [gpa 0x%x, size 0x%x] of fd %d: "
+                    + "%s", gpa, size, fd, e.getMessage()));
+        } finally {
+            SocketCalls.close(fd);
+        }
+    }
+
+    boolean isEmpty() {
+        return regions.isEmpty();
+    }
+
+    int size() {
+        return regions.size();
+    }
+
+    List<Region> regions() {
+        return List.copyOf(regions);
+    }
+
+    /** Adds a region; one overlapping another is refused (and unmapped). */
+    void add(Region r) {
+        for (Region o : regions) {
+            if (Long.compareUnsigned(r.gpa(), o.gpa() + o.size()) < 0
+                    && Long.compareUnsigned(o.gpa(), r.gpa() + r.size()) < 0) {
+                r.ram().close();
+                throw new VhostUserException("memory region " + r + " overlaps " + o);
+            }
+        }
+        regions.add(r);
+    }
+
+    /** Removes (and returns, still mapped) the region at {@code gpa} of {@code size}, or null. */
+    Region remove(long gpa, long size) {
+        for (int i = 0; i < regions.size(); i++) {
+            if (regions.get(i).sameAs(gpa, size)) {
+                return regions.remove(i);
+            }
+        }
+        return null;
+    }
+
+    /** Empties the table, handing back the mappings for the caller to unmap once nothing uses them. */
+    List<Region> clear() {
+        List<Region> l = new ArrayList<>(regions);
+        regions.clear();
+        return l;
+    }
+
+    /**
+     * The guest-physical address of front-end virtual address {@code uaddr}
+     * if {@code [uaddr, uaddr + len)} lies in one region, else -1.
+     */
+    long uaddrToGpa(long uaddr, long len) {
+        for (Region r : regions) {
+            long off = uaddr - r.uaddr();
+            if (Long.compareUnsigned(off, r.size()) < 0 && len <= r.size() - off) {
+                return r.gpa() + off;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * A {@link GuestMemory} over the current regions, or null when there are
+     * none. The regions stay owned by this table: the returned object must
+     * not be closed (closing it would unmap them).
+     */
+    GuestMemory guestMemory() {
+        if (regions.isEmpty()) {
+            return null;
+        }
+        List<RamRegion> rs = new ArrayList<>();
+        for (Region r : regions) {
+            rs.add(r.ram());
+        }
+        return new GuestMemory(rs);
+    }
+
+    static void unmap(List<Region> rs) {
+        for (Region r : rs) {
+            r.ram().close();
+        }
+    }
+
+    @Override
+    public void close() {
+        unmap(clear());
+    }
+
+    @Override
+    public String toString() {
+        return regions.toString();
+    }
+}

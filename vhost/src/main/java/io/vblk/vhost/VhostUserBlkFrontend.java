@@ -1,0 +1,415 @@
+package io.vblk.vhost;
+
+import static io.vblk.vhost.VhostUserProtocol.pf;
+
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioHandler;
+import io.vblk.aio.EventNotifier;
+import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.RamRegion;
+import io.vblk.virtio.VirtQueue;
+import io.vblk.virtio.VirtioDevice;
+import io.vblk.virtio.VirtioFeatures;
+import io.vblk.virtio.VirtioPciRegs;
+import io.vblk.virtio.VirtioPciTransport;
+import io.vblk.virtio.VirtioStatus;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A virtio-blk device whose queues are served by a vhost-user back-end in
+ * another process (or another event loop): QEMU's {@code VHostUserBlk}
+ * (hw/block/vhost-user-blk.c) with the parts of hw/virtio/vhost.c it uses
+ * ({@code vhost_dev_start}, {@code vhost_dev_stop}). Plugged into an
+ * ordinary {@link VirtioPciTransport}, so the firmware and the Linux-like
+ * driver see the same PCI function as for the in-process device.
+ *
+ * <p><b>Connect</b> ({@link #connect}): GET_FEATURES, GET_PROTOCOL_FEATURES,
+ * SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_OWNER,
+ * GET_CONFIG. The guest is offered the back-end's features restricted to
+ * what this front-end passes through, and reads the back-end's config
+ * space.
+ *
+ * <p><b>Start</b> (DRIVER_OK, resume): SET_FEATURES; the memory table (one
+ * ADD_MEM_REG per region with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE), once
+ * per connection; guest notifiers assigned; then for every queue the driver
+ * enabled: host notifier switched to an ioeventfd (so the vCPU's notify
+ * write signals the back-end directly, as KVM's ioeventfd does),
+ * SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR (host virtual addresses),
+ * SET_VRING_KICK, SET_VRING_CALL and, with protocol features,
+ * SET_VRING_ENABLE. The call descriptor is the queue's MSI-X irqfd when the
+ * driver gave it a vector, so the back-end interrupts the vCPU directly; a
+ * queue without one (SeaBIOS polls) gets an eventfd the main loop relays to
+ * the transport's ordinary interrupt path.
+ *
+ * <p><b>Stop</b> (reset, pause): SET_VRING_ENABLE(0) for every ring, then
+ * GET_VRING_BASE for each — the back-end answers only when everything it
+ * popped was answered and signalled — whose index the queue keeps for the
+ * next start; host notifiers back to direct mode, guest notifiers released.
+ *
+ * <p>Everything runs in the home context (the machine's main loop), with
+ * blocking requests bounded by the client's reply timeout. A back-end that
+ * goes away marks the device NEEDS_RESET.
+ */
+public final class VhostUserBlkFrontend extends VirtioDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(VhostUserBlkFrontend.class);
+
+    /** Protocol features this front-end uses when offered. */
+    public static final long WANTED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
+            | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
+    /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
+    public static final long PASSTHROUGH_FEATURES = (1L << 1) | (1L << 2) | (1L << 4) | (1L << 5) | (1L << 6)
+            | (1L << 9) | (1L << 10) | (1L << 11) | (1L << 12) | (1L << 13) | (1L << 14)
+            | VirtioFeatures.INDIRECT_DESC | VirtioFeatures.EVENT_IDX | VirtioFeatures.VERSION_1;
+    /** Bytes of the virtio-blk config space read from the back-end (QEMU 7.2's struct virtio_blk_config). */
+    public static final int CONFIG_SIZE = 60;
+    public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
+
+    private final VhostUserClient client;
+    /** Whether the back-end offered VHOST_USER_F_PROTOCOL_FEATURES (then it is acked, and rings need ENABLE). */
+    private final boolean protocolFeaturesOn;
+    private final long protocolFeatures;
+    private final int backendQueues;
+    private VirtioPciTransport transport;
+    private boolean started;
+    private boolean memorySent;
+    private final EventNotifier[] relays;
+    private final AioHandler[] relayHandlers;
+    private long starts;
+    private long stops;
+
+    private VhostUserBlkFrontend(String name, AioContext home, GuestMemory mem, VhostUserClient client,
+            long features, boolean protocolFeaturesOn, long protocolFeatures, int backendQueues, int numQueues,
+            int queueSize, byte[] config) {
+        super(name, ID_BLOCK, features, CONFIG_SIZE, home, mem);
+        this.client = client;
+        this.protocolFeaturesOn = protocolFeaturesOn;
+        this.protocolFeatures = protocolFeatures;
+        this.backendQueues = backendQueues;
+        for (int i = 0; i < numQueues; i++) {
+            addQueue(queueSize);
+        }
+        for (int i = 0; i < config.length; i++) {
+            setConfigU8(i, config[i] & 0xff);
+        }
+        setConfigU16(34, numQueues); // num_queues: what this front-end exposes (QEMU does the same)
+        this.relays = new EventNotifier[numQueues];
+        this.relayHandlers = new AioHandler[numQueues];
+    }
+
+    /**
+     * Connects to the back-end at {@code socket} and negotiates (QEMU's
+     * {@code vhost_user_blk_connect} and {@code vhost_dev_init}). Guest RAM
+     * must be shared memory (memfd regions): the back-end maps it.
+     *
+     * @param maxQueues queues to expose, at most what the back-end has
+     * @throws VhostUserException naming the socket and the step that failed
+     */
+    public static VhostUserBlkFrontend connect(String name, Path socket, int maxQueues, int queueSize,
+            AioContext home, GuestMemory mem, Duration replyTimeout) {
+        for (RamRegion r : mem.regions()) {
+            if (r.fd() < 0) {
+                throw new VhostUserException(name + ": guest RAM " + r + " is not shared memory; a vhost-user back-end "
+                        + "cannot map it (QEMU needs memory-backend-memfd,share=on for the same reason)");
+            }
+        }
+        VhostUserClient c = VhostUserClient.connect(socket, replyTimeout);
+        try {
+            long features = c.getU64(VhostUserProtocol.GET_FEATURES);
+            if ((features & VirtioFeatures.VERSION_1) == 0) {
+                throw new VhostUserException("vhost-user back-end at " + socket + " does not offer VIRTIO_F_VERSION_1");
+            }
+            long pfs = 0;
+            if ((features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0) {
+                pfs = c.getU64(VhostUserProtocol.GET_PROTOCOL_FEATURES) & WANTED_PROTOCOL_FEATURES;
+                c.setU64(VhostUserProtocol.SET_PROTOCOL_FEATURES, pfs);
+                c.setReplyAck((pfs & pf(VhostUserProtocol.PF_REPLY_ACK)) != 0);
+            }
+            if ((pfs & pf(VhostUserProtocol.PF_CONFIG)) == 0) {
+                throw new VhostUserException("vhost-user back-end at " + socket + " does not offer "
+                        + "VHOST_USER_PROTOCOL_F_CONFIG; a vhost-user-blk front-end needs its config space");
+            }
+            int queues = 1;
+            if ((pfs & pf(VhostUserProtocol.PF_MQ)) != 0) {
+                queues = (int) c.getU64(VhostUserProtocol.GET_QUEUE_NUM);
+            }
+            if (queues < 1) {
+                throw new VhostUserException("vhost-user back-end at " + socket + " has no queues");
+            }
+            if ((pfs & pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS)) != 0) {
+                long slots = c.getU64(VhostUserProtocol.GET_MAX_MEM_SLOTS);
+                if (slots < mem.regions().size()) {
+                    throw new VhostUserException("vhost-user back-end at " + socket + " takes " + slots
+                            + " memory regions, guest RAM has " + mem.regions().size());
+                }
+            }
+            c.request(VhostUserProtocol.SET_OWNER);
+            byte[] config = c.getConfig(0, CONFIG_SIZE);
+            int n = Math.min(maxQueues, queues);
+            if (n < maxQueues) {
+                LOG.info("{}: the back-end has {} queue(s); exposing {} instead of {}", name, queues, n, maxQueues);
+            }
+            long offered = (features & PASSTHROUGH_FEATURES) | VirtioFeatures.VERSION_1;
+            if (n == 1) {
+                offered &= ~(1L << 12); // no VIRTIO_BLK_F_MQ with one queue
+            }
+            LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
+                    Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
+            return new VhostUserBlkFrontend(name, home, mem, c, offered,
+                    (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config);
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+    }
+
+    /** Binds the PCI function this device is plugged into (made by the machine right after {@link #connect}). */
+    public void setTransport(VirtioPciTransport t) {
+        this.transport = t;
+    }
+
+    public VhostUserClient client() {
+        return client;
+    }
+
+    public int backendQueues() {
+        return backendQueues;
+    }
+
+    public boolean isStarted() {
+        return started;
+    }
+
+    public long starts() {
+        return starts;
+    }
+
+    public long stops() {
+        return stops;
+    }
+
+    private boolean hasProtocolFeature(int bit) {
+        return (protocolFeatures & pf(bit)) != 0;
+    }
+
+    // ------------------------------------------------------------------ start and stop
+
+    @Override
+    protected void onDriverOk() {
+        vhostStart();
+    }
+
+    /**
+     * QEMU's {@code vhost_user_blk_start}: hands the enabled queues to the
+     * back-end. Home context; a failure marks the device NEEDS_RESET.
+     */
+    public void vhostStart() {
+        checkHome("start");
+        if (started || (status() & VirtioStatus.DRIVER_OK) == 0 || isBroken()) {
+            return;
+        }
+        try {
+            startRings();
+        } catch (VhostUserException e) {
+            LOG.error("{}: cannot start the vhost-user rings: {}", name(), e.getMessage());
+            virtioError("vhost-user back-end failed: " + e.getMessage());
+        }
+    }
+
+    private void startRings() {
+        long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0);
+        client.setU64(VhostUserProtocol.SET_FEATURES, acked);
+        if (!memorySent) {
+            sendMemory();
+            memorySent = true;
+        }
+        transport.setGuestNotifiers(true);
+        started = true;
+        starts++;
+        for (int q = 0; q < numQueues(); q++) {
+            VirtQueue vq = queue(q);
+            if (!vq.isEnabled()) {
+                continue;
+            }
+            transport.setHostNotifierEnabled(q, true); // a fresh ioeventfd, already signalled: nothing is missed
+            GuestMemory mem = memory();
+            int n = vq.size();
+            client.setState(VhostUserProtocol.SET_VRING_NUM, q, n);
+            client.setState(VhostUserProtocol.SET_VRING_BASE, q, vq.lastAvailIdx());
+            client.setVringAddr(q, mem.translate(vq.descAddr(), 16L * n), mem.translate(vq.usedAddr(), 6 + 8L * n),
+                    mem.translate(vq.availAddr(), 6 + 2L * n));
+            client.setU64(VhostUserProtocol.SET_VRING_KICK, q, vq.hostNotifier().fd());
+            client.setU64(VhostUserProtocol.SET_VRING_CALL, q, callFd(q));
+        }
+        if (protocolFeaturesOn) {
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).isEnabled()) {
+                    client.setState(VhostUserProtocol.SET_VRING_ENABLE, q, 1);
+                }
+            }
+        }
+        LOG.debug("{}: vhost-user rings started", name());
+    }
+
+    private void sendMemory() {
+        List<RamRegion> regions = memory().regions();
+        if (hasProtocolFeature(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS)) {
+            for (RamRegion r : regions) {
+                client.addMemReg(r.gpa(), r.size(), r.hostAddress(), 0, r.fd());
+            }
+            return;
+        }
+        int n = regions.size();
+        long[] gpa = new long[n];
+        long[] size = new long[n];
+        long[] uaddr = new long[n];
+        long[] off = new long[n];
+        int[] fds = new int[n];
+        for (int i = 0; i < n; i++) {
+            RamRegion r = regions.get(i);
+            gpa[i] = r.gpa();
+            size[i] = r.size();
+            uaddr[i] = r.hostAddress();
+            fds[i] = r.fd();
+        }
+        client.setMemTable(gpa, size, uaddr, off, fds);
+    }
+
+    /**
+     * The descriptor the back-end signals for queue {@code q}: the MSI-X irqfd
+     * of its vector (the machine's irqchip delivers it to the vCPU), or a relay
+     * eventfd the main loop turns into the transport's ordinary interrupt.
+     */
+    private int callFd(int q) {
+        if (transport.msixEnabled()) {
+            int v = transport.queueVector(q);
+            if (v != VirtioPciRegs.NO_VECTOR && v < transport.msixVectors()) {
+                return transport.guestNotifier(v).fd();
+            }
+        }
+        if (relays[q] == null) {
+            EventNotifier n = new EventNotifier();
+            relays[q] = n;
+            int queue = q;
+            relayHandlers[q] = homeContext().setFdHandler(new AioHandler.Builder(name() + "-vq" + q + "-call",
+                    n.fd()).onRead(() -> {
+                        if (n.testAndClear()) {
+                            transport.raiseQueueInterrupt(queue); // QEMU's virtio_queue_guest_notifier_read
+                        }
+                    }));
+        }
+        return relays[q].fd();
+    }
+
+    /**
+     * QEMU's {@code vhost_user_blk_stop}: every ring disabled, then stopped
+     * with GET_VRING_BASE, whose answer the queue keeps. Home context.
+     */
+    public void vhostStop() {
+        checkHome("stop");
+        if (!started) {
+            return;
+        }
+        started = false;
+        stops++;
+        try {
+            if (protocolFeaturesOn) {
+                for (int q = 0; q < numQueues(); q++) {
+                    if (queue(q).hostNotifier() != null) {
+                        client.setState(VhostUserProtocol.SET_VRING_ENABLE, q, 0);
+                    }
+                }
+            }
+            for (int q = 0; q < numQueues(); q++) {
+                VirtQueue vq = queue(q);
+                if (vq.hostNotifier() == null) {
+                    continue;
+                }
+                int base = client.getVringBase(q);
+                if (vq.isEnabled()) {
+                    vq.setLastAvailIdx(base);
+                }
+            }
+        } catch (VhostUserException e) {
+            if (e.disconnected()) {
+                LOG.warn("{}: vhost-user back-end gone while stopping the rings: {}", name(), e.getMessage());
+            } else {
+                LOG.error("{}: stopping the vhost-user rings failed: {}", name(), e.getMessage());
+            }
+        } finally {
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).hostNotifier() != null) {
+                    transport.setHostNotifierEnabled(q, false);
+                }
+            }
+            transport.setGuestNotifiers(false);
+        }
+        LOG.debug("{}: vhost-user rings stopped", name());
+    }
+
+    private void checkHome(String what) {
+        if (!homeContext().inHomeThread()) {
+            throw new IllegalStateException(name() + ": vhost-user " + what + " runs in " + homeContext().name());
+        }
+    }
+
+    // ------------------------------------------------------------------ VirtioDevice hooks
+
+    /**
+     * A kick that reached the device directly: only possible while the rings
+     * are not with the back-end (before DRIVER_OK or while paused); the back-end
+     * reads the ring when they start, so there is nothing to do.
+     */
+    @Override
+    protected void handleQueue(VirtQueue vq) {
+        LOG.trace("{} vq{}: kick while the vhost-user rings are stopped", name(), vq.index());
+    }
+
+    @Override
+    protected void quiesceForReset() {
+        vhostStop();
+    }
+
+    /** The guest wrote the config space (write-cache toggle): forwarded with SET_CONFIG. */
+    @Override
+    protected void onConfigWrite(int offset, int size, long value) {
+        if (offset != 32 || size != 1 || (negotiatedFeatures() & (1L << 11)) == 0) {
+            return; // only writeback is writable (VIRTIO_BLK_F_CONFIG_WCE)
+        }
+        try {
+            client.setConfig(offset, new byte[] {(byte) value});
+            setConfigU8(offset, (int) value & 0xff);
+        } catch (VhostUserException e) {
+            LOG.warn("{}: SET_CONFIG failed: {}", name(), e.getMessage());
+        }
+    }
+
+    /** Closes the connection and the relay eventfds; the rings must be stopped. */
+    public void close() {
+        for (int q = 0; q < relays.length; q++) {
+            if (relayHandlers[q] != null) {
+                relayHandlers[q].remove();
+                relayHandlers[q] = null;
+            }
+            if (relays[q] != null) {
+                relays[q].close();
+                relays[q] = null;
+            }
+        }
+        client.close();
+    }
+
+    @Override
+    public String describe() {
+        return super.describe() + "  vhost-user " + client.path() + ": " + (started ? "rings started" : "rings stopped")
+                + (client.isBroken() ? " (connection broken)" : "") + ", protocol "
+                + VhostUserProtocol.describeProtocolFeatures(protocolFeatures) + ", starts=" + starts + " stops="
+                + stops + "\n";
+    }
+}

@@ -1,0 +1,63 @@
+/**
+ * vhost-user-blk: vblk as a block back-end real hypervisors use, and the
+ * simulated machine as a front-end for any vhost-user-blk back-end.
+ *
+ * <h2>Where it sits</h2>
+ * Its own Maven module between {@code dataplane} and {@code guestsim}
+ * ({@code blockcore <- virtio <- dataplane <- vhost <- guestsim <- bench <- cli}):
+ * the back-end needs the virtio-blk device and its dataplane; the machine
+ * needs the front-end. Nothing below it knows about vhost-user; the only
+ * generalisation it asked of them is {@link io.vblk.virtio.NotifierBus}
+ * (the dataplane's view of a transport), {@code VirtQueue/VirtioDevice.setMemory}
+ * (a memory table that changes) and {@code EventNotifier.adopt} (an eventfd
+ * received from a peer).
+ *
+ * <h2>Pieces and their QEMU / libvhost-user names</h2>
+ * <table>
+ * <caption>classes</caption>
+ * <tr><th>class</th><th>QEMU / libvhost-user</th><th>what for</th></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserBlkServer}</td><td>vhost-user-blk export
+ *     (block/export/vhost-user-blk-server.c)</td><td>{@code vblk serve}: disk, IOThreads, VirtioBlk, dataplane</td></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserServer}</td><td>{@code VuServer} (util/vhost-user-server.c)</td>
+ *     <td>listen, one front-end at a time, one message at a time</td></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserDevice}</td><td>{@code VuDev}, {@code VuVirtq}, {@code vu_process_message}</td>
+ *     <td>message handling, ring and memory state; the device's bus and the dataplane's notifier bus</td></tr>
+ * <tr><td>{@code MemoryTable}</td><td>{@code VuDevRegion}, {@code vu_gpa_to_va}, {@code qva_to_va}</td>
+ *     <td>the front-end's memfds mapped shared</td></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserBlkFrontend}</td><td>{@code VHostUserBlk}
+ *     (hw/block/vhost-user-blk.c), {@code vhost_dev_start/stop}</td><td>the machine's vhost-user-blk-pci device</td></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserClient}</td><td>hw/virtio/vhost-user.c</td>
+ *     <td>request/reply with REPLY_ACK, bounded waits</td></tr>
+ * <tr><td>{@link io.vblk.vhost.UnixSocket}, {@link io.vblk.vhost.VhostUserMsg}</td>
+ *     <td>{@code QIOChannelSocket}, {@code VhostUserMsg}, {@code vu_message_read/write}</td>
+ *     <td>SCM_RIGHTS through JNA sendmsg/recvmsg; the wire format</td></tr>
+ * </table>
+ *
+ * <h2>Decisions worth knowing</h2>
+ * <ul>
+ * <li><b>No second implementation.</b> The back-end's rings are served by
+ *     {@code VirtQueue}, {@code VirtioBlk} and {@code VirtioBlkDataplane}
+ *     exactly as the in-process PCI device's: a ring's kick descriptor is the
+ *     queue's host notifier in its IOThread, its call descriptor the guest
+ *     notifier signalled from the IOThread.</li>
+ * <li><b>Ring changes go through the dataplane's stop and start.</b> The
+ *     dataplane starts and stops a device's queues together; any change to
+ *     the set of running rings, a running ring's configuration or the memory
+ *     table is a stop (drained, every completion pushed and signalled) and a
+ *     start. GET_VRING_BASE answers after that stop.</li>
+ * <li><b>One message at a time.</b> Processing a message may poll the main
+ *     loop (a drain); the connection is unwatched meanwhile, so no message
+ *     is handled inside another.</li>
+ * <li><b>Offered protocol features</b>: MQ, REPLY_ACK, BACKEND_REQ (the
+ *     channel is accepted; config-change messages use it), CONFIG,
+ *     RESET_DEVICE, CONFIGURE_MEM_SLOTS. Not offered: LOG_SHMFD (migration),
+ *     INFLIGHT_SHMFD (reconnect with in-flight requests), STATUS, in-band
+ *     notifications, postcopy; their messages are refused.</li>
+ * <li><b>Front-end interrupts</b>: a queue with an MSI-X vector gets the
+ *     vector's irqfd as call descriptor (the back-end interrupts the vCPU
+ *     directly); one without (SeaBIOS) gets an eventfd the main loop relays to
+ *     the transport. Vector masking is not forwarded (QEMU switches the call
+ *     descriptor on mask, {@code vhost_virtqueue_mask}); no guest here masks.</li>
+ * </ul>
+ */
+package io.vblk.vhost;

@@ -1,0 +1,128 @@
+package io.vblk.vhost;
+
+import com.sun.jna.Memory;
+
+import io.vblk.aio.EventNotifier;
+import io.vblk.aio.LibC;
+import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.RamRegion;
+import io.vblk.virtio.VirtioFeatures;
+
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * A bare vhost-user front-end for protocol tests: guest RAM in a memfd, one
+ * split ring of 8 entries written by hand, kick and call eventfds, requests
+ * of three descriptors (header, data, status). Layout (guest-physical):
+ * descriptors 0x1000, avail 0x2000, used 0x3000, headers 0x4000 + 32 * slot,
+ * data 0x10000 + 0x1000 * slot.
+ */
+final class TestFrontend implements AutoCloseable {
+    static final int QSIZE = 16;
+    static final long DESC = 0x1000;
+    static final long AVAIL = 0x2000;
+    static final long USED = 0x3000;
+    static final long HDR = 0x4000;
+    static final long DATA = 0x10000;
+    static final long RAM = 1L << 20;
+
+    final RamRegion ram = RamRegion.memfd("test-frontend-ram", 0, RAM);
+    final GuestMemory mem = new GuestMemory(ram);
+    final EventNotifier kick = new EventNotifier();
+    final EventNotifier call = new EventNotifier();
+    final VhostUserClient client;
+    private int availIdx;
+    private final int epfd;
+    private final Memory events = new Memory(LibC.EPOLL_EVENT_SIZE);
+
+    TestFrontend(Path sock) {
+        client = VhostUserClient.connect(sock, Duration.ofSeconds(30));
+        epfd = LibC.check(LibC.epoll_create1(LibC.EPOLL_CLOEXEC), "epoll_create1");
+        Memory ev = new Memory(LibC.EPOLL_EVENT_SIZE);
+        ev.setInt(0, LibC.EPOLLIN);
+        ev.setLong(4, 1);
+        LibC.check(LibC.epoll_ctl(epfd, LibC.EPOLL_CTL_ADD, call.fd(), ev), "epoll_ctl");
+    }
+
+    /** The connect sequence QEMU 7.2 sends, with REPLY_ACK on afterwards. */
+    void negotiate() {
+        client.getU64(VhostUserProtocol.GET_FEATURES);
+        long pf = client.getU64(VhostUserProtocol.GET_PROTOCOL_FEATURES);
+        client.setU64(VhostUserProtocol.SET_PROTOCOL_FEATURES, pf & VhostUserBlkFrontend.WANTED_PROTOCOL_FEATURES);
+        client.setReplyAck(true);
+        client.request(VhostUserProtocol.SET_OWNER);
+    }
+
+    void addMemory() {
+        client.addMemReg(0, RAM, ram.hostAddress(), 0, ram.fd());
+    }
+
+    long uaddr(long gpa) {
+        return ram.hostAddress() + gpa;
+    }
+
+    /** NUM, BASE, ADDR, CALL, KICK, ENABLE for ring {@code q} after SET_FEATURES. */
+    void startRing(int q, int base) {
+        client.setU64(VhostUserProtocol.SET_FEATURES, VirtioFeatures.VERSION_1 | VhostUserProtocol.F_PROTOCOL_FEATURES);
+        client.setState(VhostUserProtocol.SET_VRING_NUM, q, QSIZE);
+        client.setState(VhostUserProtocol.SET_VRING_BASE, q, base);
+        client.setVringAddr(q, uaddr(DESC), uaddr(USED), uaddr(AVAIL));
+        client.setU64(VhostUserProtocol.SET_VRING_CALL, q, call.fd());
+        client.setU64(VhostUserProtocol.SET_VRING_KICK, q, kick.fd());
+        client.setState(VhostUserProtocol.SET_VRING_ENABLE, q, 1);
+    }
+
+    /** Queues a request of {@code type} for {@code sector} (512 bytes) in slot {@code slot} and kicks. */
+    void submit(int slot, int type, long sector) {
+        long h = HDR + 32L * slot;
+        mem.writeU32(h, type);
+        mem.writeU32(h + 4, 0);
+        mem.writeU64(h + 8, sector);
+        mem.writeU8(h + 16, 0xff);
+        int d = slot * 3;
+        desc(d, h, 16, 1, d + 1);
+        desc(d + 1, DATA + 0x1000L * slot, 512, 1 | (type == 0 ? 2 : 0), d + 2);
+        desc(d + 2, h + 16, 1, 2, 0);
+        mem.writeU16(AVAIL + 4 + 2L * (availIdx % QSIZE), d);
+        availIdx++;
+        java.lang.invoke.VarHandle.releaseFence();
+        mem.writeU16(AVAIL + 2, availIdx);
+        kick.set();
+    }
+
+    private void desc(int i, long addr, int len, int flags, int next) {
+        long a = DESC + 16L * i;
+        mem.writeU64(a, addr);
+        mem.writeU32(a + 8, len);
+        mem.writeU16(a + 12, flags);
+        mem.writeU16(a + 14, next);
+    }
+
+    int status(int slot) {
+        return mem.readU8(HDR + 32L * slot + 16);
+    }
+
+    long data(int slot) {
+        return mem.readU64(DATA + 0x1000L * slot);
+    }
+
+    int usedIdx() {
+        return mem.readU16(USED + 2);
+    }
+
+    /** Waits up to {@code bound} for the call eventfd; consumes it. */
+    boolean awaitCall(Duration bound) {
+        int n = LibC.epoll_wait(epfd, events, 1, (int) bound.toMillis());
+        return n > 0 && call.testAndClear();
+    }
+
+    @Override
+    public void close() {
+        client.close();
+        LibC.close(epfd);
+        kick.close();
+        call.close();
+        ram.close();
+    }
+}
