@@ -12,6 +12,7 @@ import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.VirtioBlk;
 
 import java.io.PrintWriter;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -49,14 +50,27 @@ public final class BenchRunner {
 
     private final BenchConfig cfg;
     private final Progress progress;
+    private final Path vhostUser;
 
     public BenchRunner(BenchConfig cfg, Progress progress) {
+        this(cfg, progress, null);
+    }
+
+    /**
+     * With {@code vhostUser} set, the machine's disk is a vhost-user-blk
+     * front-end connected to that socket: the back-end (vblk serve,
+     * qemu-storage-daemon) owns the image and its IOThreads, so the config's
+     * backend, image and dataplane settings are not used; queues, queue depth,
+     * block size, pattern and the vCPU side are.
+     */
+    public BenchRunner(BenchConfig cfg, Progress progress, Path vhostUser) {
         String problem = cfg.validate();
         if (problem != null) {
             throw new IllegalArgumentException(problem);
         }
         this.cfg = cfg;
         this.progress = progress == null ? Progress.NONE : progress;
+        this.vhostUser = vhostUser;
     }
 
     /** Runs the benchmark; the image (if temporary) is removed afterwards. */
@@ -67,6 +81,9 @@ public final class BenchRunner {
     }
 
     private BenchImage prepareImage() {
+        if (vhostUser != null) {
+            return null;
+        }
         if (cfg.image() != null) {
             return BenchImage.existing(cfg.image(), cfg.format());
         }
@@ -83,6 +100,10 @@ public final class BenchRunner {
     }
 
     private MachineConfig machineConfig(BenchImage img) {
+        if (vhostUser != null) {
+            DiskSpec disk = DiskSpec.vhostUser(vhostUser).withQueues(cfg.queues()).withQueueSize(cfg.queueSize());
+            return MachineConfig.of(cfg.vcpus(), 0, List.of(disk));
+        }
         DiskSpec disk = img == null ? DiskSpec.nullDevice(cfg.sizeBytes()).withNullLatency(cfg.nullLatencyNs())
                 : DiskSpec.image(img.path(), img.format());
         int nio = cfg.dataplane() ? cfg.iothreads() : 0;
@@ -266,7 +287,7 @@ public final class BenchRunner {
         for (int q = 0; q < run.workloads().size(); q++) {
             kicks += guest.driver().queue(q).kicks();
             irqs += run.workloads().get(q).stats.interrupts;
-            signals += dev.queue(q).signals();
+            signals += dev == null ? 0 : dev.queue(q).signals(); // a vhost-user back-end counts its own
         }
         long wakeups = 0;
         long polls = 0;

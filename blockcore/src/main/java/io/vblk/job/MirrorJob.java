@@ -118,6 +118,12 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
             copy(source, target, at, (int) n, () -> true, (ret, w) -> copyDone(ret, at));
             return;
         }
+        if (shouldComplete && readyReached) {
+            // The completion copies what is still dirty with the source drained (prepare): waiting here for a
+            // moment with nothing dirty would never end under a guest that writes faster than the copy.
+            finish(0);
+            return;
+        }
         long off = bitmap.nextDirty(lastDirty);
         if (off >= 0) {
             long n = bitmap.runLength(off, chunk);

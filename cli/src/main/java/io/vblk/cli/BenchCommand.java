@@ -10,6 +10,7 @@ import io.vblk.bench.Sweep;
 import io.vblk.bench.Units;
 import io.vblk.block.BlockException;
 import io.vblk.guest.IoPattern;
+import io.vblk.vhost.VhostUserException;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -130,6 +131,13 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "No progress lines; only the final table.")
     boolean quiet;
 
+    @Option(names = "--vhost-user", paramLabel = "SOCK",
+            description = {"Measure a vhost-user-blk back-end listening on SOCK (vblk serve, qemu-storage-daemon) "
+                    + "from the same simulated guest. The back-end owns the disk and its IOThreads: --backend, "
+                    + "--image, --format, --size, --null-latency, --stop-start and --verify do not apply, and "
+                    + "--iothreads, --dataplane and --poll-max-ns are the back-end's own settings."})
+    Path vhostUser;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -139,6 +147,7 @@ final class BenchCommand implements Callable<Integer> {
         Sweep sw = null;
         try {
             base = parse();
+            checkVhostUser();
             if (sweep != null) {
                 sw = Sweep.parse(sweep);
                 grid = sw.expand(base);
@@ -166,13 +175,16 @@ final class BenchCommand implements Callable<Integer> {
             }
             BenchResult r;
             try {
-                r = new BenchRunner(c, progress).run();
+                r = new BenchRunner(c, progress, vhostUser).run();
             } catch (HangDetectedException e) {
                 err.println("vblk bench: " + e.getMessage());
                 return Main.EXIT_HANG;
             } catch (BlockException e) {
                 err.println("vblk bench: " + e.getMessage());
                 return Main.EXIT_USAGE;
+            } catch (VhostUserException e) {
+                err.println("vblk bench: vhost-user back-end at '" + vhostUser + "': " + e.getMessage());
+                return Main.EXIT_FAILED;
             }
             results.add(r);
             BenchReport.table(r, out);
@@ -238,6 +250,27 @@ final class BenchCommand implements Callable<Integer> {
                 Units.parseDurationNs("ramp", ramp), dp, Units.parseOnOff("guest-poll", guestPoll),
                 Units.parseLong("poll-max-ns", pollMaxNs), verify, d.seed(),
                 Units.parseDurationNs("null-latency", nullLatency), stopStart);
+    }
+
+    /** Options that describe the disk or its serving side belong to the back-end with --vhost-user. */
+    private void checkVhostUser() {
+        if (vhostUser == null) {
+            return;
+        }
+        for (String o : List.of("--backend", "--image", "--format", "--size", "--null-latency", "--stop-start",
+                "--verify", "--iothreads", "--dataplane", "--poll-max-ns")) {
+            if (spec.commandLine().getParseResult().hasMatchedOption(o)) {
+                throw new IllegalArgumentException(o + " does not apply with --vhost-user: the back-end at '"
+                        + vhostUser + "' owns the disk and how it is served");
+            }
+        }
+        if (sweep != null && String.join(" ", sweep).matches(".*\\b(iothreads|dataplane|backend|poll-max-ns)=.*")) {
+            throw new IllegalArgumentException("--sweep over the back-end's settings does not apply with --vhost-user");
+        }
+        if (!Files.exists(vhostUser)) {
+            throw new IllegalArgumentException("--vhost-user '" + vhostUser + "': no such socket (is the back-end "
+                    + "listening?)");
+        }
     }
 
     private static boolean isQcow2(Path p) {

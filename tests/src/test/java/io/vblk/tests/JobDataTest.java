@@ -15,8 +15,10 @@ import io.vblk.job.JobOptions;
 import io.vblk.job.JobStatus;
 
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -128,5 +130,53 @@ class JobDataTest {
         Path ref = dir.resolve("reference.raw");
         model.writeReference(ref);
         QemuImg.compare(result, ref);
+    }
+
+    /**
+     * A mirror told to complete while the guest writes faster than the job
+     * copies (here: the job throttled to 64 KiB/s, the guest writing only)
+     * still concludes: the completion copies what is dirty with the source
+     * drained, instead of waiting for a moment with nothing dirty that never
+     * comes.
+     */
+    @Test
+    void aMirrorCompletesUnderAGuestThatOutwritesItsCopy() throws Exception {
+        QemuImg.require();
+        DiskModel model = new DiskModel(JobRigs.SIZE);
+        Path[] c = JobRigs.chain(dir, model);
+        Path target = dir.resolve("target.qcow2");
+        Qcow2.create(target, JobRigs.SIZE);
+        try (Machine m = JobRigs.machine(c[2], true); BlockJobs jobs = new BlockJobs(m.blockLayer())) {
+            JobRigs.Guest g = new JobRigs.Guest(m, model, new AtomicLong(), 7);
+            g.workload.setReadPercent(100);
+            Job j = JobRigs.main(m, "start mirror", () -> {
+                BlockNode t = m.blockLayer().openImage("target", target, "qcow2", false);
+                Job mj = jobs.mirror("job0", Graph.skipFilters(m.disk(0).backend().root()), t, null,
+                        JobOptions.defaults());
+                t.unref();
+                return mj;
+            });
+            m.await("ready", j.ready(), JobRigs.OK);
+            JobRigs.main(m, "throttle", () -> {
+                jobs.setSpeed("job0", 64 << 10);
+                return null;
+            });
+            g.workload.setReadPercent(0);
+            g.progress(300);
+            JobRigs.main(m, "complete", () -> {
+                jobs.complete("job0");
+                return null;
+            });
+            assertEquals(0, (int) m.await("job concluded", j.concluded(), Duration.ofSeconds(30)), j.describe());
+            g.progress(50);
+            assertNull(g.finish(), "the guest's reads matched the model throughout");
+            assertEquals("target", JobRigs.main(m, "device node", () -> m.disk(0).backend().root().name()));
+            assertNull(JobRigs.verifyDevice(m, model), "every block of the device matches the model");
+            JobRigs.writeBack(m);
+        }
+        QemuImg.check(target);
+        Path ref = dir.resolve("reference.raw");
+        model.writeReference(ref);
+        QemuImg.compare(target, ref);
     }
 }

@@ -102,4 +102,28 @@ class SimulatedMachineOverQemuStorageDaemonTest {
             assertTrue(out.toString().contains("3 (all MBR OK)"), out.toString());
         }
     }
+
+    /** {@code vblk bench --vhost-user}: the same guest driver measures this back-end; counts land in the JSON. */
+    @Test
+    void vblkBenchWithVhostUserOption(@TempDir Path dir) throws Exception {
+        Path img = DefaultDisk.create(dir.resolve("default.raw"), DefaultDisk.DEFAULT_SIZE);
+        Path sock = dir.resolve("qsd.sock");
+        Path json = dir.resolve("bench.json");
+        try (StorageDaemon qsd = StorageDaemon.start(dir, "qsd", StorageDaemon.rawExport(img, sock, 1))) {
+            StringWriter out = new StringWriter();
+            StringWriter err = new StringWriter();
+            CommandLine cl = new CommandLine(new Main());
+            cl.setOut(new PrintWriter(out));
+            cl.setErr(new PrintWriter(err));
+            int rc = cl.execute("bench", "--vhost-user", sock.toString(), "--runtime", "1s", "--ramp", "200ms",
+                    "--qd", "8", "--queues", "1", "--quiet", "--json", json.toString());
+            assertEquals(0, rc, out + "\n" + err + "\n" + qsd.report());
+            String j = java.nio.file.Files.readString(json);
+            assertTrue(j.contains("\"errors\": 0"), j);
+            assertTrue(!j.contains("\"requests\": 0,"), j);
+            int refused = cl.execute("bench", "--vhost-user", sock.toString(), "--backend", "file");
+            assertEquals(Main.EXIT_USAGE, refused);
+            assertTrue(err.toString().contains("--backend does not apply with --vhost-user"), err.toString());
+        }
+    }
 }
