@@ -1,5 +1,6 @@
 package io.vblk.cli;
 
+import io.vblk.bench.Units;
 import io.vblk.block.BlockException;
 import io.vblk.vhost.VhostUserBlkServer;
 import io.vblk.vhost.VhostUserEvents;
@@ -8,7 +9,6 @@ import io.vblk.vhost.VhostUserException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 
@@ -75,7 +75,7 @@ final class ServeCommand implements Callable<Integer> {
             err.println("vblk serve: " + problem);
             return Main.EXIT_USAGE;
         }
-        long nul = nullSize == null ? 0 : parseSize(nullSize);
+        long nul = nullSize == null ? 0 : Units.parseBytes("null", nullSize);
         VhostUserBlkServer.Options o = new VhostUserBlkServer.Options(socket, image, format, readOnly, nul, iothreads,
                 numQueues, serial, pollMaxNs);
         VhostUserBlkServer server;
@@ -120,7 +120,7 @@ final class ServeCommand implements Callable<Integer> {
         }
         if (nullSize != null) {
             try {
-                if (parseSize(nullSize) < 512) {
+                if (Units.parseBytes("null", nullSize) < 512) {
                     return "--null needs at least 512 bytes";
                 }
             } catch (IllegalArgumentException e) {
@@ -143,25 +143,6 @@ final class ServeCommand implements Callable<Integer> {
             return "--poll-max-ns must not be negative";
         }
         return null;
-    }
-
-    /** 4096, 64K, 128M, 1G (binary units). */
-    static long parseSize(String s) {
-        String t = s.trim().toUpperCase(Locale.ROOT);
-        long mult = 1;
-        if (t.endsWith("K") || t.endsWith("M") || t.endsWith("G") || t.endsWith("T")) {
-            mult = 1L << (10 * ("KMGT".indexOf(t.charAt(t.length() - 1)) + 10));
-            t = t.substring(0, t.length() - 1);
-        }
-        try {
-            long v = Long.parseLong(t);
-            if (v < 0 || v > Long.MAX_VALUE / mult) {
-                throw new NumberFormatException();
-            }
-            return v * mult;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("'" + s + "' is not a size (e.g. 4096, 64K, 1G)");
-        }
     }
 
     private static VhostUserEvents printer(PrintWriter out) {

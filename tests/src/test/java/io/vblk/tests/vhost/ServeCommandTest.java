@@ -38,7 +38,7 @@ class ServeCommandTest {
         assertEquals(Main.EXIT_USAGE, run(err, "serve", "--socket", sock, "--image", img.toString(), "--null", "1M"));
         err = new StringWriter();
         assertEquals(Main.EXIT_USAGE, run(err, "serve", "--socket", sock, "--null", "lots"));
-        assertTrue(err.toString().contains("'lots' is not a size"), err.toString());
+        assertTrue(err.toString().contains("--null takes a size such as 4k, 64k, 1m or 512, not 'lots'"), err.toString());
         err = new StringWriter();
         assertEquals(Main.EXIT_USAGE, run(err, "serve", "--socket", sock, "--image", dir.resolve("none").toString()));
         assertTrue(err.toString().contains("does not exist"), err.toString());
