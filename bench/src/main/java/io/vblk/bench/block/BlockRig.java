@@ -1,8 +1,7 @@
 package io.vblk.bench.block;
 
+import io.vblk.bench.aio.InContextRunner;
 import io.vblk.aio.AioContext;
-import io.vblk.aio.AioContextLock;
-import io.vblk.aio.BottomHalf;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
 import io.vblk.aio.Watchdog;
@@ -16,7 +15,6 @@ import com.sun.jna.Memory;
 
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * A machine with one disk for the block-layer benchmarks: a main loop, a
@@ -25,7 +23,7 @@ import java.util.concurrent.locks.LockSupport;
  * {@code iothread=} has it), and a way to run a measurement loop inside the
  * IOThread, the only thread allowed to issue requests to the node.
  *
- * <p>{@link #run(Runnable)} is the batching of {@code io.vblk.bench.aio.InThreadBatch}:
+ * <p>{@link #run(Runnable)} is the batching of {@link InContextRunner}:
  * it schedules a BH made once into the IOThread and parks until the BH has
  * run the body, which performs a whole JMH invocation's worth of requests.
  * The BH releases its hold on the context lock while the body runs, so each
@@ -41,12 +39,7 @@ final class BlockRig implements AutoCloseable {
     private final BlockLayer layer;
     final AioContext ctx;
     final BlockBackend blk;
-    private final BottomHalf runner;
-    private Runnable body;       // published to the runner by runner.schedule()
-    private Thread caller;       // same
-    private long started;        // caller only
-    private volatile long finished;
-    private volatile Throwable failure;
+    private final InContextRunner runner;
 
     private BlockRig(long pollMaxNs, Path image, long nullSize) {
         loop = new MainLoop();
@@ -65,7 +58,7 @@ final class BlockRig implements AutoCloseable {
             b.setAioContext(ctx);
             return b;
         });
-        runner = ctx.bhNew("bench-block-batch", this::runBatch);
+        runner = new InContextRunner(ctx, "bench-block-batch");
     }
 
     /** A null node of {@code size} bytes (zero-filling reads, no latency) in an IOThread with {@code poll-max-ns} given. */
@@ -88,36 +81,7 @@ final class BlockRig implements AutoCloseable {
 
     /** Runs {@code body} once in the IOThread and waits for it. */
     void run(Runnable b) {
-        long target = ++started;
-        body = b;
-        caller = Thread.currentThread();
-        runner.schedule();
-        while (finished != target) {
-            LockSupport.park(this);
-        }
-        Throwable t = failure;
-        if (t != null) {
-            throw new IllegalStateException("benchmark batch failed in " + ctx.name(), t);
-        }
-    }
-
-    private void runBatch() {
-        AioContextLock lock = ctx.lock();
-        try {
-            if (lock.holdCount() != 1) {
-                throw new IllegalStateException("runner expects the context lock held once, not " + lock.holdCount());
-            }
-            lock.release();
-            try {
-                body.run();
-            } finally {
-                lock.acquire();
-            }
-        } catch (Throwable t) {
-            failure = t;
-        }
-        finished = finished + 1; // only this thread writes it
-        LockSupport.unpark(caller);
+        runner.run(b);
     }
 
     private Watchdog watchdog() {

@@ -15,11 +15,9 @@ import static io.vblk.virtio.VirtioPciRegs.COMMON_STATUS;
 
 import java.lang.invoke.VarHandle;
 import java.time.Duration;
-import java.util.concurrent.locks.LockSupport;
 
+import io.vblk.bench.aio.InContextRunner;
 import io.vblk.aio.AioContext;
-import io.vblk.aio.AioContextLock;
-import io.vblk.aio.BottomHalf;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
 import io.vblk.aio.Watchdog;
@@ -54,7 +52,7 @@ import io.vblk.virtio.blk.VirtioBlkConfig;
  * {@code virtqueue_add_split} does.
  *
  * <p>{@link #run(Runnable)} is the batching of
- * {@code io.vblk.bench.aio.InThreadBatch}: a BH made once runs a whole JMH
+ * {@link InContextRunner}: a BH made once runs a whole JMH
  * invocation's requests in the IOThread and releases its hold on the context
  * lock meanwhile, so every {@code poll(false)} takes the lock afresh as an
  * event-loop iteration does. Nothing is allocated per batch.
@@ -77,12 +75,7 @@ final class VirtioBlkRig implements AutoCloseable {
     final GuestMemory mem;
     final VirtioBlk dev;
     final VirtioPciTransport transport;
-    private final BottomHalf runner;
-    private Runnable body;
-    private Thread caller;
-    private long started;
-    private volatile long finished;
-    private volatile Throwable failure;
+    private final InContextRunner runner;
 
     // driver side: host addresses of the rings and of each slot's buffers
     final long desc;
@@ -159,7 +152,7 @@ final class VirtioBlkRig implements AutoCloseable {
         if (transport.mmioRead(VirtioPciTransport.VIRTIO_BAR, COMMON_STATUS, 1) != (s | VirtioStatus.DRIVER_OK)) {
             throw new IllegalStateException("the device did not accept DRIVER_OK");
         }
-        runner = ctx.bhNew("bench-vblk-batch", this::runBatch);
+        runner = new InContextRunner(ctx, "bench-vblk-batch");
     }
 
     private void common(int off, int size, long value) {
@@ -228,36 +221,7 @@ final class VirtioBlkRig implements AutoCloseable {
 
     /** Runs {@code b} once in the IOThread and waits for it. */
     void run(Runnable b) {
-        long target = ++started;
-        body = b;
-        caller = Thread.currentThread();
-        runner.schedule();
-        while (finished != target) {
-            LockSupport.park(this);
-        }
-        Throwable t = failure;
-        if (t != null) {
-            throw new IllegalStateException("benchmark batch failed in " + ctx.name(), t);
-        }
-    }
-
-    private void runBatch() {
-        AioContextLock lock = ctx.lock();
-        try {
-            if (lock.holdCount() != 1) {
-                throw new IllegalStateException("runner expects the context lock held once, not " + lock.holdCount());
-            }
-            lock.release();
-            try {
-                body.run();
-            } finally {
-                lock.acquire();
-            }
-        } catch (Throwable t) {
-            failure = t;
-        }
-        finished = finished + 1; // only this thread writes it
-        LockSupport.unpark(caller);
+        runner.run(b);
     }
 
     @Override
