@@ -89,7 +89,10 @@ public final class BlkQueue {
         return data[slot];
     }
 
-    /** Queues a request (not yet visible to the device until {@link #kick()}). */
+    /**
+     * Queues a request: visible at once to a device that polls the ring, and
+     * announced to one that waits by the next {@link #kick()}.
+     */
     public void submit(int slot, int type, long sector, int bytes) {
         if (bytes > bufferSize) {
             throw new IllegalArgumentException(bytes + " bytes exceed the slot buffer of " + bufferSize);
@@ -114,7 +117,7 @@ public final class BlkQueue {
         ring.add(addr, len, writable, n, slot);
     }
 
-    /** Publishes queued requests and notifies the device if it asked to be (EVENT_IDX / NO_NOTIFY). */
+    /** Notifies the device of the requests queued since the last kick, if it asked to be (EVENT_IDX / NO_NOTIFY). */
     public boolean kick() {
         if (ring.kickPrepare()) {
             p.mmioWrite(notifyAddr, 2, index);

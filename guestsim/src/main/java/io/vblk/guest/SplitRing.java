@@ -6,7 +6,10 @@ import java.lang.invoke.VarHandle;
 
 /**
  * The driver side of a split virtqueue as Linux's virtio_ring.c keeps it:
- * a free list of descriptors, a shadow avail index published in batches,
+ * a free list of descriptors, the avail index published with every chain
+ * added (as Linux's {@code virtqueue_add_split} does, so a polling device
+ * starts on the first request while the driver still queues the rest) and
+ * the kick decided once per batch with
  * {@code VIRTIO_F_EVENT_IDX} (the driver writes {@code used_event}, reads
  * {@code avail_event}) or the flag-based suppression without it. One vCPU
  * owns a ring; nothing here is shared.
@@ -103,16 +106,16 @@ public final class SplitRing {
         p.ramWrite16(avail + 4 + 2L * (availShadow & (size - 1)), head);
         availShadow = (availShadow + 1) & 0xffff;
         numAdded++;
+        VarHandle.releaseFence(); // the chain and its avail entry before the index that exposes them
+        p.ramWrite16(avail + 2, availShadow);
     }
 
     /**
-     * Publishes added chains and tells whether the device wants a kick:
-     * Linux's {@code virtqueue_kick_prepare}.
+     * Tells whether the device wants a kick for the chains added since the
+     * last call: Linux's {@code virtqueue_kick_prepare}.
      */
     public boolean kickPrepare() {
-        VarHandle.releaseFence();
-        p.ramWrite16(avail + 2, availShadow);
-        VarHandle.fullFence();
+        VarHandle.fullFence(); // the published avail index before the device's avail_event is read
         int oldIdx = (availShadow - numAdded) & 0xffff;
         numAdded = 0;
         if (eventIdx) {
