@@ -9,10 +9,12 @@ import java.util.List;
  * A guest's virtio-pci driver in miniature: it touches the function only
  * through configuration-space accesses and memory accesses at the addresses
  * it assigned to the BARs (decoded by a one-device "bus" here), as Linux's
- * virtio_pci_modern.c and SeaBIOS's virtio-pci.c do. Guest RAM holds the
- * rings (see {@link TestDriver}).
+ * virtio_pci_modern.c and SeaBIOS's virtio-pci.c do. No device object is
+ * called: the transport's four entry points are the hardware. Guest RAM
+ * holds the rings (see {@link TestDriver}; the virtio-blk tests bring their
+ * own). Used by the transport tests here and the virtio-blk device tests.
  */
-final class PciTestDriver {
+public final class PciTestDriver {
     static final long MSIX_BAR_ADDR = 0xfebf_0000L;
     static final long VIRTIO_BAR_ADDR = 0x8_0000_0000L;
 
@@ -33,31 +35,31 @@ final class PciTestDriver {
     long msixTableOffset;
     int msixPbaBar;
     long msixPbaOffset;
-    int msixVectors;
+    public int msixVectors;
 
-    PciTestDriver(VirtioPciTransport t) {
+    public PciTestDriver(VirtioPciTransport t) {
         this.t = t;
     }
 
     // ------------------------------------------------------------------ config space
 
-    int cfg8(int off) {
+    public int cfg8(int off) {
         return t.configRead(off, 1);
     }
 
-    int cfg16(int off) {
+    public int cfg16(int off) {
         return t.configRead(off, 2);
     }
 
-    int cfg32(int off) {
+    public int cfg32(int off) {
         return t.configRead(off, 4);
     }
 
-    void cfgWrite16(int off, int v) {
+    public void cfgWrite16(int off, int v) {
         t.configWrite(off, 2, v);
     }
 
-    void cfgWrite32(int off, int v) {
+    public void cfgWrite32(int off, int v) {
         t.configWrite(off, 4, v);
     }
 
@@ -92,7 +94,7 @@ final class PciTestDriver {
         cfgWrite16(COMMAND, COMMAND_MEMORY | COMMAND_MASTER);
     }
 
-    long barAddress(int bar) {
+    public long barAddress(int bar) {
         int lo = cfg32(BAR0 + 4 * bar);
         long a = lo & 0xffff_fff0L;
         if ((lo & BAR_MEM_TYPE_64) != 0) {
@@ -144,7 +146,7 @@ final class PciTestDriver {
         }
     }
 
-    void probe() {
+    public void probe() {
         assignBars();
         walkCaps();
     }
@@ -179,24 +181,28 @@ final class PciTestDriver {
         return barAddress(r.bar()) + r.offset() + off;
     }
 
-    long common(int off, int size) {
+    public long common(int off, int size) {
         return mmioRead(regionAddr(common, off), size);
     }
 
-    void common(int off, int size, long value) {
+    public void common(int off, int size, long value) {
         mmioWrite(regionAddr(common, off), size, value);
     }
 
-    int status() {
+    public int status() {
         return (int) common(COMMON_STATUS, 1);
     }
 
-    void setStatus(int s) {
+    public void setStatus(int s) {
         common(COMMON_STATUS, 1, s);
     }
 
-    void addStatus(int bits) {
+    public void addStatus(int bits) {
         setStatus(status() | bits);
+    }
+
+    public boolean needsReset() {
+        return (status() & VirtioStatus.DEVICE_NEEDS_RESET) != 0;
     }
 
     /** Writes 0 and waits, as the specification obliges, until the status reads back 0. */
@@ -205,7 +211,7 @@ final class PciTestDriver {
         Spin.until("device status reads back 0 after reset", () -> status() == 0);
     }
 
-    long deviceFeatures() {
+    public long deviceFeatures() {
         common(COMMON_DFSELECT, 4, 0);
         long lo = common(COMMON_DF, 4);
         common(COMMON_DFSELECT, 4, 1);
@@ -213,7 +219,7 @@ final class PciTestDriver {
         return hi << 32 | lo;
     }
 
-    void writeDriverFeatures(long f) {
+    public void writeDriverFeatures(long f) {
         common(COMMON_GFSELECT, 4, 0);
         common(COMMON_GF, 4, f & 0xffff_ffffL);
         common(COMMON_GFSELECT, 4, 1);
@@ -229,7 +235,7 @@ final class PciTestDriver {
         return (status() & VirtioStatus.FEATURES_OK) != 0;
     }
 
-    void selectQueue(int q) {
+    public void selectQueue(int q) {
         common(COMMON_Q_SELECT, 2, q);
     }
 
@@ -252,22 +258,31 @@ final class PciTestDriver {
     }
 
     /** The queue's notify address: notify base + queue_notify_off * multiplier. */
-    long notifyAddr(int q) {
+    public long notifyAddr(int q) {
         selectQueue(q);
         int noff = (int) common(COMMON_Q_NOFF, 2);
         return regionAddr(notify, (long) noff * notifyMultiplier);
     }
 
     void kick(int q) {
-        mmioWrite(notifyAddr(q), 2, q);
+        kick(notifyAddr(q), q);
     }
 
-    int readIsr() {
+    /** A kick at a notify address looked up once: a 16-bit write of the queue index (Linux's vp_notify). */
+    public void kick(long notifyAddr, int q) {
+        mmioWrite(notifyAddr, 2, q);
+    }
+
+    public int readIsr() {
         return (int) mmioRead(regionAddr(isr, 0), 1);
     }
 
-    long deviceConfig(int off, int size) {
+    public long deviceConfig(int off, int size) {
         return mmioRead(regionAddr(device, off), size);
+    }
+
+    public void writeDeviceConfig(int off, int size, long value) {
+        mmioWrite(regionAddr(device, off), size, value);
     }
 
     // ------------------------------------------------------------------ MSI-X
@@ -296,8 +311,12 @@ final class PciTestDriver {
         return (bits & (1L << (vector % 64))) != 0;
     }
 
+    public void disableMsix() {
+        setMsixControl(false, false);
+    }
+
     /** Enables MSI-X with every vector programmed and unmasked. */
-    void enableMsix() {
+    public void enableMsix() {
         for (int v = 0; v < msixVectors; v++) {
             programVector(v, false);
         }

@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.Random;
 
 import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.PciTestDriver;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.GuestVq.Seg;
@@ -21,7 +22,7 @@ import io.vblk.virtio.blk.GuestVq.Used;
  * completion found by polling used.idx, ISR read afterwards) and Linux's
  * (MSI-X with a vector per queue plus config, every queue the device offers
  * with MQ, EVENT_IDX and INDIRECT_DESC when offered, completion by
- * interrupt). It reaches the device only through {@link GuestPci}, guest RAM
+ * interrupt). It reaches the device only through {@link PciTestDriver}, guest RAM
  * and the {@link TestIrqchip}. Requests are laid out in per-queue slots of
  * guest RAM with a chosen segmentation (header split in two, data in
  * pieces, status byte alone or at the end of the last data buffer, indirect
@@ -48,7 +49,7 @@ final class BlkGuest {
             | VirtioBlk.F_DISCARD | VirtioBlk.F_WRITE_ZEROES | VirtioBlk.F_RO;
 
     final BlkMachine m;
-    final GuestPci pci;
+    final PciTestDriver pci;
     final GuestMemory mem;
     final Duration deadline = BlkMachine.DEADLINE;
     long features;
@@ -61,7 +62,7 @@ final class BlkGuest {
 
     BlkGuest(BlkMachine m) {
         this.m = m;
-        this.pci = new GuestPci(m.transport);
+        this.pci = new PciTestDriver(m.transport);
         this.mem = m.mem;
         pci.probe();
     }

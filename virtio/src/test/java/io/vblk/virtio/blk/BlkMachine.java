@@ -32,7 +32,7 @@ import io.vblk.virtio.VirtioPciTransport;
  * backend, guest RAM, the virtio-blk device in the main loop's context, its
  * virtio-pci function and the interrupt controller. {@link Serving} says
  * where the device's queues and the backend run once the driver is ready.
- * Tests reach the device only through {@link GuestPci} (config space, BARs),
+ * Tests reach the device only through {@link io.vblk.virtio.PciTestDriver} (config space, BARs),
  * guest RAM and the interrupt controller; the image file is read directly
  * to compare the disk with what the guest expects.
  */

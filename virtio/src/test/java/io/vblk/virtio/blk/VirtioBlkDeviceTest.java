@@ -20,6 +20,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import io.vblk.block.BlkDebugDriver;
+import io.vblk.virtio.PciTestDriver;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.BlkGuest.Layout;
@@ -30,7 +31,7 @@ import io.vblk.virtio.blk.BlkMachine.Spec;
 /**
  * The virtio-blk device driven only as a guest drives it: PCI
  * configuration accesses, BAR reads and writes, guest RAM and interrupts
- * (through {@link GuestPci}, {@link BlkGuest} and {@link TestIrqchip}). The
+ * (through {@link PciTestDriver}, {@link BlkGuest} and {@link TestIrqchip}). The
  * disk is a raw node over a file in a temporary directory, compared byte for
  * byte with what the guest expects. Most tests run three ways: queues and
  * backend in the main loop (direct kicks), in one IOThread (ioeventfds and
@@ -101,7 +102,7 @@ class VirtioBlkDeviceTest {
     @Test
     void pciIdentityOfferedFeaturesAndConfigSpace() {
         BlkGuest g = machine(new Spec().queues(4).queueSize(128).diskBytes(3L << 20));
-        GuestPci pci = g.pci;
+        PciTestDriver pci = g.pci;
         assertEquals(0x1af4, pci.cfg16(VENDOR_ID));
         assertEquals(0x1042, pci.cfg16(DEVICE_ID), "modern virtio-blk");
         assertEquals(1, pci.cfg8(REVISION_ID));
