@@ -53,6 +53,31 @@ class VirtioBlkCrossContextTest {
         VirtioBlkDeviceTest.Spin.until(what, cond);
     }
 
+    /** Holds {@code ctx} at the start of its next poll, woken for it, and waits until it is held. */
+    private LoopHold hold(AioContext ctx) {
+        LoopHold h = LoopHold.atNextPoll(ctx);
+        ctx.bhScheduleOneshot("wake " + ctx.name(), () -> { });
+        h.awaitHeld(m.watchdog(), ctx.name() + " held");
+        return h;
+    }
+
+    /**
+     * The guest resets the device from a vCPU thread, which blocks until the
+     * reset is done; {@code done} gets the status read back.
+     */
+    private static Thread resetFromVcpu(BlkGuest g, CompletableFuture<Integer> done) {
+        Thread vcpu = new Thread(() -> {
+            try {
+                g.pci.setStatus(0);
+                done.complete(g.pci.status());
+            } catch (Throwable t) {
+                done.completeExceptionally(t);
+            }
+        }, "vcpu1");
+        vcpu.start();
+        return vcpu;
+    }
+
     /**
      * A request the drained backend held is resubmitted when the stop's drain
      * ends, and completes after it: its completion is handed back to the
@@ -74,28 +99,16 @@ class VirtioBlkCrossContextTest {
         BlkDebugDriver.Suspension sb = m.debug.suspend("B", BlkDebugDriver.Op.READ, 200 * SECTOR, 208L * SECTOR);
 
         // B: popped in io1, in transit to io0, which is held
-        LoopHold h0 = LoopHold.atNextPoll(io0);
-        io0.bhScheduleOneshot("wake io0", () -> { });
-        h0.awaitHeld(m.watchdog(), "io0 held");
+        LoopHold h0 = hold(io0);
         Req b = g.read(0, 1, 200, 8 * SECTOR, Layout.SIMPLE, r);
         g.submit(b);
         spin("B in transit to io0", () -> m.dev.describe().contains("requests in flight 1, in transit 1"));
 
         CompletableFuture<Integer> reset = new CompletableFuture<>();
-        Thread vcpu = new Thread(() -> {
-            try {
-                g.pci.setStatus(0);
-                reset.complete(g.pci.status());
-            } catch (Throwable t) {
-                reset.completeExceptionally(t);
-            }
-        }, "vcpu1");
-        vcpu.start();
+        Thread vcpu = resetFromVcpu(g, reset);
         spin("the stop detached the queue and drains the backend", m.blk::isQuiesced);
 
-        LoopHold h1 = LoopHold.atNextPoll(io1);
-        io1.bhScheduleOneshot("wake io1", () -> { });
-        h1.awaitHeld(m.watchdog(), "io1 held");
+        LoopHold h1 = hold(io1);
         try {
             h0.release(); // B reaches the drained backend (queued); the drain ends and resubmits it; blkdebug holds it
             m.watchdog().await("B resubmitted and held by blkdebug", sb.reached());
@@ -144,31 +157,19 @@ class VirtioBlkCrossContextTest {
         m.watchdog().await("A held by blkdebug", sa.reached());
 
         // B: popped in io1 and handed to io0, which is held before its next poll, so B stays in transit
-        LoopHold h0 = LoopHold.atNextPoll(io0);
-        io0.bhScheduleOneshot("wake io0", () -> { });
-        h0.awaitHeld(m.watchdog(), "io0 held");
+        LoopHold h0 = hold(io0);
         Req b = g.read(0, 1, 200, 8 * SECTOR, Layout.SIMPLE, r);
         g.submit(b);
         spin("B popped and in transit to io0", () -> m.dev.describe().contains("requests in flight 2, in transit 1"));
 
         // the guest resets: the main loop stops the dataplane and drains the backend (held io0 has its lock free)
         CompletableFuture<Integer> reset = new CompletableFuture<>();
-        Thread vcpu = new Thread(() -> {
-            try {
-                g.pci.setStatus(0);
-                reset.complete(g.pci.status());
-            } catch (Throwable t) {
-                reset.completeExceptionally(t);
-            }
-        }, "vcpu1");
-        vcpu.start();
+        Thread vcpu = resetFromVcpu(g, reset);
         spin("the backend is drained", m.blk::isQuiesced);
 
         // io1 held too; then io0 runs: B reaches the drained backend and is queued, A is resumed and completes,
         // and A's completion is handed back to io1
-        LoopHold h1 = LoopHold.atNextPoll(io1);
-        io1.bhScheduleOneshot("wake io1", () -> { });
-        h1.awaitHeld(m.watchdog(), "io1 held");
+        LoopHold h1 = hold(io1);
         sa.resume();
         h0.release();
         spin("A completed in the backend and is in transit back to io1",
