@@ -70,11 +70,8 @@ public final class BlockBackend implements BlockParent {
         if (root != null) {
             throw new BlockException("backend '" + name + "' already has node '" + root.node().name() + "'");
         }
-        BlockChild edge = new BlockChild(this, "root", ChildRole.FILTERED, node);
-        node.addParent(edge);
-        root = edge;
         bindDeferBh(node.context());
-        node.beginParentQuiesce(edge);
+        root = node.attachParent(this, "root", ChildRole.FILTERED);
     }
 
     /** Ejects the medium; nothing may be in flight. */
@@ -92,8 +89,7 @@ public final class BlockBackend implements BlockParent {
             }
         }
         root = null;
-        r.node().removeParent(r);
-        r.node().unref();
+        r.node().detachParent(r); // a drained node's quiesce of this backend ends with the edge
     }
 
     public BlockNode root() {

@@ -49,6 +49,24 @@ public final class DirtyBitmap {
         bits.clear((int) (offset >>> shift), (int) ((end - 1) >>> shift) + 1);
     }
 
+    /**
+     * Clears only the granules wholly inside [offset, offset+bytes) (a
+     * granule cut by the disk's end counts as whole): for a copy that does not
+     * cover whole granules, so that a write to the uncopied part of a granule
+     * it touches stays marked.
+     */
+    public void clearWithin(long offset, long bytes) {
+        if (bytes <= 0) {
+            return;
+        }
+        long end = Math.min(length, offset + bytes);
+        long first = (offset + granularity - 1) >>> shift;
+        long last = end == length ? (end + granularity - 1) >>> shift : end >>> shift;
+        if (last > first) {
+            bits.clear((int) first, (int) last);
+        }
+    }
+
     /** Offset of the first dirty granule at or after {@code from} (wrapping around once), or -1. */
     public long nextDirty(long from) {
         int g = bits.nextSetBit((int) (Math.max(0, from) >>> shift));

@@ -95,6 +95,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
 
     @Override
     protected void iterate() {
+        setProgressTotal(progressCurrent() + bitmap.dirtyBytes() + Math.max(0, length - cursor));
         if (isCancelled()) {
             boolean graceful = readyReached && !isForceCancelled();
             finish(graceful ? 0 : -Errno.ECANCELED, "cancelled", graceful);
@@ -111,7 +112,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
                 addProgress(n);
                 continue;
             }
-            bitmap.clear(cursor, n); // this copy reads the current data
+            bitmap.clearWithin(cursor, n); // this copy reads their current data; a granule it only cuts stays dirty
             copyLen = n;
             long at = cursor;
             cursor += n;
@@ -162,8 +163,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
 
     @Override
     public void afterWrite(long offset, long bytes, int ret) {
-        bitmap.set(offset, bytes);
-        setProgressTotal(progressCurrent() + bitmap.dirtyBytes() + Math.max(0, length - cursor));
+        bitmap.set(offset, bytes); // the progress total follows in iterate: counting the bitmap is not per-write work
         enter(); // an idle READY job copies it
     }
 

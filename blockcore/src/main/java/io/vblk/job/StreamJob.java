@@ -47,6 +47,7 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
     private long copyOff;
     private long copyLen;
     private boolean conflict;
+    private boolean waitingForGuest; // idle until a guest write over the range it wants completes
     private final List<long[]> guestWrites = new ArrayList<>();
     private final ArrayDeque<Runnable> held = new ArrayDeque<>();
     private long retries;
@@ -106,7 +107,8 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
             }
             if (guestWriteOverlaps(cursor, n)) {
                 retries++;
-                stepDone(0); // a guest write owns this range right now: look again once it is done
+                waitingForGuest = true;
+                idle(); // a guest write owns this range right now: its completion wakes the job (afterWrite)
                 return;
             }
             phase = Phase.READ;
@@ -181,6 +183,10 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
                 it.remove();
                 break;
             }
+        }
+        if (waitingForGuest) {
+            waitingForGuest = false;
+            enter(); // iterate looks at the range again
         }
     }
 

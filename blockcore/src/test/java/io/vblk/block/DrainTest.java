@@ -94,4 +94,43 @@ class DrainTest {
             });
         }
     }
+
+    /**
+     * Ejecting the medium of a drained node ends the backend's quiesce with
+     * the edge: the device is told the drain is over, and a new medium serves
+     * requests instead of queueing them for a drained end that never comes.
+     */
+    @Test
+    void ejectingADrainedMediumEndsTheBackendsQuiesce() {
+        try (BlockTestSupport t = new BlockTestSupport()) {
+            t.main("eject while drained", () -> {
+                BlockNode n = t.layer.openNull("n0", NullDriver.Options.of(4096));
+                BlockBackend b = t.layer.newBackend("blk0");
+                AtomicInteger devDrained = new AtomicInteger();
+                b.setDevOps(new BlockDevOps() {
+                    @Override
+                    public void drainedBegin() {
+                        devDrained.incrementAndGet();
+                    }
+
+                    @Override
+                    public void drainedEnd() {
+                        devDrained.decrementAndGet();
+                    }
+                });
+                b.attach(n);
+                try (DrainedSection s = n.drainedBegin()) {
+                    assertTrue(b.isQuiesced());
+                    b.detach();
+                    assertFalse(b.isQuiesced(), "the ejected medium still quiesces the backend");
+                    assertEquals(0, devDrained.get());
+                }
+                n.unref();
+                BlockNode m = t.layer.openNull("n1", NullDriver.Options.of(4096));
+                b.attach(m);
+                m.unref();
+                assertFalse(b.isQuiesced());
+            });
+        }
+    }
 }

@@ -7,11 +7,16 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.function.Consumer;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 /**
  * Requests handed from one context to another (a queue served by one
  * IOThread, a backend living in another): pushed lock-free from any thread,
  * taken as a batch by one BH in the target context and processed in FIFO
- * order. Allocation-free: requests link themselves.
+ * order. Allocation-free: requests link themselves. A request whose
+ * processing throws is logged and the batch goes on: the ones behind it must
+ * not be lost, or a drain waiting for them would wait forever.
  */
 final class HandoffQueue {
     private static final VarHandle HEAD;
@@ -26,11 +31,16 @@ final class HandoffQueue {
 
     @SuppressWarnings("unused") // accessed through HEAD
     private volatile VirtioBlkReq head;
+    private static final Logger LOG = LoggerFactory.getLogger(HandoffQueue.class);
+
+    /** The context whose BH processes the requests. */
+    final AioContext ctx;
     private final BottomHalf bh;
     private final Consumer<VirtioBlkReq> target;
     private final String name;
 
     HandoffQueue(AioContext ctx, String name, Consumer<VirtioBlkReq> target) {
+        this.ctx = ctx;
         this.target = target;
         this.name = name;
         this.bh = ctx.bhNew(name, this::drain);
@@ -42,7 +52,9 @@ final class HandoffQueue {
             h = (VirtioBlkReq) HEAD.getVolatile(this);
             r.next = h;
         } while (!HEAD.compareAndSet(this, h, r));
-        bh.schedule();
+        if (h == null) {
+            bh.schedule(); // a non-empty list has its drain scheduled already, and the drain takes it whole
+        }
     }
 
     private void drain() {
@@ -58,7 +70,11 @@ final class HandoffQueue {
             VirtioBlkReq r = fifo;
             fifo = r.next;
             r.next = null;
-            target.accept(r);
+            try {
+                target.accept(r);
+            } catch (RuntimeException e) {
+                LOG.error("hand-off '{}': processing vq{} request type {} failed", name, r.queue.index, r.type, e);
+            }
         }
     }
 

@@ -86,7 +86,6 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /** Requests between contexts (in a hand-off queue); a drain must wait for them. */
     private final AtomicInteger inTransit = new AtomicInteger();
     private volatile HandoffQueue toBackend;
-    private volatile AioContext toBackendCtx;
     private volatile IoeventfdOps ioeventfd;
     private volatile boolean drained;
     private volatile boolean writeback = true;
@@ -322,8 +321,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         int last = e.segmentCount() - 1;
         r.statusAddr = e.hostAddress(last) + e.length(last) - 1;
         r.inLen = 1;
-        r.flags = 0;
-        r.qiov.reset();
+        r.flags = 0; // r.qiov is empty: a pooled request comes back reset (QueueState.give)
         if (TRACE) {
             LOG.trace("virtio_blk_handle_request dev={} vq={} type={} sector={}", name(), r.queue.index, r.type, r.sector);
         }
@@ -487,8 +485,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             toBackend(r);
             return;
         }
-        HandoffQueue h = toBackend;
-        if (toBackendCtx != bc) {
+        HandoffQueue h = toBackend; // one volatile read: the queue names its own context
+        if (h == null || h.ctx != bc) {
             h = bindBackendHandoff(bc);
         }
         inTransit.incrementAndGet();
@@ -496,14 +494,15 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     }
 
     private synchronized HandoffQueue bindBackendHandoff(AioContext bc) {
-        if (toBackendCtx != bc) {
-            toBackend = new HandoffQueue(bc, name() + "-to-backend", r -> {
+        HandoffQueue h = toBackend;
+        if (h == null || h.ctx != bc) {
+            h = new HandoffQueue(bc, name() + "-to-backend", r -> {
                 toBackend(r); // counted by the backend now, before it stops counting as in transit
                 transitDone();
             });
-            toBackendCtx = bc;
+            toBackend = h;
         }
-        return toBackend;
+        return h;
     }
 
     /** Issues the request to the backend; runs in the backend's context. */

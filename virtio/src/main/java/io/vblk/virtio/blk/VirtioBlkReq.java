@@ -26,7 +26,6 @@ final class VirtioBlkReq implements BlockCompletion {
     int status;
     int ret;
     int epoch;
-    long submitNanos;
     VirtioBlkReq next;
 
     VirtioBlkReq(VirtioBlk dev, QueueState queue) {
