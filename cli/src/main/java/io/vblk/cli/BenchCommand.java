@@ -9,6 +9,7 @@ import io.vblk.bench.HtmlReport;
 import io.vblk.bench.Sweep;
 import io.vblk.bench.Units;
 import io.vblk.block.BlockException;
+import io.vblk.block.qcow2.Qcow2;
 import io.vblk.guest.IoPattern;
 import io.vblk.vhost.VhostUserException;
 
@@ -229,7 +230,7 @@ final class BenchCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--image '" + image + "' is not an existing file");
             }
             if (be == BenchConfig.Backend.NULL) {
-                be = "qcow2".equals(format) || (format == null && isQcow2(image)) ? BenchConfig.Backend.QCOW2
+                be = "qcow2".equals(format) || (format == null && Qcow2.hasMagic(image)) ? BenchConfig.Backend.QCOW2
                         : BenchConfig.Backend.FILE;
             }
         }
@@ -270,15 +271,6 @@ final class BenchCommand implements Callable<Integer> {
         if (!Files.exists(vhostUser)) {
             throw new IllegalArgumentException("--vhost-user '" + vhostUser + "': no such socket (is the back-end "
                     + "listening?)");
-        }
-    }
-
-    private static boolean isQcow2(Path p) {
-        try (java.io.InputStream in = Files.newInputStream(p)) {
-            byte[] m = in.readNBytes(4);
-            return m.length == 4 && m[0] == 'Q' && m[1] == 'F' && m[2] == 'I' && (m[3] & 0xff) == 0xfb;
-        } catch (IOException e) {
-            return false;
         }
     }
 

@@ -135,12 +135,8 @@ record JobChain(String kind, Path image, String imageFormat, Path mid, Path top,
         });
     }
 
-    static String probe(Path image) throws IOException {
-        try (FileChannel ch = FileChannel.open(image, StandardOpenOption.READ)) {
-            ByteBuffer b = ByteBuffer.allocate(4);
-            ch.read(b, 0);
-            return b.getInt(0) == 0x514649fb ? "qcow2" : "raw";
-        }
+    static String probe(Path image) {
+        return Qcow2.hasMagic(image) ? "qcow2" : "raw";
     }
 
     static long virtualSize(Path image, String fmt) throws IOException {

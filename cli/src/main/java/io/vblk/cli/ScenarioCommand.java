@@ -1,5 +1,6 @@
 package io.vblk.cli;
 
+import io.vblk.bench.Units;
 import io.vblk.guest.scenario.Scenario;
 import io.vblk.guest.scenario.ScenarioResult;
 import io.vblk.guest.scenario.Scenarios;
@@ -168,23 +169,12 @@ final class ScenarioCommand implements Callable<Integer> {
         return sb.toString();
     }
 
+    /** The watchdog bound: a duration as every command takes one (bench's {@link Units}), 100 ms to 600 s. */
     static Duration parseDuration(String s) {
-        String t = s.trim().toLowerCase(java.util.Locale.ROOT);
-        try {
-            Duration d;
-            if (t.endsWith("ms")) {
-                d = Duration.ofMillis(Long.parseLong(t.substring(0, t.length() - 2).trim()));
-            } else if (t.endsWith("s")) {
-                d = Duration.ofMillis(Math.round(Double.parseDouble(t.substring(0, t.length() - 1).trim()) * 1000));
-            } else {
-                d = Duration.ofMillis(Math.round(Double.parseDouble(t) * 1000));
-            }
-            if (d.toMillis() < 100 || d.toMillis() > 600_000) {
-                throw new IllegalArgumentException("--bound must be between 100ms and 600s, not '" + s + "'");
-            }
-            return d;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--bound takes a duration such as 2s or 500ms, not '" + s + "'");
+        Duration d = Duration.ofNanos(Units.parseDurationNs("bound", s));
+        if (d.toMillis() < 100 || d.toMillis() > 600_000) {
+            throw new IllegalArgumentException("--bound must be between 100ms and 600s, not '" + s + "'");
         }
+        return d;
     }
 }

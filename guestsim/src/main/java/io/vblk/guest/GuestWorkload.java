@@ -160,7 +160,7 @@ public final class GuestWorkload {
         if (write && spec.verify()) {
             int gen = ++generation;
             generationOf[(int) block] = gen;
-            fillPattern(q.buffer(slot), s, gen);
+            stamp(p, q.buffer(slot), s, sectorsPerBlock, gen);
         }
         started[slot] = p.nanoTime();
         q.submit(slot, write ? BlkQueue.T_OUT : BlkQueue.T_IN, s, spec.blockSize());
@@ -171,13 +171,17 @@ public final class GuestWorkload {
         q.kick();
     }
 
-    /** Every sector: its LBA and the generation at bytes 0..15, and their xor in the last 8 bytes. */
-    private void fillPattern(long gpa, long lba, int gen) {
-        for (int i = 0; i < sectorsPerBlock; i++) {
+    /**
+     * The verify-mode pattern of {@code sectors} sectors from {@code lba}:
+     * each holds its LBA and {@code tag} at bytes 0..15 and their xor in its
+     * last 8 bytes.
+     */
+    public static void stamp(Platform p, long gpa, long lba, int sectors, long tag) {
+        for (int i = 0; i < sectors; i++) {
             long a = gpa + 512L * i;
             p.ramWrite64(a, lba + i);
-            p.ramWrite64(a + 8, gen);
-            p.ramWrite64(a + 504, (lba + i) ^ gen);
+            p.ramWrite64(a + 8, tag);
+            p.ramWrite64(a + 504, (lba + i) ^ tag);
         }
     }
 

@@ -71,14 +71,22 @@ final class MemoryTable implements AutoCloseable {
         return List.copyOf(regions);
     }
 
-    /** Adds a region; one overlapping another is refused (and unmapped). */
-    void add(Region r) {
+    /** The region of this table that {@code r} would overlap in guest-physical space, or null. */
+    Region overlapping(Region r) {
         for (Region o : regions) {
             if (Long.compareUnsigned(r.gpa(), o.gpa() + o.size()) < 0
                     && Long.compareUnsigned(o.gpa(), r.gpa() + r.size()) < 0) {
-                r.ram().close();
-                throw new VhostUserException("memory region " + r + " overlaps " + o);
+                return o;
             }
+        }
+        return null;
+    }
+
+    /** Adds a region; one overlapping another is refused, its mapping left to the caller. */
+    void add(Region r) {
+        Region o = overlapping(r);
+        if (o != null) {
+            throw new VhostUserException("memory region " + r + " overlaps " + o);
         }
         regions.add(r);
     }

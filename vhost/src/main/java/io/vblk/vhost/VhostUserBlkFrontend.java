@@ -13,6 +13,7 @@ import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioPciRegs;
 import io.vblk.virtio.VirtioPciTransport;
 import io.vblk.virtio.VirtioStatus;
+import io.vblk.virtio.blk.VirtioBlk;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -64,11 +65,12 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
             | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
-    public static final long PASSTHROUGH_FEATURES = (1L << 1) | (1L << 2) | (1L << 4) | (1L << 5) | (1L << 6)
-            | (1L << 9) | (1L << 10) | (1L << 11) | (1L << 12) | (1L << 13) | (1L << 14)
+    public static final long PASSTHROUGH_FEATURES = VirtioBlk.F_SIZE_MAX | VirtioBlk.F_SEG_MAX
+            | VirtioBlk.F_GEOMETRY | VirtioBlk.F_RO | VirtioBlk.F_BLK_SIZE | VirtioBlk.F_FLUSH | VirtioBlk.F_TOPOLOGY
+            | VirtioBlk.F_CONFIG_WCE | VirtioBlk.F_MQ | VirtioBlk.F_DISCARD | VirtioBlk.F_WRITE_ZEROES
             | VirtioFeatures.INDIRECT_DESC | VirtioFeatures.EVENT_IDX | VirtioFeatures.VERSION_1;
     /** Bytes of the virtio-blk config space read from the back-end (QEMU 7.2's struct virtio_blk_config). */
-    public static final int CONFIG_SIZE = 60;
+    public static final int CONFIG_SIZE = VirtioBlk.CONFIG_SIZE;
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
 
     private final VhostUserClient client;
@@ -157,7 +159,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             long offered = (features & PASSTHROUGH_FEATURES) | VirtioFeatures.VERSION_1;
             if (n == 1) {
-                offered &= ~(1L << 12); // no VIRTIO_BLK_F_MQ with one queue
+                offered &= ~VirtioBlk.F_MQ; // none with one queue
             }
             LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
                     Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
@@ -379,7 +381,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** The guest wrote the config space (write-cache toggle): forwarded with SET_CONFIG. */
     @Override
     protected void onConfigWrite(int offset, int size, long value) {
-        if (offset != 32 || size != 1 || (negotiatedFeatures() & (1L << 11)) == 0) {
+        if (offset != 32 || size != 1 || (negotiatedFeatures() & VirtioBlk.F_CONFIG_WCE) == 0) {
             return; // only writeback is writable (VIRTIO_BLK_F_CONFIG_WCE)
         }
         try {

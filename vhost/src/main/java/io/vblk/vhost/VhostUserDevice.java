@@ -527,11 +527,10 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
                 int o = MEMORY_HEADER_SIZE + REGION_SIZE * i;
                 fresh.add(MemoryTable.map(m.u64(o), m.u64(o + 8), m.u64(o + 16), m.u64(o + 24), m.takeFd(i)));
             }
-            MemoryTable check = new MemoryTable();
+            MemoryTable check = new MemoryTable(); // refuses the first overlap; the mappings stay in 'fresh'
             for (MemoryTable.Region r : fresh) {
-                check.add(new MemoryTable.Region(r.gpa(), r.size(), r.uaddr(), r.mmapOffset(), r.ram()));
+                check.add(r);
             }
-            check.clear(); // only checked overlaps; the mappings stay in 'fresh'
         } catch (RuntimeException e) {
             MemoryTable.unmap(fresh);
             throw e;
@@ -558,12 +557,10 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
             throw new Refused("all " + MAX_MEM_SLOTS + " memory slots are in use");
         }
         MemoryTable.Region r = readRegion(m, m.takeFd(0));
-        for (MemoryTable.Region o : mem.regions()) {
-            if (Long.compareUnsigned(r.gpa(), o.gpa() + o.size()) < 0
-                    && Long.compareUnsigned(o.gpa(), r.gpa() + r.size()) < 0) {
-                r.ram().close();
-                throw new Refused("region " + r + " overlaps " + o);
-            }
+        MemoryTable.Region o = mem.overlapping(r);
+        if (o != null) {
+            r.ram().close();
+            throw new Refused("region " + r + " overlaps " + o);
         }
         stopIfRunning();
         mem.add(r);
@@ -648,11 +645,7 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
         r.setCall(null);
         LOG.debug("{}: ring {} stopped at base {}", dev.name(), r.index, r.base);
         reconcile();
-        byte[] b = new byte[STATE_SIZE];
-        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
-        bb.putInt(0, r.index);
-        bb.putInt(4, r.base);
-        return new VhostUserMsg(m.request(), VERSION | FLAG_REPLY, b, null);
+        return VhostUserMsg.ofState(m.request(), VERSION | FLAG_REPLY, r.index, r.base);
     }
 
     private void setVringKick(VhostUserMsg m) {

@@ -30,6 +30,17 @@ public final class Qcow2 {
     private Qcow2() {
     }
 
+    /** Whether {@code path} starts with the qcow2 magic (what format probing looks at); false if unreadable. */
+    public static boolean hasMagic(Path path) {
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            ByteBuffer b = ByteBuffer.allocate(4);
+            ch.read(b, 0);
+            return Qcow2Header.hasMagic(b.array());
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     /** Creates an image without a backing file and with the default 64 KiB clusters. */
     public static void create(Path path, long size) {
         create(path, size, DEFAULT_CLUSTER_SIZE, null, null);

@@ -1,6 +1,7 @@
 package io.vblk.guest.migration;
 
 import io.vblk.guest.BlkQueue;
+import io.vblk.guest.GuestWorkload;
 import io.vblk.guest.InterruptLine;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
@@ -19,7 +20,6 @@ import java.time.Duration;
 public final class GuestBlockIo {
     public static final int BLOCK = 4096;
     private static final int SECTORS = BLOCK / 512;
-    private static final long WAIT_SLICE_NS = 50_000_000L;
 
     private final Machine machine;
     private final BlkQueue q;
@@ -36,7 +36,7 @@ public final class GuestBlockIo {
         return machine.await("guest write", machine.runOnVcpu(0, "write check", p -> {
             for (int i = 0; i < count; i++) {
                 long lba = (firstBlock + i) * SECTORS;
-                stamp(p, q.buffer(0), lba, tag);
+                GuestWorkload.stamp(p, q.buffer(0), lba, SECTORS, tag);
                 String e = io(p, BlkQueue.T_OUT, lba);
                 if (e != null) {
                     return e;
@@ -78,17 +78,7 @@ public final class GuestBlockIo {
             if (!q.enableInterrupts()) {
                 continue;
             }
-            irq.await(WAIT_SLICE_NS);
-        }
-    }
-
-    /** The verify-mode pattern: LBA and tag at the start of each sector, their xor at its end. */
-    public static void stamp(MachinePlatform p, long gpa, long lba, long tag) {
-        for (int i = 0; i < SECTORS; i++) {
-            long a = gpa + 512L * i;
-            p.ramWrite64(a, lba + i);
-            p.ramWrite64(a + 8, tag);
-            p.ramWrite64(a + 504, (lba + i) ^ tag);
+            irq.await(-1); // a lost interrupt hangs here, for the caller's watchdog to report, as in GuestWorkload
         }
     }
 

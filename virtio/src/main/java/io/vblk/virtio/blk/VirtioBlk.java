@@ -45,6 +45,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     public static final long F_SIZE_MAX = 1L << 1;
     public static final long F_SEG_MAX = 1L << 2;
+    public static final long F_GEOMETRY = 1L << 4; // not offered by this device; a vhost-user back-end may
     public static final long F_RO = 1L << 5;
     public static final long F_BLK_SIZE = 1L << 6;
     public static final long F_FLUSH = 1L << 9;
