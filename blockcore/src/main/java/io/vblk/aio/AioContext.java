@@ -744,15 +744,7 @@ public final class AioContext {
     private boolean runPollHandlers(long maxNs) {
         long deadline = System.nanoTime() + maxNs;
         for (;;) {
-            boolean extOff = externalDisableCount > 0;
-            boolean any = false;
-            for (AioHandler h : pollHandlers) {
-                if (h.deleted || (h.external && extOff)) {
-                    continue;
-                }
-                any |= pollOnce(h);
-            }
-            if (any) {
+            if (runPollHandlersOnce()) {
                 return true;
             }
             if ((boolean) NOTIFIED.getVolatile(this) || System.nanoTime() - deadline >= 0) {
@@ -762,15 +754,20 @@ public final class AioContext {
         }
     }
 
-    /** QEMU's {@code run_poll_handlers_once}: one check of every pollable handler; ready ones are dispatched later. */
-    private void runPollHandlersOnce() {
+    /**
+     * QEMU's {@code run_poll_handlers_once}: one check of every pollable
+     * handler (ready ones are dispatched later); whether any was ready.
+     */
+    private boolean runPollHandlersOnce() {
         boolean extOff = externalDisableCount > 0;
+        boolean any = false;
         for (AioHandler h : pollHandlers) {
             if (h.deleted || (h.external && extOff)) {
                 continue;
             }
-            pollOnce(h);
+            any |= pollOnce(h);
         }
+        return any;
     }
 
     /** QEMU's {@code adjust_polling_time}: grow while sleeps are short, drop to zero when one outlasts the maximum. */

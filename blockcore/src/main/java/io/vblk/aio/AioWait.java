@@ -1,5 +1,6 @@
 package io.vblk.aio;
 
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BooleanSupplier;
 
@@ -47,6 +48,28 @@ public final class AioWait {
     /** Polls until {@code cond} is false; returns whether it had to poll at all. */
     public static boolean pollWhile(AioContext ctx, BooleanSupplier cond) {
         return ctx.aioWait().pollWhileIn(ctx, cond);
+    }
+
+    /**
+     * QEMU's {@code aio_wait_bh_oneshot}: runs {@code task} in {@code ctx}'s
+     * home thread (at once when already there) and polls until it has run. A
+     * failure of the task is logged by {@code ctx}, as any callback's.
+     */
+    public static void runInHome(AioContext ctx, String what, Runnable task) {
+        if (ctx.inHomeThread()) {
+            task.run();
+            return;
+        }
+        AtomicBoolean done = new AtomicBoolean();
+        ctx.bhScheduleOneshot(what, () -> {
+            try {
+                task.run();
+            } finally {
+                done.set(true);
+                ctx.aioWait().kick();
+            }
+        });
+        pollWhile(ctx, () -> !done.get());
     }
 
     boolean pollWhileIn(AioContext ctx, BooleanSupplier cond) {

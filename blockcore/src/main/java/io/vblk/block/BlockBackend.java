@@ -121,11 +121,7 @@ public final class BlockBackend implements BlockParent {
             throw new BlockException("backend '" + name + "': cannot switch from '" + old.name() + "' (in "
                     + old.context().name() + ") to '" + node.name() + "' (in " + node.context().name() + ")");
         }
-        node.addParent(r); // takes the edge's reference
-        r.setNode(node);
-        old.removeParent(r);
-        node.transferParentQuiesce(r);
-        old.unref();
+        BlockNode.repoint(r, node);
     }
 
     public AioContext context() {
@@ -319,6 +315,11 @@ public final class BlockBackend implements BlockParent {
                 ret = 0;
             }
         }
+        release(r, ret);
+    }
+
+    /** The request goes back to the pool and its caller learns {@code ret}; it stops counting as in flight. */
+    private void release(BlkRequest r, int ret) {
         BlockCompletion cb = r.cb;
         r.cb = null;
         r.qiov = null;
@@ -378,16 +379,8 @@ public final class BlockBackend implements BlockParent {
         }
         ioStatus = IoStatus.OK;
         for (BlkRequest r : drop) {
-            inFlight++;
-            BlockCompletion cb = r.cb;
-            r.cb = null;
-            r.qiov = null;
-            pool.addFirst(r);
-            try {
-                cb.complete(-Errno.ECANCELED);
-            } finally {
-                decInFlight();
-            }
+            inFlight++; // a kept request stopped counting when it failed; release ends it once more
+            release(r, -Errno.ECANCELED);
         }
     }
 

@@ -181,14 +181,23 @@ public final class BlockNode implements BlockParent {
         if (!children.contains(edge)) {
             throw new BlockException("'" + edge.name() + "' is not a child edge of '" + name + "'");
         }
+        repoint(edge, newChild);
+    }
+
+    /**
+     * Moves {@code edge} (a node's child edge or a backend's root) to
+     * {@code nu}: the reference and the parent's drained state follow. One
+     * mechanism for snapshots, pivots and medium changes.
+     */
+    static void repoint(BlockChild edge, BlockNode nu) {
         BlockNode old = edge.node();
-        if (old == newChild) {
+        if (old == nu) {
             return;
         }
-        newChild.addParent(edge); // takes the edge's reference
-        edge.setNode(newChild);
+        nu.addParent(edge); // takes the edge's reference
+        edge.setNode(nu);
         old.removeParent(edge);
-        newChild.transferParentQuiesce(edge);
+        nu.transferParentQuiesce(edge);
         old.unref();
     }
 

@@ -11,7 +11,6 @@ import io.vblk.virtio.NotifierBus;
 import io.vblk.virtio.blk.IoeventfdOps;
 import io.vblk.virtio.blk.VirtioBlk;
 
-import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -200,7 +199,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         try {
             for (int q = 0; q < n; q++) {
                 int queue = q;
-                runIn(ctx(q), "detach vq" + q, () -> dev.detachHostNotifier(queue));
+                AioWait.runInHome(ctx(q), "detach vq" + q, () -> dev.detachHostNotifier(queue));
             }
             attached = false;
             for (int q = 0; q < n; q++) {
@@ -238,24 +237,6 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         } finally {
             stopping = false;
         }
-    }
-
-    /** QEMU's {@code aio_wait_bh_oneshot}: run {@code task} in {@code ctx} and wait for it from the main loop. */
-    private static void runIn(AioContext ctx, String what, Runnable task) {
-        if (ctx.inHomeThread()) {
-            task.run();
-            return;
-        }
-        AtomicBoolean done = new AtomicBoolean();
-        ctx.bhScheduleOneshot(what, () -> {
-            try {
-                task.run();
-            } finally {
-                done.set(true);
-                ctx.aioWait().kick();
-            }
-        });
-        AioWait.pollWhile(ctx, () -> !done.get());
     }
 
     // ------------------------------------------------------------------ drained sections

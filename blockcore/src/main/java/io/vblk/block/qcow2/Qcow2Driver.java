@@ -85,7 +85,6 @@ public final class Qcow2Driver extends BlockDriver {
     private final Checkpoint checkpoint;
     private final BufferPool clusterBuffers;
     private final BufferPool compressedBuffers;
-    private final Memory zeroes;
     private final String writeRefusal;
     private boolean autoclearPending;
     private boolean refusalLogged;
@@ -120,8 +119,6 @@ public final class Qcow2Driver extends BlockDriver {
         // idle bounce buffers kept: up to 32, at most about 16 MiB of them
         this.clusterBuffers = new BufferPool(g.clusterSize, Math.max(2, Math.min(32, (16 << 20) >> g.clusterBits)));
         this.compressedBuffers = new BufferPool(2 * g.clusterSize + 512, Math.max(1, Math.min(8, (8 << 20) >> g.clusterBits)));
-        this.zeroes = new Memory(g.clusterSize);
-        zeroes.clear();
         this.writeRefusal = header.unsupportedForWriting();
         this.autoclearPending = header.autoclear != 0;
     }
@@ -254,10 +251,6 @@ public final class Qcow2Driver extends BlockDriver {
 
     BufferPool compressedBuffers() {
         return compressedBuffers;
-    }
-
-    long zeroes() {
-        return Memory.nativeValue(zeroes);
     }
 
     Decompressor takeDecompressor() {

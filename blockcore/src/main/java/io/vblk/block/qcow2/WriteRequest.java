@@ -5,6 +5,7 @@ import io.vblk.block.BlockCompletion;
 import io.vblk.block.BlockFlags;
 import io.vblk.block.BlockNode;
 import io.vblk.block.IoVec;
+import io.vblk.block.ZeroBuffer;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -354,7 +355,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
             qiov.sliceInto(src, pos - offset, n);
         } else {
             src.reset();
-            src.add(d.zeroes(), (int) n); // zero writes cover at most one partial cluster
+            ZeroBuffer.addTo(src, n); // zero writes cover at most one partial cluster
         }
         return src;
     }

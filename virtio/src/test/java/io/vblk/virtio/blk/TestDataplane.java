@@ -1,6 +1,5 @@
 package io.vblk.virtio.blk;
 
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.IntFunction;
 
 import io.vblk.aio.AioContext;
@@ -90,7 +89,7 @@ final class TestDataplane implements IoeventfdOps {
         int n = dev.numQueues();
         for (int q = 0; q < n; q++) {
             int queue = q;
-            runIn(queueCtx.apply(q), () -> dev.detachHostNotifier(queue));
+            AioWait.runInHome(queueCtx.apply(q), "test-dataplane-detach", () -> dev.detachHostNotifier(queue));
         }
         attached = false;
         for (int q = 0; q < n; q++) {
@@ -142,23 +141,5 @@ final class TestDataplane implements IoeventfdOps {
         if (!loop.context().inHomeThread()) {
             throw new IllegalStateException("test dataplane outside the main loop");
         }
-    }
-
-    /** Runs {@code task} in {@code ctx} and waits for it from the main loop (QEMU's aio_wait_bh_oneshot). */
-    private static void runIn(AioContext ctx, Runnable task) {
-        if (ctx.inHomeThread()) {
-            task.run();
-            return;
-        }
-        AtomicBoolean done = new AtomicBoolean();
-        ctx.bhScheduleOneshot("test-dataplane-detach", () -> {
-            try {
-                task.run();
-            } finally {
-                done.set(true);
-                ctx.aioWait().kick();
-            }
-        });
-        AioWait.pollWhile(ctx, () -> !done.get());
     }
 }
