@@ -606,6 +606,19 @@ public abstract class Job {
         }
     }
 
+    /**
+     * QEMU runs a job's completion under the BQL, where no QMP command lands;
+     * here a verb delivered by a BH can run inside a nested poll of that
+     * completion (the drained section of {@code prepare}). Cancelling or
+     * finalizing there would conclude the job under its own prepare (the graph
+     * changed, yet the job reported cancelled), so it is refused: too late.
+     */
+    private void refuseWhileCompleting(String what) {
+        if (completing) {
+            throw new JobException("job '" + id + "' is completing: too late to " + what);
+        }
+    }
+
     /** The {@code block-job-pause} verb. */
     public final void pause() {
         verb(JobVerb.PAUSE);
@@ -637,6 +650,7 @@ public abstract class Job {
     /** The {@code block-job-cancel} verb; {@code force} cancels a READY mirror without letting it finish gracefully. */
     public final void cancel(boolean force) {
         verb(JobVerb.CANCEL);
+        refuseWhileCompleting("cancel");
         if (status == JobStatus.PENDING) {
             cancelled = true;
             ret = -Errno.ECANCELED;
@@ -676,6 +690,7 @@ public abstract class Job {
     /** The {@code block-job-finalize} verb (PENDING jobs whose auto-finalize is off). */
     public final void finalizeJob() {
         verb(JobVerb.FINALIZE);
+        refuseWhileCompleting("finalize");
         completing = true;
         try {
             finalizeNow();
