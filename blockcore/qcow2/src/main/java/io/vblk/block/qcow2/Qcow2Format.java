@@ -25,6 +25,11 @@ public final class Qcow2Format implements BlockFormat {
     private final int l2Tables;
     private final int refcountBlocks;
 
+    /** The format as the block layer's registry finds it: caches sized like {@link #INSTANCE}. */
+    public Qcow2Format() {
+        this(0, 0);
+    }
+
     private Qcow2Format(int l2Tables, int refcountBlocks) {
         this.l2Tables = l2Tables;
         this.refcountBlocks = refcountBlocks;

@@ -4,7 +4,6 @@ import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
 import io.vblk.aio.LegacyBehavior;
 import io.vblk.aio.MainLoop;
-import io.vblk.block.qcow2.Qcow2Format;
 
 import com.sun.jna.Memory;
 
@@ -43,8 +42,7 @@ public final class BlockLayer implements AutoCloseable {
 
     public BlockLayer(MainLoop loop) {
         this.loop = loop;
-        formats.add(RawFormat.INSTANCE);
-        registerFormat(Qcow2Format.INSTANCE);
+        BlockDriverRegistry.formats().forEach(this::registerFormat);
         diagnostics = loop.addDiagnostics("block layer", this::describe);
     }
 

@@ -3,7 +3,10 @@ package io.vblk.block;
 /**
  * An image format that can sit on a file node: probing by content and
  * opening (QEMU's format {@code BlockDriver}'s {@code bdrv_probe} and
- * {@code bdrv_open}). Registered with {@link BlockLayer#registerFormat}.
+ * {@code bdrv_open}). Found through {@link BlockDriverRegistry} (a format module
+ * lists its implementation as a service), or added to one graph with
+ * {@link BlockLayer#registerFormat}; an implementation found as a service has a
+ * public no-argument constructor.
  */
 public interface BlockFormat {
     /** The format's name as users spell it ("raw", "qcow2"). */
