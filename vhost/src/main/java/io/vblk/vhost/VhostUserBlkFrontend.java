@@ -14,6 +14,7 @@ import io.vblk.virtio.VirtioPciRegs;
 import io.vblk.virtio.VirtioPciTransport;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlk;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -65,12 +66,12 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
             | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
-    public static final long PASSTHROUGH_FEATURES = VirtioBlk.F_SIZE_MAX | VirtioBlk.F_SEG_MAX
-            | VirtioBlk.F_GEOMETRY | VirtioBlk.F_RO | VirtioBlk.F_BLK_SIZE | VirtioBlk.F_FLUSH | VirtioBlk.F_TOPOLOGY
-            | VirtioBlk.F_CONFIG_WCE | VirtioBlk.F_MQ | VirtioBlk.F_DISCARD | VirtioBlk.F_WRITE_ZEROES
+    public static final long PASSTHROUGH_FEATURES = VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX
+            | VirtioBlkAbi.F_GEOMETRY | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY
+            | VirtioBlkAbi.F_CONFIG_WCE | VirtioBlkAbi.F_MQ | VirtioBlkAbi.F_DISCARD | VirtioBlkAbi.F_WRITE_ZEROES
             | VirtioFeatures.INDIRECT_DESC | VirtioFeatures.EVENT_IDX | VirtioFeatures.VERSION_1;
     /** Bytes of the virtio-blk config space read from the back-end (QEMU 7.2's struct virtio_blk_config). */
-    public static final int CONFIG_SIZE = VirtioBlk.CONFIG_SIZE;
+    public static final int CONFIG_SIZE = VirtioBlkAbi.CONFIG_SIZE;
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
 
     private final VhostUserClient client;
@@ -159,7 +160,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             long offered = (features & PASSTHROUGH_FEATURES) | VirtioFeatures.VERSION_1;
             if (n == 1) {
-                offered &= ~VirtioBlk.F_MQ; // none with one queue
+                offered &= ~VirtioBlkAbi.F_MQ; // none with one queue
             }
             LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
                     Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
@@ -381,7 +382,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** The guest wrote the config space (write-cache toggle): forwarded with SET_CONFIG. */
     @Override
     protected void onConfigWrite(int offset, int size, long value) {
-        if (offset != 32 || size != 1 || (negotiatedFeatures() & VirtioBlk.F_CONFIG_WCE) == 0) {
+        if (offset != 32 || size != 1 || (negotiatedFeatures() & VirtioBlkAbi.F_CONFIG_WCE) == 0) {
             return; // only writeback is writable (VIRTIO_BLK_F_CONFIG_WCE)
         }
         try {

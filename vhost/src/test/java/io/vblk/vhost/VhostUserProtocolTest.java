@@ -15,6 +15,7 @@ import io.vblk.block.BlkDebugDriver;
 import io.vblk.block.BlockNode;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.blk.VirtioBlk;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -139,7 +140,7 @@ class VhostUserProtocolTest {
             assertTrue((f & VirtioFeatures.VERSION_1) != 0);
             assertTrue((f & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0);
             assertTrue((f & VirtioFeatures.EVENT_IDX) != 0);
-            assertTrue((f & VirtioBlk.F_MQ) != 0, "two queues: VIRTIO_BLK_F_MQ");
+            assertTrue((f & VirtioBlkAbi.F_MQ) != 0, "two queues: VIRTIO_BLK_F_MQ");
             assertEquals(VhostUserDevice.OFFERED_PROTOCOL_FEATURES, c.getU64(VhostUserProtocol.GET_PROTOCOL_FEATURES));
             c.setU64(VhostUserProtocol.SET_PROTOCOL_FEATURES, VhostUserDevice.OFFERED_PROTOCOL_FEATURES);
             c.setReplyAck(true);
@@ -279,14 +280,14 @@ class VhostUserProtocolTest {
             fe.addMemory();
             fe.startRing(0, 0);
             ev.await("started [0]");
-            fe.submit(0, VirtioBlk.T_IN, 5);
+            fe.submit(0, VirtioBlkAbi.T_IN, 5);
             assertTrue(fe.awaitCall(BOUND), "completion signalled on the call descriptor");
             assertEquals(1, fe.usedIdx());
             assertEquals(0, fe.status(0));
             assertEquals(0xABC00005L, fe.data(0));
 
             BlkDebugDriver.Suspension hold = dbg.get().suspend("held", BlkDebugDriver.Op.READ, 0, 1L << 20);
-            fe.submit(1, VirtioBlk.T_IN, 7);
+            fe.submit(1, VirtioBlkAbi.T_IN, 7);
             srv.mainLoop().watchdog(BOUND).await("request held in the block layer", hold.reached());
             CompletableFuture<Integer> base = CompletableFuture.supplyAsync(() -> fe.client.getVringBase(0));
             assertThrows(TimeoutException.class, () -> base.get(300, TimeUnit.MILLISECONDS),
@@ -304,7 +305,7 @@ class VhostUserProtocolTest {
             // the ring restarts where it stopped
             fe.startRing(0, 2);
             ev.await("started [0]");
-            fe.submit(2, VirtioBlk.T_IN, 9);
+            fe.submit(2, VirtioBlkAbi.T_IN, 9);
             assertTrue(fe.awaitCall(BOUND));
             assertEquals(3, fe.usedIdx());
             assertEquals(0xABC00009L, fe.data(2));
@@ -328,7 +329,7 @@ class VhostUserProtocolTest {
                     new long[] {fe.uaddr(0), fe.uaddr(half)}, new long[] {0, half}, new int[] {fe.ram.fd(), fe.ram.fd()});
             fe.startRing(0, 0);
             ev.await("started [0]");
-            fe.submit(0, VirtioBlk.T_IN, 1);
+            fe.submit(0, VirtioBlkAbi.T_IN, 1);
             assertTrue(fe.awaitCall(BOUND));
             assertEquals(0xABC00001L, fe.data(0));
             byte[] reg = new byte[VhostUserProtocol.MEM_REG_SIZE];
@@ -337,18 +338,18 @@ class VhostUserProtocolTest {
             fe.client.send(new VhostUserMsg(VhostUserProtocol.REM_MEM_REG, VERSION | FLAG_NEED_REPLY, reg, null));
             ev.await("stopped [0]");
             ev.await("started [0]");
-            fe.submit(1, VirtioBlk.T_IN, 2);
+            fe.submit(1, VirtioBlkAbi.T_IN, 2);
             assertTrue(fe.awaitCall(BOUND));
             assertEquals(0xABC00002L, fe.data(1));
             fe.client.addMemReg(half, half, fe.uaddr(half), half, fe.ram.fd());
             ev.await("stopped [0]");
             ev.await("started [0]");
-            fe.submit(2, VirtioBlk.T_IN, 3);
+            fe.submit(2, VirtioBlkAbi.T_IN, 3);
             assertTrue(fe.awaitCall(BOUND));
             assertEquals(0xABC00003L, fe.data(2));
             // an overlapping region is refused, the ring keeps running
             assertThrows(VhostUserException.class, () -> fe.client.addMemReg(0, 4096, fe.uaddr(0), 0, fe.ram.fd()));
-            fe.submit(3, VirtioBlk.T_IN, 4);
+            fe.submit(3, VirtioBlkAbi.T_IN, 4);
             assertTrue(fe.awaitCall(BOUND));
             assertEquals(0xABC00004L, fe.data(3));
             assertTrue(srv.mainLoop().failures().isEmpty(), srv.mainLoop().failures().toString());
@@ -371,7 +372,7 @@ class VhostUserProtocolTest {
                     fe.addMemory();
                     fe.startRing(0, 0);
                     ev.await("started [0]");
-                    fe.submit(0, VirtioBlk.T_IN, 3);
+                    fe.submit(0, VirtioBlkAbi.T_IN, 3);
                     assertTrue(fe.awaitCall(BOUND));
                 }
                 ev.await("stopped [0]");

@@ -5,6 +5,8 @@ import java.lang.invoke.VarHandle;
 import io.vblk.aio.AioHandler;
 import io.vblk.aio.EventNotifier;
 
+import static io.vblk.virtio.VirtioRing.*;
+
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -57,15 +59,6 @@ public final class VirtQueue {
     private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
     private static final boolean TRACE = LOG.isTraceEnabled();
 
-    /** Largest split-queue size the specification allows. */
-    public static final int MAX_SIZE = 32768;
-
-    static final int DESC_SIZE = 16;
-    static final int DESC_F_NEXT = 1;
-    static final int DESC_F_WRITE = 2;
-    static final int DESC_F_INDIRECT = 4;
-    static final int AVAIL_F_NO_INTERRUPT = 1;
-    static final int USED_F_NO_NOTIFY = 1;
 
     /** Who is told when bad guest input breaks the queue (the device: QEMU's {@code virtio_error}). */
     @FunctionalInterface
@@ -683,10 +676,6 @@ public final class VirtQueue {
         return notify;
     }
 
-    /** {@code vring_need_event}: whether {@code event} lies in the half-open window (old, now] of 16-bit indices. */
-    static boolean needEvent(int event, int now, int old) {
-        return ((now - event - 1) & 0xffff) < ((now - old) & 0xffff);
-    }
 
     // ------------------------------------------------------------------ errors
 

@@ -13,9 +13,9 @@ import java.util.Arrays;
  * arena of guest RAM. Also writes raw, malformed things for the error tests.
  */
 final class TestDriver {
-    static final int NEXT = VirtQueue.DESC_F_NEXT;
-    static final int WRITE = VirtQueue.DESC_F_WRITE;
-    static final int INDIRECT = VirtQueue.DESC_F_INDIRECT;
+    static final int NEXT = VirtioRing.DESC_F_NEXT;
+    static final int WRITE = VirtioRing.DESC_F_WRITE;
+    static final int INDIRECT = VirtioRing.DESC_F_INDIRECT;
 
     /** One guest buffer of a chain. */
     record Buf(long gpa, int len, boolean writable) {
@@ -165,9 +165,9 @@ final class TestDriver {
         VarHandle.fullFence();
         if (eventIdx) {
             int availEvent = mem.readU16(used + 4 + 8L * size);
-            return VirtQueue.needEvent(availEvent, oldNew[1], oldNew[0]);
+            return VirtioRing.needEvent(availEvent, oldNew[1], oldNew[0]);
         }
-        return (mem.readU16(used) & VirtQueue.USED_F_NO_NOTIFY) == 0;
+        return (mem.readU16(used) & VirtioRing.USED_F_NO_NOTIFY) == 0;
     }
 
     /** Writes avail.idx directly (a driver bug for the malformed tests). */
@@ -209,7 +209,7 @@ final class TestDriver {
     }
 
     void setNoInterrupt(boolean on) {
-        mem.writeU16(avail, on ? VirtQueue.AVAIL_F_NO_INTERRUPT : 0);
+        mem.writeU16(avail, on ? VirtioRing.AVAIL_F_NO_INTERRUPT : 0);
     }
 
     int availEvent() {

@@ -191,7 +191,7 @@ class VirtQueueTest {
     void noInterruptAndNoNotifyFlagsWithoutEventIdx() {
         queue(8, 0);
         vq.setNotification(false);
-        assertEquals(VirtQueue.USED_F_NO_NOTIFY, drv.usedFlags());
+        assertEquals(VirtioRing.USED_F_NO_NOTIFY, drv.usedFlags());
         drv.addChain(drv.out(new byte[4]), drv.in(4));
         assertFalse(drv.kickNeeded(drv.publish()));
         vq.setNotification(true);

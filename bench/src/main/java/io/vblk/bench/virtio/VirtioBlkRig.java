@@ -32,6 +32,7 @@ import io.vblk.virtio.VirtioPciTransport;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlk;
 import io.vblk.virtio.blk.VirtioBlkConfig;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * One virtio-blk device on a {@code null} disk, served entirely inside one
@@ -175,7 +176,7 @@ final class VirtioBlkRig implements AutoCloseable {
         HostMemory.putIntLE(d + 40, 1);
         HostMemory.putShortLE(d + 44, 2); // WRITE
         HostMemory.putShortLE(d + 46, 0);
-        HostMemory.putIntLE(hdrHva[s], VirtioBlk.T_IN);
+        HostMemory.putIntLE(hdrHva[s], VirtioBlkAbi.T_IN);
         HostMemory.putIntLE(hdrHva[s] + 4, 0);
         HostMemory.putLongLE(hdrHva[s] + 8, sector);
         HostMemory.putU8(statusHva[s], 0xff);
@@ -208,7 +209,7 @@ final class VirtioBlkRig implements AutoCloseable {
             int id = HostMemory.getIntLE(e);
             int len = HostMemory.getIntLE(e + 4);
             int s = id / 3;
-            if (id % 3 != 0 || s >= SLOTS || len != REQ + 1 || HostMemory.getU8(statusHva[s]) != VirtioBlk.S_OK) {
+            if (id % 3 != 0 || s >= SLOTS || len != REQ + 1 || HostMemory.getU8(statusHva[s]) != VirtioBlkAbi.S_OK) {
                 throw new IllegalStateException("bad completion: id " + id + " len " + len);
             }
             lastUsed = (lastUsed + 1) & 0xffff;

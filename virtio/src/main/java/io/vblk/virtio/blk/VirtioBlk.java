@@ -13,6 +13,8 @@ import io.vblk.virtio.VirtQueueElement;
 import io.vblk.virtio.VirtioDevice;
 import io.vblk.virtio.VirtioFeatures;
 
+import static io.vblk.virtio.blk.VirtioBlkAbi.*;
+
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -43,37 +45,6 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlk.class);
     private static final boolean TRACE = LOG.isTraceEnabled();
 
-    public static final long F_SIZE_MAX = 1L << 1;
-    public static final long F_SEG_MAX = 1L << 2;
-    public static final long F_GEOMETRY = 1L << 4; // not offered by this device; a vhost-user back-end may
-    public static final long F_RO = 1L << 5;
-    public static final long F_BLK_SIZE = 1L << 6;
-    public static final long F_FLUSH = 1L << 9;
-    public static final long F_TOPOLOGY = 1L << 10;
-    public static final long F_CONFIG_WCE = 1L << 11;
-    public static final long F_MQ = 1L << 12;
-    public static final long F_DISCARD = 1L << 13;
-    public static final long F_WRITE_ZEROES = 1L << 14;
-
-    public static final int T_IN = 0;
-    public static final int T_OUT = 1;
-    public static final int T_FLUSH = 4;
-    public static final int T_GET_ID = 8;
-    public static final int T_DISCARD = 11;
-    public static final int T_WRITE_ZEROES = 13;
-
-    public static final int S_OK = 0;
-    public static final int S_IOERR = 1;
-    public static final int S_UNSUPP = 2;
-
-    public static final int SECTOR = 512;
-    public static final int CONFIG_SIZE = 60;
-    public static final int SERIAL_BYTES = 20;
-    /** Bytes per segment the device accepts (config {@code size_max}). */
-    public static final int SIZE_MAX = 1 << 20;
-    /** Sectors one DISCARD or WRITE_ZEROES segment may cover. */
-    public static final int MAX_DISCARD_SECTORS = (1 << 22) - 1;
-    static final int WZ_FLAG_UNMAP = 1;
 
     private final BlockBackend blk;
     private final VirtioBlkConfig conf;
@@ -104,22 +75,22 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         for (int i = 0; i < queues.length; i++) {
             queues[i] = new QueueState(this, addQueue(conf.queueSize()), home);
         }
-        setConfigU64(0, capacitySectors);
-        setConfigU32(8, SIZE_MAX);
-        setConfigU32(12, conf.queueSize() - 2);            // seg_max: two descriptors are header and status
-        setConfigU32(20, SECTOR);                          // blk_size
-        setConfigU8(24, 0);                                // physical_block_exp
-        setConfigU8(25, 0);                                // alignment_offset
-        setConfigU16(26, 1);                               // min_io_size (in blk_size units)
-        setConfigU32(28, 0);                               // opt_io_size
-        setConfigU8(32, 1);                                // writeback
-        setConfigU16(34, conf.numQueues());
-        setConfigU32(36, MAX_DISCARD_SECTORS);
-        setConfigU32(40, 1);                               // max_discard_seg
-        setConfigU32(44, 1);                               // discard_sector_alignment
-        setConfigU32(48, MAX_DISCARD_SECTORS);
-        setConfigU32(52, 1);                               // max_write_zeroes_seg
-        setConfigU8(56, 1);                                // write_zeroes_may_unmap
+        setConfigU64(CFG_CAPACITY, capacitySectors);
+        setConfigU32(CFG_SIZE_MAX, SIZE_MAX);
+        setConfigU32(CFG_SEG_MAX, conf.queueSize() - 2);   // seg_max: two descriptors are header and status
+        setConfigU32(CFG_BLK_SIZE, SECTOR);
+        setConfigU8(CFG_PHYSICAL_BLOCK_EXP, 0);
+        setConfigU8(CFG_ALIGNMENT_OFFSET, 0);
+        setConfigU16(CFG_MIN_IO_SIZE, 1);   // min_io_size (in blk_size units)
+        setConfigU32(CFG_OPT_IO_SIZE, 0);
+        setConfigU8(CFG_WRITEBACK, 1);
+        setConfigU16(CFG_NUM_QUEUES, conf.numQueues());
+        setConfigU32(CFG_MAX_DISCARD_SECTORS, MAX_DISCARD_SECTORS);
+        setConfigU32(CFG_MAX_DISCARD_SEG, 1);
+        setConfigU32(CFG_DISCARD_SECTOR_ALIGNMENT, 1);
+        setConfigU32(CFG_MAX_WRITE_ZEROES_SECTORS, MAX_DISCARD_SECTORS);
+        setConfigU32(CFG_MAX_WRITE_ZEROES_SEG, 1);
+        setConfigU8(CFG_WRITE_ZEROES_MAY_UNMAP, 1);
         blk.setDevOps(this);
     }
 
@@ -210,7 +181,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     protected void onConfigWrite(int offset, int size, long value) {
         if (offset == 32 && size == 1 && hasFeature(F_CONFIG_WCE)) {
             writeback = value != 0;
-            setConfigU8(32, writeback ? 1 : 0);
+            setConfigU8(CFG_WRITEBACK, writeback ? 1 : 0);
             LOG.debug("{}: write cache {}", name(), writeback ? "writeback" : "writethrough");
         }
     }
@@ -236,7 +207,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     @Override
     protected void reset() {
         writeback = true;
-        setConfigU8(32, 1);
+        setConfigU8(CFG_WRITEBACK, 1);
     }
 
     // ------------------------------------------------------------------ BlockDevOps (drained sections)

@@ -44,9 +44,9 @@ final class BlkGuest {
 
     /** Feature bits a Linux driver accepts when offered (virtio_blk.c's feature table plus ring features). */
     static final long LINUX_FEATURES = VirtioFeatures.VERSION_1 | VirtioFeatures.EVENT_IDX
-            | VirtioFeatures.INDIRECT_DESC | VirtioBlk.F_SIZE_MAX | VirtioBlk.F_SEG_MAX | VirtioBlk.F_BLK_SIZE
-            | VirtioBlk.F_FLUSH | VirtioBlk.F_TOPOLOGY | VirtioBlk.F_CONFIG_WCE | VirtioBlk.F_MQ
-            | VirtioBlk.F_DISCARD | VirtioBlk.F_WRITE_ZEROES | VirtioBlk.F_RO;
+            | VirtioFeatures.INDIRECT_DESC | VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX | VirtioBlkAbi.F_BLK_SIZE
+            | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY | VirtioBlkAbi.F_CONFIG_WCE | VirtioBlkAbi.F_MQ
+            | VirtioBlkAbi.F_DISCARD | VirtioBlkAbi.F_WRITE_ZEROES | VirtioBlkAbi.F_RO;
 
     final BlkMachine m;
     final PciTestDriver pci;
@@ -142,8 +142,8 @@ final class BlkGuest {
             throw new AssertionError("FEATURES_OK refused for offered features 0x" + Long.toHexString(features));
         }
         capacity = pci.deviceConfig(0, 8);
-        int nq = (features & VirtioBlk.F_MQ) != 0 ? (int) pci.deviceConfig(34, 2) : 1;
-        if (nq != (int) pci.common(COMMON_NUMQ, 2) && (features & VirtioBlk.F_MQ) != 0) {
+        int nq = (features & VirtioBlkAbi.F_MQ) != 0 ? (int) pci.deviceConfig(34, 2) : 1;
+        if (nq != (int) pci.common(COMMON_NUMQ, 2) && (features & VirtioBlkAbi.F_MQ) != 0) {
             throw new AssertionError("num_queues " + nq + " differs from the common config's " + pci.common(COMMON_NUMQ, 2));
         }
         pci.enableMsix();
@@ -352,19 +352,19 @@ final class BlkGuest {
     }
 
     Req read(int q, int slot, long sector, int bytes, Layout layout, Random r) {
-        return build(q, slot, VirtioBlk.T_IN, sector, new byte[0], bytes, layout, r);
+        return build(q, slot, VirtioBlkAbi.T_IN, sector, new byte[0], bytes, layout, r);
     }
 
     Req write(int q, int slot, long sector, byte[] data, Layout layout, Random r) {
-        return build(q, slot, VirtioBlk.T_OUT, sector, data, 0, layout, r);
+        return build(q, slot, VirtioBlkAbi.T_OUT, sector, data, 0, layout, r);
     }
 
     Req flush(int q, int slot) {
-        return build(q, slot, VirtioBlk.T_FLUSH, 0, new byte[0], 0, Layout.SIMPLE, new Random(0));
+        return build(q, slot, VirtioBlkAbi.T_FLUSH, 0, new byte[0], 0, Layout.SIMPLE, new Random(0));
     }
 
     Req getId(int q, int slot, int bytes) {
-        return build(q, slot, VirtioBlk.T_GET_ID, 0, new byte[0], bytes, Layout.SIMPLE, new Random(0));
+        return build(q, slot, VirtioBlkAbi.T_GET_ID, 0, new byte[0], bytes, Layout.SIMPLE, new Random(0));
     }
 
     /** A DISCARD or WRITE_ZEROES request with one segment {sector, numSectors, flags}. */

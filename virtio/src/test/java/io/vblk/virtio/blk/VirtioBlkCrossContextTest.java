@@ -198,7 +198,7 @@ class VirtioBlkCrossContextTest {
         spin("the dataplane started", m.dataplane::isStarted);
         Req c = g.read(0, 2, 100, 8 * SECTOR, Layout.SCATTERED, r);
         g.run(c);
-        assertEquals(VirtioBlk.S_OK, c.status());
+        assertEquals(VirtioBlkAbi.S_OK, c.status());
         assertArrayEquals(Arrays.copyOfRange(m.initialContent, 100 * SECTOR, 108 * SECTOR), c.in());
         assertTrue(m.loop.failures().isEmpty(), () -> m.loop.failures().toString());
     }

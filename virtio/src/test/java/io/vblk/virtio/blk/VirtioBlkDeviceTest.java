@@ -113,13 +113,13 @@ class VirtioBlkDeviceTest {
 
         long f = pci.deviceFeatures();
         long expected = VirtioFeatures.VERSION_1 | VirtioFeatures.INDIRECT_DESC | VirtioFeatures.EVENT_IDX
-                | VirtioBlk.F_SIZE_MAX | VirtioBlk.F_SEG_MAX | VirtioBlk.F_BLK_SIZE | VirtioBlk.F_FLUSH
-                | VirtioBlk.F_TOPOLOGY | VirtioBlk.F_CONFIG_WCE | VirtioBlk.F_MQ | VirtioBlk.F_DISCARD
-                | VirtioBlk.F_WRITE_ZEROES;
+                | VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH
+                | VirtioBlkAbi.F_TOPOLOGY | VirtioBlkAbi.F_CONFIG_WCE | VirtioBlkAbi.F_MQ | VirtioBlkAbi.F_DISCARD
+                | VirtioBlkAbi.F_WRITE_ZEROES;
         assertEquals(expected, f, "offered features (no RO on a writable disk)");
 
         assertEquals(3L * 2048, pci.deviceConfig(0, 8), "capacity in 512-byte sectors");
-        assertEquals(VirtioBlk.SIZE_MAX, pci.deviceConfig(8, 4), "size_max");
+        assertEquals(VirtioBlkAbi.SIZE_MAX, pci.deviceConfig(8, 4), "size_max");
         assertEquals(126, pci.deviceConfig(12, 4), "seg_max: queue size minus header and status");
         assertEquals(512, pci.deviceConfig(20, 4), "blk_size");
         assertEquals(0, pci.deviceConfig(24, 1), "physical_block_exp");
@@ -127,10 +127,10 @@ class VirtioBlkDeviceTest {
         assertEquals(1, pci.deviceConfig(26, 2), "min_io_size");
         assertEquals(1, pci.deviceConfig(32, 1), "writeback");
         assertEquals(4, pci.deviceConfig(34, 2), "num_queues");
-        assertEquals(VirtioBlk.MAX_DISCARD_SECTORS, pci.deviceConfig(36, 4), "max_discard_sectors");
+        assertEquals(VirtioBlkAbi.MAX_DISCARD_SECTORS, pci.deviceConfig(36, 4), "max_discard_sectors");
         assertEquals(1, pci.deviceConfig(40, 4), "max_discard_seg");
         assertEquals(1, pci.deviceConfig(44, 4), "discard_sector_alignment");
-        assertEquals(VirtioBlk.MAX_DISCARD_SECTORS, pci.deviceConfig(48, 4), "max_write_zeroes_sectors");
+        assertEquals(VirtioBlkAbi.MAX_DISCARD_SECTORS, pci.deviceConfig(48, 4), "max_write_zeroes_sectors");
         assertEquals(1, pci.deviceConfig(52, 4), "max_write_zeroes_seg");
         assertEquals(1, pci.deviceConfig(56, 1), "write_zeroes_may_unmap");
         assertEquals(4, pci.common(COMMON_NUMQ, 2));
@@ -148,7 +148,7 @@ class VirtioBlkDeviceTest {
         byte[] data = pattern(4096, 7);
         Req w = g.write(0, 0, 8, data, Layout.SIMPLE, new Random(1));
         g.run(w);
-        assertEquals(VirtioBlk.S_OK, w.status(), "writethrough (FUA) write");
+        assertEquals(VirtioBlkAbi.S_OK, w.status(), "writethrough (FUA) write");
         assertArrayEquals(data, m.diskRange(8 * SECTOR, 4096));
         g.reset();
         assertEquals(1, pci.deviceConfig(32, 1), "reset restores writeback");
@@ -177,7 +177,7 @@ class VirtioBlkDeviceTest {
         Random r = new Random(3);
         Req mbr = g.read(0, 0, 0, SECTOR, Layout.SIMPLE, r);
         g.run(mbr);
-        assertEquals(VirtioBlk.S_OK, mbr.status());
+        assertEquals(VirtioBlkAbi.S_OK, mbr.status());
         assertEquals(SECTOR + 1, mbr.used.len(), "data plus status byte");
         assertArrayEquals(slice(m.initialContent, 0, SECTOR), mbr.in(), "the MBR as on disk");
         for (int i = 0; i < 20; i++) {
@@ -185,7 +185,7 @@ class VirtioBlkDeviceTest {
             int n = 1 + r.nextInt(16);
             Req rd = g.read(0, 0, sector, n * SECTOR, Layout.SIMPLE, r);
             g.run(rd);
-            assertEquals(VirtioBlk.S_OK, rd.status());
+            assertEquals(VirtioBlkAbi.S_OK, rd.status());
             assertArrayEquals(slice(m.initialContent, sector * SECTOR, n * SECTOR), rd.in(), "sectors " + sector);
         }
         assertEquals(21, g.vqs[0].usedIdx());
@@ -201,7 +201,7 @@ class VirtioBlkDeviceTest {
     void linuxInitWithMsixMultiqueueAndEventIdx(Serving serving) {
         BlkGuest g = machine(new Spec().serving(serving).queues(4).queueSize(64));
         g.initLinux(BlkGuest.LINUX_FEATURES);
-        assertTrue(g.has(VirtioFeatures.EVENT_IDX) && g.has(VirtioFeatures.INDIRECT_DESC) && g.has(VirtioBlk.F_MQ));
+        assertTrue(g.has(VirtioFeatures.EVENT_IDX) && g.has(VirtioFeatures.INDIRECT_DESC) && g.has(VirtioBlkAbi.F_MQ));
         assertEquals(4, g.vqs.length);
         assertTrue(m.transport.msixEnabled());
         assertServedWhereExpected(4);
@@ -220,9 +220,9 @@ class VirtioBlkDeviceTest {
                 Req w = g.write(q, 0, sector, data, Layout.SCATTERED, r);
                 Req rd = g.read(q, 1, sector + 100, 4 * SECTOR, Layout.INDIRECT, r);
                 g.run(w, rd);
-                assertEquals(VirtioBlk.S_OK, w.status());
+                assertEquals(VirtioBlkAbi.S_OK, w.status());
                 assertEquals(1, w.used.len());
-                assertEquals(VirtioBlk.S_OK, rd.status());
+                assertEquals(VirtioBlkAbi.S_OK, rd.status());
                 assertArrayEquals(slice(m.initialContent, (sector + 100) * SECTOR, 4 * SECTOR), rd.in());
                 assertArrayEquals(data, m.diskRange(sector * SECTOR, data.length));
                 int vq = q;
@@ -249,7 +249,7 @@ class VirtioBlkDeviceTest {
         m.settleAll();
         assertEquals(quiet, m.irq.count(0), "no interrupt before used_event is reached");
         g.await(silent);
-        assertEquals(VirtioBlk.S_OK, silent.status());
+        assertEquals(VirtioBlkAbi.S_OK, silent.status());
         assertEquals(0, m.irq.count(4), "no config interrupt");
         assertEquals(0, m.irq.intxCount(), "no INTx with MSI-X on");
     }
@@ -273,14 +273,14 @@ class VirtioBlkDeviceTest {
             long sector = 17 + 40L * i;
             Req rd = g.read(q, 0, sector, 9 * SECTOR, l, r);
             g.run(rd);
-            assertEquals(VirtioBlk.S_OK, rd.status(), l.toString());
+            assertEquals(VirtioBlkAbi.S_OK, rd.status(), l.toString());
             assertEquals(9 * SECTOR + 1, rd.used.len());
             assertArrayEquals(slice(model, sector * SECTOR, 9 * SECTOR), rd.in(), "read with " + l);
             // OUT, then read back through the device
             byte[] data = pattern(5 * SECTOR, i);
             Req w = g.write(q, 0, 1000 + 10L * i, data, l, r);
             g.run(w);
-            assertEquals(VirtioBlk.S_OK, w.status());
+            assertEquals(VirtioBlkAbi.S_OK, w.status());
             assertEquals(1, w.used.len(), "a write writes only the status byte");
             System.arraycopy(data, 0, model, (1000 + 10 * i) * SECTOR, data.length);
             Req back = g.read(1 - q, 1, 1000 + 10L * i, 5 * SECTOR, l, r);
@@ -292,61 +292,61 @@ class VirtioBlkDeviceTest {
         // FLUSH
         Req fl = g.flush(0, 0);
         g.run(fl);
-        assertEquals(VirtioBlk.S_OK, fl.status());
+        assertEquals(VirtioBlkAbi.S_OK, fl.status());
         assertEquals(1, fl.used.len());
 
         // GET_ID: 20 bytes of serial, not NUL-terminated when it fills them; a longer buffer is left alone past 20
         Req id = g.getId(1, 0, 32);
         g.run(id);
-        assertEquals(VirtioBlk.S_OK, id.status());
+        assertEquals(VirtioBlkAbi.S_OK, id.status());
         assertEquals(21, id.used.len(), "20 id bytes and the status byte");
         byte[] got = id.in();
         assertEquals("SERIAL-0123456789ABC", new String(got, 0, 20, StandardCharsets.US_ASCII));
         assertAll(Arrays.copyOfRange(got, 20, 32), BlkGuest.IN_FILL, "bytes past the 20-byte id");
         Req shortId = g.getId(0, 1, 8);
         g.run(shortId);
-        assertEquals(VirtioBlk.S_OK, shortId.status());
+        assertEquals(VirtioBlkAbi.S_OK, shortId.status());
         assertEquals(9, shortId.used.len());
         assertEquals("SERIAL-0", new String(shortId.in(), StandardCharsets.US_ASCII));
 
         // DISCARD: the range reads as zeroes afterwards (the file driver punches a hole), nothing else changes
-        Req d = g.discardOrZeroes(0, 0, VirtioBlk.T_DISCARD, 2000, 24, 0);
+        Req d = g.discardOrZeroes(0, 0, VirtioBlkAbi.T_DISCARD, 2000, 24, 0);
         g.run(d);
-        assertEquals(VirtioBlk.S_OK, d.status());
+        assertEquals(VirtioBlkAbi.S_OK, d.status());
         assertEquals(1, d.used.len());
         Arrays.fill(model, 2000 * SECTOR, 2024 * SECTOR, (byte) 0);
         assertArrayEquals(model, m.disk(), "discard");
 
         // WRITE_ZEROES without and with UNMAP
-        Req z = g.discardOrZeroes(1, 0, VirtioBlk.T_WRITE_ZEROES, 3001, 7, 0);
+        Req z = g.discardOrZeroes(1, 0, VirtioBlkAbi.T_WRITE_ZEROES, 3001, 7, 0);
         g.run(z);
-        assertEquals(VirtioBlk.S_OK, z.status());
+        assertEquals(VirtioBlkAbi.S_OK, z.status());
         Arrays.fill(model, 3001 * SECTOR, 3008 * SECTOR, (byte) 0);
-        Req zu = g.discardOrZeroes(0, 0, VirtioBlk.T_WRITE_ZEROES, 4000, 64, VirtioBlk.WZ_FLAG_UNMAP);
+        Req zu = g.discardOrZeroes(0, 0, VirtioBlkAbi.T_WRITE_ZEROES, 4000, 64, VirtioBlkAbi.WZ_FLAG_UNMAP);
         g.run(zu);
-        assertEquals(VirtioBlk.S_OK, zu.status());
+        assertEquals(VirtioBlkAbi.S_OK, zu.status());
         Arrays.fill(model, 4000 * SECTOR, 4064 * SECTOR, (byte) 0);
         assertArrayEquals(model, m.disk(), "write zeroes");
         // zero sectors: nothing to do, and OK (as QEMU answers), whatever the driver below thinks of it
-        Req d0 = g.discardOrZeroes(0, 0, VirtioBlk.T_DISCARD, 100, 0, 0);
-        Req z0 = g.discardOrZeroes(1, 0, VirtioBlk.T_WRITE_ZEROES, 100, 0, VirtioBlk.WZ_FLAG_UNMAP);
+        Req d0 = g.discardOrZeroes(0, 0, VirtioBlkAbi.T_DISCARD, 100, 0, 0);
+        Req z0 = g.discardOrZeroes(1, 0, VirtioBlkAbi.T_WRITE_ZEROES, 100, 0, VirtioBlkAbi.WZ_FLAG_UNMAP);
         g.run(d0, z0);
-        assertEquals(VirtioBlk.S_OK, d0.status());
-        assertEquals(VirtioBlk.S_OK, z0.status());
+        assertEquals(VirtioBlkAbi.S_OK, d0.status());
+        assertEquals(VirtioBlkAbi.S_OK, z0.status());
         Req zr = g.read(1, 1, 3000, 9 * SECTOR, Layout.SCATTERED, r);
         g.run(zr);
         assertArrayEquals(slice(model, 3000 * SECTOR, 9 * SECTOR), zr.in(), "zeroes read back");
 
         // unsupported: an unknown type, DISCARD with flags, WRITE_ZEROES with an unknown flag
         Req unknown = g.build(0, 0, 99, 0, new byte[0], 8, Layout.SIMPLE, r);
-        Req discardUnmap = g.discardOrZeroes(0, 1, VirtioBlk.T_DISCARD, 10, 1, VirtioBlk.WZ_FLAG_UNMAP);
-        Req zeroesBadFlag = g.discardOrZeroes(0, 2, VirtioBlk.T_WRITE_ZEROES, 10, 1, 2);
+        Req discardUnmap = g.discardOrZeroes(0, 1, VirtioBlkAbi.T_DISCARD, 10, 1, VirtioBlkAbi.WZ_FLAG_UNMAP);
+        Req zeroesBadFlag = g.discardOrZeroes(0, 2, VirtioBlkAbi.T_WRITE_ZEROES, 10, 1, 2);
         g.run(unknown, discardUnmap, zeroesBadFlag);
-        assertEquals(VirtioBlk.S_UNSUPP, unknown.status());
+        assertEquals(VirtioBlkAbi.S_UNSUPP, unknown.status());
         assertEquals(1, unknown.used.len());
         assertAll(unknown.in(), BlkGuest.IN_FILL, "an unsupported request writes no data");
-        assertEquals(VirtioBlk.S_UNSUPP, discardUnmap.status());
-        assertEquals(VirtioBlk.S_UNSUPP, zeroesBadFlag.status());
+        assertEquals(VirtioBlkAbi.S_UNSUPP, discardUnmap.status());
+        assertEquals(VirtioBlkAbi.S_UNSUPP, zeroesBadFlag.status());
         assertArrayEquals(model, m.disk(), "unsupported requests change nothing");
         assertFalse(g.pci.needsReset());
     }
@@ -355,12 +355,12 @@ class VirtioBlkDeviceTest {
     @EnumSource(Serving.class)
     void discardAndWriteZeroesAreUnsupportedWhenNotNegotiated(Serving serving) {
         BlkGuest g = machine(new Spec().serving(serving));
-        g.initLinux(BlkGuest.LINUX_FEATURES & ~(VirtioBlk.F_DISCARD | VirtioBlk.F_WRITE_ZEROES));
-        Req d = g.discardOrZeroes(0, 0, VirtioBlk.T_DISCARD, 100, 8, 0);
-        Req z = g.discardOrZeroes(0, 1, VirtioBlk.T_WRITE_ZEROES, 200, 8, 0);
+        g.initLinux(BlkGuest.LINUX_FEATURES & ~(VirtioBlkAbi.F_DISCARD | VirtioBlkAbi.F_WRITE_ZEROES));
+        Req d = g.discardOrZeroes(0, 0, VirtioBlkAbi.T_DISCARD, 100, 8, 0);
+        Req z = g.discardOrZeroes(0, 1, VirtioBlkAbi.T_WRITE_ZEROES, 200, 8, 0);
         g.run(d, z);
-        assertEquals(VirtioBlk.S_UNSUPP, d.status());
-        assertEquals(VirtioBlk.S_UNSUPP, z.status());
+        assertEquals(VirtioBlkAbi.S_UNSUPP, d.status());
+        assertEquals(VirtioBlkAbi.S_UNSUPP, z.status());
         assertArrayEquals(m.initialContent, m.disk());
     }
 
@@ -370,28 +370,28 @@ class VirtioBlkDeviceTest {
     @EnumSource(Serving.class)
     void readOnlyDiskRefusesEveryWrite(Serving serving) {
         BlkGuest g = machine(new Spec().serving(serving).readOnly(true).queues(2));
-        assertTrue((g.pci.deviceFeatures() & VirtioBlk.F_RO) != 0, "RO offered for a read-only image");
+        assertTrue((g.pci.deviceFeatures() & VirtioBlkAbi.F_RO) != 0, "RO offered for a read-only image");
         g.initLinux(BlkGuest.LINUX_FEATURES);
-        assertTrue(g.has(VirtioBlk.F_RO));
+        assertTrue(g.has(VirtioBlkAbi.F_RO));
         Random r = new Random(2);
         Req w = g.write(0, 0, 10, pattern(4 * SECTOR, 1), Layout.SCATTERED, r);
         Req w2 = g.write(1, 0, 0, pattern(SECTOR, 2), Layout.INDIRECT, r);
-        Req z = g.discardOrZeroes(0, 1, VirtioBlk.T_WRITE_ZEROES, 50, 10, 0);
-        Req zu = g.discardOrZeroes(1, 1, VirtioBlk.T_WRITE_ZEROES, 60, 10, VirtioBlk.WZ_FLAG_UNMAP);
-        Req d = g.discardOrZeroes(0, 2, VirtioBlk.T_DISCARD, 70, 10, 0);
+        Req z = g.discardOrZeroes(0, 1, VirtioBlkAbi.T_WRITE_ZEROES, 50, 10, 0);
+        Req zu = g.discardOrZeroes(1, 1, VirtioBlkAbi.T_WRITE_ZEROES, 60, 10, VirtioBlkAbi.WZ_FLAG_UNMAP);
+        Req d = g.discardOrZeroes(0, 2, VirtioBlkAbi.T_DISCARD, 70, 10, 0);
         g.run(w, w2, z, zu, d);
         for (Req req : new Req[] {w, w2, z, zu, d}) {
-            assertEquals(VirtioBlk.S_IOERR, req.status(), req + " on a read-only disk");
+            assertEquals(VirtioBlkAbi.S_IOERR, req.status(), req + " on a read-only disk");
             assertEquals(1, req.used.len());
         }
         Req rd = g.read(0, 3, 10, 4 * SECTOR, Layout.SIMPLE, r);
         Req fl = g.flush(1, 2);
         Req id = g.getId(1, 3, 20);
         g.run(rd, fl, id);
-        assertEquals(VirtioBlk.S_OK, rd.status());
+        assertEquals(VirtioBlkAbi.S_OK, rd.status());
         assertArrayEquals(slice(m.initialContent, 10 * SECTOR, 4 * SECTOR), rd.in());
-        assertEquals(VirtioBlk.S_OK, fl.status());
-        assertEquals(VirtioBlk.S_OK, id.status());
+        assertEquals(VirtioBlkAbi.S_OK, fl.status());
+        assertEquals(VirtioBlkAbi.S_OK, id.status());
         assertArrayEquals(m.initialContent, m.disk(), "the read-only disk is unchanged");
         assertFalse(g.pci.needsReset());
     }
@@ -413,14 +413,14 @@ class VirtioBlkDeviceTest {
             g.write(0, 6, 4, pattern(SECTOR + 1, 4), Layout.SIMPLE, r),       // not a sector multiple
             g.write(0, 7, 4, pattern(100, 5), Layout.SCATTERED, r),           // less than a sector
             g.read(0, 8, 4, 700, Layout.SIMPLE, r),                           // not a sector multiple
-            g.discardOrZeroes(0, 9, VirtioBlk.T_DISCARD, cap - 1, 2, 0),
-            g.discardOrZeroes(0, 10, VirtioBlk.T_WRITE_ZEROES, cap, 1, 0),
-            g.discardOrZeroes(0, 11, VirtioBlk.T_WRITE_ZEROES, 0, VirtioBlk.MAX_DISCARD_SECTORS + 1L, 0),
-            g.discardOrZeroes(0, 12, VirtioBlk.T_DISCARD, -8L, 8, 0),
+            g.discardOrZeroes(0, 9, VirtioBlkAbi.T_DISCARD, cap - 1, 2, 0),
+            g.discardOrZeroes(0, 10, VirtioBlkAbi.T_WRITE_ZEROES, cap, 1, 0),
+            g.discardOrZeroes(0, 11, VirtioBlkAbi.T_WRITE_ZEROES, 0, VirtioBlkAbi.MAX_DISCARD_SECTORS + 1L, 0),
+            g.discardOrZeroes(0, 12, VirtioBlkAbi.T_DISCARD, -8L, 8, 0),
         };
         g.run(bad);
         for (Req req : bad) {
-            assertEquals(VirtioBlk.S_IOERR, req.status(), req.toString());
+            assertEquals(VirtioBlkAbi.S_IOERR, req.status(), req.toString());
             assertEquals(1, req.used.len(), req + ": only the status byte is written");
             assertAll(req.in(), BlkGuest.IN_FILL, req + ": data buffers untouched");
         }
@@ -432,9 +432,9 @@ class VirtioBlkDeviceTest {
         Req lastW = g.write(0, 1, cap - 1, tail, Layout.SIMPLE, r);
         g.run(last);
         g.run(lastW);
-        assertEquals(VirtioBlk.S_OK, last.status());
+        assertEquals(VirtioBlkAbi.S_OK, last.status());
         assertArrayEquals(slice(m.initialContent, (cap - 1) * SECTOR, SECTOR), last.in(), "the last sector");
-        assertEquals(VirtioBlk.S_OK, lastW.status());
+        assertEquals(VirtioBlkAbi.S_OK, lastW.status());
         assertArrayEquals(tail, m.diskRange((cap - 1) * SECTOR, SECTOR));
     }
 
@@ -455,7 +455,7 @@ class VirtioBlkDeviceTest {
             long data = BlkGuest.slotAddr(0, 1);
             long hdr = BlkGuest.slotAddr(0, 2);
             byte[] header = new byte[16];
-            BlkGuest.putLE(header, 0, VirtioBlk.T_OUT, 4);
+            BlkGuest.putLE(header, 0, VirtioBlkAbi.T_OUT, 4);
             BlkGuest.putLE(header, 8, 0, 8);
             m.mem.write(hdr, header);
             m.mem.write(data, pattern(SECTOR, 9));
@@ -495,7 +495,7 @@ class VirtioBlkDeviceTest {
         Req rd = g.read(1, 0, 30, 2 * SECTOR, Layout.INDIRECT, r);
         g.run(w);
         g.run(rd);
-        assertEquals(VirtioBlk.S_OK, w.status());
+        assertEquals(VirtioBlkAbi.S_OK, w.status());
         assertArrayEquals(data, rd.in(), "the re-initialised device works");
     }
 
@@ -576,9 +576,9 @@ class VirtioBlkDeviceTest {
         byte[] more = pattern(SECTOR, 43);
         Req w2 = g.write(0, 2, 7, more, Layout.SIMPLE, r);
         g.run(back, w2);
-        assertEquals(VirtioBlk.S_OK, back.status());
+        assertEquals(VirtioBlkAbi.S_OK, back.status());
         assertArrayEquals(data, back.in());
-        assertEquals(VirtioBlk.S_OK, w2.status());
+        assertEquals(VirtioBlkAbi.S_OK, w2.status());
         assertArrayEquals(more, m.diskRange(7 * SECTOR, SECTOR));
         assertEquals(1, g.vqs[0].usedIdx(), "the new ring starts at 0");
     }

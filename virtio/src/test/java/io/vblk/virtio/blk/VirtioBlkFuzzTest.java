@@ -155,8 +155,8 @@ class VirtioBlkFuzzTest {
             this.desc = vq.desc;
             this.avail = vq.avail;
             this.indirectOk = (features & VirtioFeatures.INDIRECT_DESC) != 0;
-            this.discardOk = (features & VirtioBlk.F_DISCARD) != 0;
-            this.zeroesOk = (features & VirtioBlk.F_WRITE_ZEROES) != 0;
+            this.discardOk = (features & VirtioBlkAbi.F_DISCARD) != 0;
+            this.zeroesOk = (features & VirtioBlkAbi.F_WRITE_ZEROES) != 0;
         }
 
         /** Predicts entries [lastAvail, availIdx): stops after the first malformed one. */
@@ -216,49 +216,49 @@ class VirtioBlkFuzzTest {
             v.describe = "type " + Integer.toUnsignedString(type) + " sector " + Long.toUnsignedString(sector)
                     + " readable " + readable + " writable " + writable;
             switch (type) {
-                case VirtioBlk.T_IN -> {
+                case VirtioBlkAbi.T_IN -> {
                     long bytes = writable - 1;
                     if (rangeOk(sector, bytes)) {
-                        v.status = VirtioBlk.S_OK;
+                        v.status = VirtioBlkAbi.S_OK;
                         v.usedLen = (int) bytes + 1;
                     } else {
-                        v.status = VirtioBlk.S_IOERR;
+                        v.status = VirtioBlkAbi.S_IOERR;
                     }
                 }
-                case VirtioBlk.T_OUT -> {
+                case VirtioBlkAbi.T_OUT -> {
                     long bytes = readable - 16;
                     if (rangeOk(sector, bytes)) {
-                        v.status = VirtioBlk.S_OK;
+                        v.status = VirtioBlkAbi.S_OK;
                         v.effect = bytes > 0 ? 1 : 0;
                         v.sector = sector;
                         v.sectors = bytes / SECTOR;
                         v.data = gather(segs, 16, (int) bytes);
                     } else {
-                        v.status = VirtioBlk.S_IOERR;
+                        v.status = VirtioBlkAbi.S_IOERR;
                     }
                 }
-                case VirtioBlk.T_FLUSH -> v.status = VirtioBlk.S_OK;
-                case VirtioBlk.T_GET_ID -> {
-                    v.status = VirtioBlk.S_OK;
-                    v.usedLen = (int) Math.min(VirtioBlk.SERIAL_BYTES, writable - 1) + 1;
+                case VirtioBlkAbi.T_FLUSH -> v.status = VirtioBlkAbi.S_OK;
+                case VirtioBlkAbi.T_GET_ID -> {
+                    v.status = VirtioBlkAbi.S_OK;
+                    v.usedLen = (int) Math.min(VirtioBlkAbi.SERIAL_BYTES, writable - 1) + 1;
                 }
-                case VirtioBlk.T_DISCARD, VirtioBlk.T_WRITE_ZEROES -> discardOrZeroes(v, type, segs, readable);
-                default -> v.status = VirtioBlk.S_UNSUPP;
+                case VirtioBlkAbi.T_DISCARD, VirtioBlkAbi.T_WRITE_ZEROES -> discardOrZeroes(v, type, segs, readable);
+                default -> v.status = VirtioBlkAbi.S_UNSUPP;
             }
             return v;
         }
 
         private void discardOrZeroes(Verdict v, int type, List<long[]> segs, long readable) {
-            boolean zeroes = type == VirtioBlk.T_WRITE_ZEROES;
+            boolean zeroes = type == VirtioBlkAbi.T_WRITE_ZEROES;
             if (!(zeroes ? zeroesOk : discardOk)) {
-                v.status = VirtioBlk.S_UNSUPP;
+                v.status = VirtioBlkAbi.S_UNSUPP;
                 return;
             }
             long seg = readable - 16;
             if (seg != 16) {
                 // max_discard_seg = max_write_zeroes_seg = 1: several segments are an error, no segment or a
                 // partial one is not a request the device understands
-                v.status = seg == 0 || seg % 16 != 0 ? VirtioBlk.S_UNSUPP : VirtioBlk.S_IOERR;
+                v.status = seg == 0 || seg % 16 != 0 ? VirtioBlkAbi.S_UNSUPP : VirtioBlkAbi.S_IOERR;
                 return;
             }
             byte[] d = gather(segs, 16, 16);
@@ -268,14 +268,14 @@ class VirtioBlkFuzzTest {
             v.describe += " segment {sector " + Long.toUnsignedString(sector) + ", " + num + " sectors, flags 0x"
                     + Long.toHexString(flags) + "}";
             if ((flags & ~1L) != 0 || (!zeroes && flags != 0)) {
-                v.status = VirtioBlk.S_UNSUPP;
+                v.status = VirtioBlkAbi.S_UNSUPP;
                 return;
             }
-            if (num > VirtioBlk.MAX_DISCARD_SECTORS || !rangeOk(sector, num * SECTOR)) {
-                v.status = VirtioBlk.S_IOERR;
+            if (num > VirtioBlkAbi.MAX_DISCARD_SECTORS || !rangeOk(sector, num * SECTOR)) {
+                v.status = VirtioBlkAbi.S_IOERR;
                 return;
             }
-            v.status = VirtioBlk.S_OK;
+            v.status = VirtioBlkAbi.S_OK;
             v.effect = num == 0 ? 0 : zeroes ? 2 : 3;
             v.sector = sector;
             v.sectors = num;
@@ -463,10 +463,10 @@ class VirtioBlkFuzzTest {
                 wanted &= ~VirtioFeatures.INDIRECT_DESC;
             }
             if (r.nextInt(5) == 0) {
-                wanted &= ~VirtioBlk.F_DISCARD;
+                wanted &= ~VirtioBlkAbi.F_DISCARD;
             }
             if (r.nextInt(5) == 0) {
-                wanted &= ~VirtioBlk.F_WRITE_ZEROES;
+                wanted &= ~VirtioBlkAbi.F_WRITE_ZEROES;
             }
             g.initLinux(wanted);
             Arrays.fill(lastAvail, 0);
@@ -855,9 +855,9 @@ class VirtioBlkFuzzTest {
             /** A mutated request: returns its head, or -1 if descriptors ran out. */
             int request() {
                 int pick = r.nextInt(100);
-                int type = pick < 30 ? VirtioBlk.T_IN : pick < 61 ? VirtioBlk.T_OUT : pick < 62 ? VirtioBlk.T_FLUSH
-                        : pick < 67 ? VirtioBlk.T_GET_ID : pick < 79 ? VirtioBlk.T_DISCARD
-                        : pick < 95 ? VirtioBlk.T_WRITE_ZEROES : r.nextInt(4) == 0 ? r.nextInt() : r.nextInt(20);
+                int type = pick < 30 ? VirtioBlkAbi.T_IN : pick < 61 ? VirtioBlkAbi.T_OUT : pick < 62 ? VirtioBlkAbi.T_FLUSH
+                        : pick < 67 ? VirtioBlkAbi.T_GET_ID : pick < 79 ? VirtioBlkAbi.T_DISCARD
+                        : pick < 95 ? VirtioBlkAbi.T_WRITE_ZEROES : r.nextInt(4) == 0 ? r.nextInt() : r.nextInt(20);
                 List<D> ds = new ArrayList<>();
                 byte[] hdr = new byte[16];
                 int dlen = dataLen();
@@ -873,7 +873,7 @@ class VirtioBlkFuzzTest {
                         addReadable(ds, Arrays.copyOfRange(hdr, cut, hdrLen));
                     }
                 }
-                if (type == VirtioBlk.T_OUT) {
+                if (type == VirtioBlkAbi.T_OUT) {
                     byte[] data = new byte[dlen];
                     r.nextBytes(data);
                     int pieces = 1 + r.nextInt(3);
@@ -883,7 +883,7 @@ class VirtioBlkFuzzTest {
                         addReadable(ds, Arrays.copyOfRange(data, o, o + len));
                         o += len;
                     }
-                } else if (type == VirtioBlk.T_DISCARD || type == VirtioBlk.T_WRITE_ZEROES) {
+                } else if (type == VirtioBlkAbi.T_DISCARD || type == VirtioBlkAbi.T_WRITE_ZEROES) {
                     int segs = switch (r.nextInt(20)) {
                         case 0 -> 0;
                         case 1 -> 2;
@@ -893,16 +893,16 @@ class VirtioBlkFuzzTest {
                     for (int s = 0; s + 16 <= body.length; s += 16) {
                         long num = switch (r.nextInt(20)) {
                             case 0 -> 0;
-                            case 1 -> VirtioBlk.MAX_DISCARD_SECTORS + 1L + r.nextInt(10);
+                            case 1 -> VirtioBlkAbi.MAX_DISCARD_SECTORS + 1L + r.nextInt(10);
                             case 2 -> r.nextInt() & 0xffff_ffffL;
                             default -> 1 + r.nextInt(r.nextInt(4) == 0 ? 300 : 16);
                         };
                         int flags = switch (r.nextInt(20)) {
                             case 0 -> r.nextInt();
-                            case 1, 2, 3, 4, 5, 6 -> (int) VirtioBlk.WZ_FLAG_UNMAP;
+                            case 1, 2, 3, 4, 5, 6 -> (int) VirtioBlkAbi.WZ_FLAG_UNMAP;
                             default -> 0;
                         };
-                        if (type == VirtioBlk.T_DISCARD && flags == VirtioBlk.WZ_FLAG_UNMAP && r.nextInt(3) != 0) {
+                        if (type == VirtioBlkAbi.T_DISCARD && flags == VirtioBlkAbi.WZ_FLAG_UNMAP && r.nextInt(3) != 0) {
                             flags = 0;
                         }
                         put(body, s, sectorFor(num), 8);
@@ -918,7 +918,7 @@ class VirtioBlkFuzzTest {
                     addReadable(ds, junk); // extra readable bytes after the header
                 }
                 // the device-writable part: data (IN, GET_ID), then the status byte
-                int wdata = type == VirtioBlk.T_IN ? dlen : type == VirtioBlk.T_GET_ID ? r.nextInt(40)
+                int wdata = type == VirtioBlkAbi.T_IN ? dlen : type == VirtioBlkAbi.T_GET_ID ? r.nextInt(40)
                         : r.nextInt(30) == 0 ? 1 + r.nextInt(100) : 0;
                 boolean statusAlone = wdata == 0 || r.nextBoolean();
                 int pieces = 1 + r.nextInt(3);

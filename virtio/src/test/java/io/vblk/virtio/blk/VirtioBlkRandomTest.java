@@ -195,8 +195,8 @@ class VirtioBlkRandomTest {
                 int bytes = 1 + r.nextInt(28);
                 return new Pending(g.getId(q, slot, bytes), slot, 0, 0, false, null, bytes);
             }
-            int type = pick < 90 ? VirtioBlk.T_DISCARD : VirtioBlk.T_WRITE_ZEROES;
-            int flags = type == VirtioBlk.T_WRITE_ZEROES && r.nextBoolean() ? VirtioBlk.WZ_FLAG_UNMAP : 0;
+            int type = pick < 90 ? VirtioBlkAbi.T_DISCARD : VirtioBlkAbi.T_WRITE_ZEROES;
+            int flags = type == VirtioBlkAbi.T_WRITE_ZEROES && r.nextBoolean() ? VirtioBlkAbi.WZ_FLAG_UNMAP : 0;
             if (!model.tryReserve(sector, n, true)) {
                 return null;
             }
@@ -207,31 +207,31 @@ class VirtioBlkRandomTest {
             Req req = p.req;
             String what = "seed " + seed + " vq" + q + " " + req + " (" + p.sectors + " sectors)";
             perType.incrementAndGet(req.type);
-            assertEquals(VirtioBlk.S_OK, req.status(), what + ": status");
+            assertEquals(VirtioBlkAbi.S_OK, req.status(), what + ": status");
             switch (req.type) {
-                case VirtioBlk.T_IN -> {
+                case VirtioBlkAbi.T_IN -> {
                     assertEquals((int) p.sectors * SECTOR + 1, req.used.len(), what + ": used length");
                     String bad = model.checkRead(p.sector, req.in());
                     if (bad != null) {
                         throw new AssertionError(what + ": " + bad);
                     }
                 }
-                case VirtioBlk.T_OUT -> {
+                case VirtioBlkAbi.T_OUT -> {
                     assertEquals(1, req.used.len(), what);
                     model.write(p.sector, p.data);
                 }
-                case VirtioBlk.T_DISCARD -> {
+                case VirtioBlkAbi.T_DISCARD -> {
                     assertEquals(1, req.used.len(), what);
                     model.discard(p.sector, p.sectors);
                 }
-                case VirtioBlk.T_WRITE_ZEROES -> {
+                case VirtioBlkAbi.T_WRITE_ZEROES -> {
                     assertEquals(1, req.used.len(), what);
                     model.zero(p.sector, p.sectors);
                 }
-                case VirtioBlk.T_GET_ID -> {
-                    int n = Math.min(VirtioBlk.SERIAL_BYTES, p.idBytes);
+                case VirtioBlkAbi.T_GET_ID -> {
+                    int n = Math.min(VirtioBlkAbi.SERIAL_BYTES, p.idBytes);
                     assertEquals(n + 1, req.used.len(), what);
-                    byte[] id = Arrays.copyOf(SERIAL.getBytes(StandardCharsets.US_ASCII), VirtioBlk.SERIAL_BYTES);
+                    byte[] id = Arrays.copyOf(SERIAL.getBytes(StandardCharsets.US_ASCII), VirtioBlkAbi.SERIAL_BYTES);
                     byte[] got = req.in();
                     if (!Arrays.equals(Arrays.copyOf(id, n), Arrays.copyOf(got, n))) {
                         throw new AssertionError(what + ": id " + Arrays.toString(got));
