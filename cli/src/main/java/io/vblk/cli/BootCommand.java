@@ -198,7 +198,7 @@ final class BootCommand implements Callable<Integer> {
         Durations stopStartTimes = new Durations();
         int boots = 0;
         int badBoots = 0;
-        String hang = null;
+        Trouble trouble = null;
         Machine m;
         try {
             m = Machine.start(MachineConfig.of(vcpus, iothreads, List.of(spec0)));
@@ -224,19 +224,19 @@ final class BootCommand implements Callable<Integer> {
             m.console().setListener(null);
             if (!first.ok()) {
                 badBoots++;
-                hang = report(first, err);
+                trouble = report(first, !quiet, err);
             }
-            if (hang == null && chain != null) {
+            if (trouble == null && chain != null) {
                 running = chain.start(m, jobs, JobOptions.defaults().withSpeed(jobSpeed).withAutoFinalize(false));
                 if (!quiet) {
                     out.printf("vblk: %s job '%s' started%n", running.type(), running.id());
                 }
             }
-            if (hang == null && stopStarts > 0) {
-                hang = stopStartUnderIo(m, stopStartTimes, out, err);
+            if (trouble == null && stopStarts > 0) {
+                trouble = stopStartUnderIo(m, stopStartTimes, out, err);
             }
             long lastProgress = System.nanoTime();
-            for (int i = 0; hang == null && i < resets; i++) {
+            for (int i = 0; trouble == null && i < resets; i++) {
                 long t0 = System.nanoTime();
                 CompletableFuture<BootVerdict> booting = m.systemReset();
                 resetTimes.add(System.nanoTime() - t0);
@@ -245,7 +245,7 @@ final class BootCommand implements Callable<Integer> {
                 bootTimes.add(r.nanos());
                 if (!r.ok()) {
                     badBoots++;
-                    hang = report(r, err);
+                    trouble = report(r, false, err);
                     break;
                 }
                 if (running != null) {
@@ -259,7 +259,7 @@ final class BootCommand implements Callable<Integer> {
                     lastProgress = System.nanoTime();
                 }
             }
-            if (hang == null && running != null) {
+            if (trouble == null && running != null) {
                 jobOutcome = finishJob(m, jobs, running, chain, out);
                 jobFailed = running.ret() != 0 || jobOutcome.startsWith("failed");
                 if (!jobFailed) {
@@ -268,16 +268,17 @@ final class BootCommand implements Callable<Integer> {
                     bootTimes.add(last.nanos());
                     if (!last.ok()) {
                         badBoots++;
-                        hang = report(last, err);
+                        trouble = report(last, false, err);
                     }
                 }
             }
         } catch (HangDetectedException e) {
-            hang = e.getMessage();
+            trouble = Trouble.hang(e.getMessage());
             err.println("vblk boot: " + e.getMessage());
         }
         out.println();
-        out.printf("%-22s %s%n", "boots", boots + (badBoots > 0 ? " (" + badBoots + " failed)" : " (all MBR OK)"));
+        out.printf("%-22s %s%n", "boots", boots + (badBoots == 0 ? " (all MBR OK)"
+                : " (" + badBoots + " failed" + (trouble != null && !trouble.hang() ? ": " + trouble.what() : "") + ")"));
         out.printf("%-22s %d%n", "resets", resetTimes.count());
         out.printf("%-22s %d%n", "dataplane stop/starts", stopStartTimes.count());
         out.printf("%-22s %s%n", "boot median / p99", bootTimes.medianP99());
@@ -287,10 +288,10 @@ final class BootCommand implements Callable<Integer> {
             out.printf("%-22s %s%n", "job", jobOutcome != null ? jobOutcome
                     : running == null ? "not started" : running.id() + " " + running.status().qmpName());
         }
-        out.printf("%-22s %s%n", "hangs detected", hang == null ? "0" : "1");
+        out.printf("%-22s %d%n", "hangs detected", trouble != null && trouble.hang() ? 1 : 0);
         out.flush();
-        if (hang != null) {
-            return hang.startsWith("boot failed") ? Main.EXIT_FAILED : Main.EXIT_HANG;
+        if (trouble != null) {
+            return trouble.hang() ? Main.EXIT_HANG : Main.EXIT_FAILED;
         }
         if (jobFailed) {
             err.println("vblk boot: the " + job + " job failed: " + jobOutcome);
@@ -357,22 +358,52 @@ final class BootCommand implements Callable<Integer> {
                 j.progressCurrent() >> 20, device);
     }
 
-    /** Prints a failed boot; returns its description ("boot failed: ..." or the hang). */
-    private static String report(BootReport r, PrintWriter err) {
-        for (String line : r.console()) {
-            err.println("  " + line);
+    /**
+     * Why the run stopped early: a hang (a watchdog or the firmware's MBR-read
+     * timeout saw a wait that never ended; exit 3) or a failure that is not a
+     * hang (a boot that read no valid MBR, guest I/O that failed; exit 1). Kept
+     * apart so the summary's "hangs detected" counts only hangs.
+     */
+    private record Trouble(boolean hang, String what) {
+        static Trouble hang(String what) {
+            return new Trouble(true, what);
+        }
+
+        static Trouble failure(String what) {
+            return new Trouble(false, what);
+        }
+    }
+
+    /**
+     * A failed boot: the firmware's console is printed unless it was already
+     * shown live, a hang's dump is printed; a failure's reason goes into the
+     * summary's boots line.
+     */
+    private static Trouble report(BootReport r, boolean consoleShown, PrintWriter err) {
+        if (!consoleShown) {
+            for (String line : r.console()) {
+                err.println("  " + line);
+            }
         }
         if (r.verdict() == BootVerdict.HANG_AT_MBR_READ) {
             err.println("vblk boot: hang at MBR read detected by the firmware; event-loop dump:");
             err.println(r.dump());
-            return "hang at MBR read";
+            return Trouble.hang("hang at MBR read");
         }
-        err.println("vblk boot: boot failed: " + r.verdict());
-        return "boot failed: " + r.verdict();
+        return Trouble.failure(describe(r.verdict())); // the summary says it, once
+    }
+
+    private static String describe(BootVerdict v) {
+        return switch (v) {
+            case NO_BOOT_SIGNATURE -> "the MBR has no boot signature (0x55AA)";
+            case NO_BOOT_DEVICE -> "no virtio-blk boot device could be initialised";
+            case READ_ERROR -> "the device reported an error reading the MBR";
+            default -> v.name();
+        };
     }
 
     /** Dataplane stop/start cycles while the Linux-like driver reads; any lost request would show as a hang. */
-    private String stopStartUnderIo(Machine m, Durations times, PrintWriter out, PrintWriter err) {
+    private Trouble stopStartUnderIo(Machine m, Durations times, PrintWriter out, PrintWriter err) {
         LinuxGuest g = LinuxGuest.probe(m, 0, 1, 256, true);
         GuestWorkload.Spec spec = new GuestWorkload.Spec(8, 4096, IoPattern.parse("randread"), false, false);
         AtomicBoolean stop = new AtomicBoolean();
@@ -395,7 +426,7 @@ final class BootCommand implements Callable<Integer> {
         }
         if (run.firstProblem() != null) {
             err.println("vblk boot: guest I/O failed during the stop/starts: " + run.firstProblem());
-            return "boot failed: guest I/O";
+            return Trouble.failure("guest I/O failed during the dataplane stop/starts");
         }
         return null;
     }

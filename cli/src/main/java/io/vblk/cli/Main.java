@@ -1,12 +1,15 @@
 package io.vblk.cli;
 
+import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintWriter;
+import java.util.Properties;
 
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** The {@code vblk} command: picocli dispatch to its subcommands. */
-@Command(name = "vblk", mixinStandardHelpOptions = true, version = "vblk 0.1.0",
+@Command(name = "vblk", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.%n"
                 + "Logging: set VBLK_LOG=debug|info|warn|error (default warn).",
         subcommands = {BootCommand.class, BenchCommand.class, ScenarioCommand.class, ServeCommand.class,
@@ -53,6 +56,27 @@ public final class Main implements Runnable {
         out.flush();
         err.flush();
         return code;
+    }
+
+    /** {@code vblk --version}: the version and the commit the jar was built from (version.properties, filled by Maven). */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() throws IOException {
+            Properties p = new Properties();
+            try (InputStream in = Main.class.getResourceAsStream("version.properties")) {
+                if (in != null) {
+                    p.load(in);
+                }
+            }
+            String commit = p.getProperty("commit", "");
+            if (commit.isEmpty() || commit.startsWith("${")) {
+                commit = "unknown";
+            } else if ("true".equals(p.getProperty("dirty"))) {
+                commit += " (modified)";
+            }
+            return new String[] {"vblk " + p.getProperty("version", "unknown") + " (commit " + commit + ")",
+                    "Java " + System.getProperty("java.version") + " (" + System.getProperty("java.vm.name") + ")"};
+        }
     }
 
     @Override

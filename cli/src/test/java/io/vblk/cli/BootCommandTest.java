@@ -61,7 +61,51 @@ class BootCommandTest {
         Result r = run("boot", "--image", blank.toString(), "--quiet");
         assertEquals(Main.EXIT_FAILED, r.code());
         assertTrue(r.err().contains("no bootable signature"), r.err());
-        assertTrue(r.out().contains("boots                  1 (1 failed)"), r.out());
+        assertTrue(r.out().contains("boots                  1 (1 failed: the MBR has no boot signature (0x55AA))"),
+                r.out());
+        assertTrue(r.out().contains("hangs detected         0"), "a failed boot is not a hang: " + r.out());
+    }
+
+    @Test
+    void aTextFileFailsTheBootOnceAndNothingHung(@TempDir Path dir) throws Exception {
+        Path text = Files.writeString(dir.resolve("passwd"), "root:x:0:0:root:/root:/bin/bash\n".repeat(40));
+        Result r = run("boot", "--image", text.toString());
+        assertEquals(Main.EXIT_FAILED, r.code(), r.err());
+        assertTrue(r.out().contains("hangs detected         0"), r.out());
+        assertEquals(1, count(r.out() + r.err(), "no bootable signature"),
+                "the firmware's console appears once: " + r.out() + r.err());
+        assertEquals(1, count(r.out() + r.err(), "the MBR has no boot signature"), r.out() + r.err());
+    }
+
+    @Test
+    void aZeroLengthImageIsAOneLineError(@TempDir Path dir) throws Exception {
+        Path empty = Files.createFile(dir.resolve("empty.img"));
+        Result r = run("boot", "--image", empty.toString());
+        assertEquals(Main.EXIT_USAGE, r.code());
+        assertEquals("vblk boot: image '" + empty + "' is 0 bytes, smaller than one 512-byte sector\n", r.err());
+        assertEquals("", r.out());
+    }
+
+    @Test
+    void anUnreadableImageIsRefusedOrFailsWithoutAHang(@TempDir Path dir) throws Exception {
+        Path img = Files.write(dir.resolve("secret.img"), new byte[1 << 20]);
+        Files.setPosixFilePermissions(img, java.util.Set.of());
+        Result r = run("boot", "--image", img.toString(), "--quiet");
+        if (Files.isReadable(img)) { // root reads anyway: the boot then fails on the missing signature
+            assertEquals(Main.EXIT_FAILED, r.code(), r.err());
+            assertTrue(r.out().contains("hangs detected         0"), r.out());
+        } else {
+            assertEquals(Main.EXIT_USAGE, r.code());
+            assertEquals("vblk boot: image '" + img + "' is not readable (check its permissions)\n", r.err());
+        }
+    }
+
+    private static int count(String haystack, String needle) {
+        int n = 0;
+        for (int i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + 1)) {
+            n++;
+        }
+        return n;
     }
 
     @Test
