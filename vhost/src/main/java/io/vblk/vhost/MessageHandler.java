@@ -36,12 +36,15 @@ final class MessageHandler {
     }
 
     final int request;
+    /** Whether the request has a reply of its own (then a refusal is answered with an empty one). */
+    final boolean replies;
     private final Check payload;
     private final Check fds;
     private final Body body;
 
-    private MessageHandler(int request, Check payload, Check fds, Body body) {
+    private MessageHandler(int request, boolean replies, Check payload, Check fds, Body body) {
         this.request = request;
+        this.replies = replies;
         this.payload = payload;
         this.fds = fds;
         this.body = body;
@@ -49,13 +52,13 @@ final class MessageHandler {
 
     /** A request answered with a reply of its own (the GET_* family). */
     static MessageHandler answers(int request, Check payload, Check fds, Body body) {
-        return new MessageHandler(request, payload, fds, body);
+        return new MessageHandler(request, true, payload, fds, body);
     }
 
     /** A request without a reply of its own. */
     static MessageHandler does(int request, Check payload, Check fds, BiConsumer<VhostUserDispatcher,
             VhostUserMsg> action) {
-        return new MessageHandler(request, payload, fds, (d, m) -> {
+        return new MessageHandler(request, false, payload, fds, (d, m) -> {
             action.accept(d, m);
             return null;
         });
@@ -63,7 +66,7 @@ final class MessageHandler {
 
     /** A request this back-end refuses whatever it carries (a feature it does not offer). */
     static MessageHandler refuses(int request, String why) {
-        return new MessageHandler(request, ignored(), unused(), (d, m) -> {
+        return new MessageHandler(request, VhostUserProtocol.hasReply(request), ignored(), unused(), (d, m) -> {
             throw new Refusal(why);
         });
     }

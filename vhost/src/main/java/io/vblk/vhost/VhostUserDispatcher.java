@@ -113,7 +113,8 @@ final class VhostUserDispatcher {
         // rings
         put(t, does(VhostUserProtocol.SET_VRING_NUM, exactly(STATE_SIZE), unused(), VhostUserDispatcher::setVringNum));
         put(t, does(VhostUserProtocol.SET_VRING_ADDR, exactly(ADDR_SIZE), unused(), VhostUserDispatcher::setVringAddr));
-        put(t, does(VhostUserProtocol.SET_VRING_BASE, exactly(STATE_SIZE), unused(), VhostUserDispatcher::setVringBase));
+        put(t, does(VhostUserProtocol.SET_VRING_BASE, exactly(STATE_SIZE), unused(),
+                VhostUserDispatcher::setVringBase));
         put(t, answers(VhostUserProtocol.GET_VRING_BASE, exactly(STATE_SIZE), unused(),
                 VhostUserDispatcher::getVringBase));
         put(t, does(VhostUserProtocol.SET_VRING_KICK, exactly(U64_SIZE), oneUnlessNoFd(),
@@ -151,6 +152,11 @@ final class VhostUserDispatcher {
     private static void put(MessageHandler[] t, MessageHandler h) {
         if (t[h.request] != null) {
             throw new IllegalStateException("two handlers for " + h);
+        }
+        if (h.replies != VhostUserProtocol.hasReply(h.request)) {
+            // the transport answers a refusal by VhostUserProtocol.hasReply: the table must agree with it
+            throw new IllegalStateException(h + (h.replies ? " answers, but the protocol gives it no reply"
+                    : " does not answer, but the protocol gives it a reply"));
         }
         t[h.request] = h;
     }
