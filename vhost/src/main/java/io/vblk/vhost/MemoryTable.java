@@ -1,5 +1,8 @@
 package io.vblk.vhost;
 
+import static io.vblk.vhost.VhostUserProtocol.MEMORY_HEADER_SIZE;
+import static io.vblk.vhost.VhostUserProtocol.REGION_SIZE;
+
 import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.RamRegion;
 
@@ -59,6 +62,36 @@ final class MemoryTable implements AutoCloseable {
         }
     }
 
+    /**
+     * The regions of a SET_MEM_TABLE payload ({@code VhostUserMemory}), each
+     * mapped from its descriptor; the payload size and descriptor count were
+     * checked against the region count before. All or nothing: if one region
+     * cannot be mapped or two overlap, none stays mapped.
+     */
+    static List<Region> mapTable(VhostUserMsg m) {
+        int n = m.u32(0);
+        List<Region> fresh = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) {
+                int o = MEMORY_HEADER_SIZE + REGION_SIZE * i;
+                fresh.add(map(m.u64(o), m.u64(o + 8), m.u64(o + 16), m.u64(o + 24), m.takeFd(i)));
+            }
+            MemoryTable check = new MemoryTable(); // refuses the first overlap; the mappings stay in 'fresh'
+            for (Region r : fresh) {
+                check.add(r);
+            }
+        } catch (RuntimeException e) {
+            unmap(fresh);
+            throw e;
+        }
+        return fresh;
+    }
+
+    /** The region of an ADD_MEM_REG payload ({@code VhostUserMemRegMsg}), mapped from {@code fd}. */
+    static Region mapRegion(VhostUserMsg m, int fd) {
+        return map(m.u64(8), m.u64(16), m.u64(24), m.u64(32), fd);
+    }
+
     boolean isEmpty() {
         return regions.isEmpty();
     }
@@ -89,6 +122,25 @@ final class MemoryTable implements AutoCloseable {
             throw new VhostUserException("memory region " + r + " overlaps " + o);
         }
         regions.add(r);
+    }
+
+    /** Whether a region at {@code gpa} of {@code size} is in the table (what REM_MEM_REG names). */
+    boolean contains(long gpa, long size) {
+        for (Region r : regions) {
+            if (r.sameAs(gpa, size)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Puts {@code fresh} (checked not to overlap) in place of every region; returns the old ones, still mapped. */
+    List<Region> replace(List<Region> fresh) {
+        List<Region> old = clear();
+        for (Region r : fresh) {
+            add(r);
+        }
+        return old;
     }
 
     /** Removes (and returns, still mapped) the region at {@code gpa} of {@code size}, or null. */

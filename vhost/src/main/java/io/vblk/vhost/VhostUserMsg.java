@@ -136,6 +136,55 @@ public final class VhostUserMsg {
         }
     }
 
+    // ------------------------------------------------------------------ header checks and replies
+
+    /**
+     * What in the header makes this request unanswerable by any handler, or
+     * null: the REPLY flag on a request, a protocol version other than 1, or
+     * descriptors the kernel dropped because more came than a message carries
+     * (MSG_CTRUNC).
+     */
+    String headerFault() {
+        if (isReply()) {
+            return "the REPLY flag is set on a request";
+        }
+        if (version() != VhostUserProtocol.VERSION) {
+            return "protocol version " + version() + " (only version 1 exists)";
+        }
+        if (fdsTruncated) {
+            return "the kernel dropped descriptors: more than " + UnixSocket.MAX_FDS + " came with the message";
+        }
+        return null;
+    }
+
+    /** This request's reply carrying {@code payload}. */
+    VhostUserMsg reply(byte[] payload) {
+        return new VhostUserMsg(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, payload, null);
+    }
+
+    /** This request's reply carrying a u64 (GET_FEATURES, GET_QUEUE_NUM, ...). */
+    VhostUserMsg replyU64(long value) {
+        return ofU64(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, value);
+    }
+
+    /** This request's reply carrying a {@code vhost_vring_state} (GET_VRING_BASE). */
+    VhostUserMsg replyState(int index, int num) {
+        return ofState(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, index, num);
+    }
+
+    /**
+     * The REPLY_ACK answer to a NEED_REPLY request: 0 when it was carried out,
+     * non-zero when it failed (vhost-user.rst, "REPLY_ACK").
+     */
+    VhostUserMsg ack(boolean success) {
+        return replyU64(success ? 0 : 1);
+    }
+
+    /** A reply without payload: the front-end reads a reply of the wrong size and reports the request failed. */
+    VhostUserMsg emptyReply() {
+        return of(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY);
+    }
+
     // ------------------------------------------------------------------ wire format
 
     /** Header and payload in one buffer, descriptors alongside: one {@code sendmsg}. */

@@ -19,11 +19,11 @@ import org.slf4j.LoggerFactory;
  * (util/vhost-user-server.c). It listens on a UNIX socket in the main loop,
  * serves one front-end at a time — while one is connected the listening
  * socket is not watched, so the next front-end waits in the backlog — and
- * feeds each message to the {@link VhostUserDevice}, sending its reply.
+ * has its {@link VhostUserConnection} serve one message per wake-up.
  *
- * <p>A connection ends at end of file, on a socket error, on a header that
- * cannot be trusted (a payload larger than any message), or when a reply
- * cannot be sent; the device is then stopped and reset
+ * <p>When the connection ends (the transport says why: end of file, a
+ * socket error, a header that cannot be trusted, a reply that cannot be
+ * sent) the device is stopped and reset
  * ({@link VhostUserDevice#disconnect}), an optional hook runs (the block
  * export flushes its disk), and the next front-end is accepted. Nothing a
  * front-end does ends the server.
@@ -44,7 +44,7 @@ public final class VhostUserServer implements AutoCloseable {
     private final VhostUserEvents events;
     private AioHandler listenHandler;
     private AioHandler connHandler;
-    private UnixSocket conn;
+    private VhostUserConnection conn;
     private volatile boolean connected;
     private volatile boolean closed;
     /** A message is being processed (main loop): close() then leaves ending the connection to it. */
@@ -135,7 +135,7 @@ public final class VhostUserServer implements AutoCloseable {
             watchListener();
             return;
         }
-        conn = c;
+        conn = new VhostUserConnection(c);
         connected = true;
         connections.incrementAndGet();
         int pid = c.peerPid();
@@ -156,7 +156,7 @@ public final class VhostUserServer implements AutoCloseable {
      * likewise handles one message at a time in its coroutine.
      */
     private void readable() {
-        UnixSocket c = conn;
+        VhostUserConnection c = conn;
         if (c == null) {
             return;
         }
@@ -164,7 +164,10 @@ public final class VhostUserServer implements AutoCloseable {
         connHandler = null;
         processing = true;
         try {
-            serveOne(c);
+            VhostUserConnection.Ended end = c.serveOne(device);
+            if (end != null) {
+                endConnection(end.why(), end.warn());
+            }
         } finally {
             processing = false;
             if (conn == c && closed) {
@@ -176,35 +179,6 @@ public final class VhostUserServer implements AutoCloseable {
             if (closed && conn == null && w != null) {
                 closeWaiter = null;
                 w.complete(null);
-            }
-        }
-    }
-
-    private void serveOne(UnixSocket c) {
-        VhostUserMsg m;
-        try {
-            m = VhostUserMsg.read(c);
-        } catch (VhostUserException e) {
-            endConnection(e.disconnected() ? e.getMessage() : "dropped: " + e.getMessage(), !e.disconnected());
-            return;
-        } catch (RuntimeException e) {
-            LOG.error("vhost-user: reading a message failed", e);
-            endConnection("dropped: " + e, true);
-            return;
-        }
-        if (m == null) {
-            endConnection("the front-end closed the connection", false);
-            return;
-        }
-        VhostUserMsg reply = device.process(m);
-        if (reply != null) {
-            if (LOG.isDebugEnabled()) {
-                LOG.debug("vhost-user: -> {}", reply);
-            }
-            try {
-                reply.write(c);
-            } catch (VhostUserException e) {
-                endConnection("reply to " + m.name() + " not delivered: " + e.getMessage(), !e.disconnected());
             }
         }
     }
@@ -231,7 +205,7 @@ public final class VhostUserServer implements AutoCloseable {
                 LOG.error("vhost-user: after-disconnect hook failed", e);
             }
         }
-        UnixSocket c = conn;
+        VhostUserConnection c = conn;
         conn = null;
         if (c != null) {
             c.close();

@@ -12,20 +12,48 @@
  * (a memory table that changes) and {@code EventNotifier.adopt} (an eventfd
  * received from a peer).
  *
+ * <h2>The back-end in three parts</h2>
+ * {@link io.vblk.vhost.VhostUserDevice} ({@code VuDev}) assembles them:
+ * <ol>
+ * <li><b>Transport</b> — {@code VhostUserConnection} ({@code vu_dispatch},
+ *     {@code vu_message_read}/{@code vu_send_reply}) over {@link io.vblk.vhost.UnixSocket}
+ *     (SCM_RIGHTS) and {@link io.vblk.vhost.VhostUserMsg} (header, payload, descriptors):
+ *     reads one whole message, refuses a header no handler may see, applies
+ *     REPLY_ACK (a NEED_REPLY request gets a u64 ack; a request with a reply
+ *     always gets one, empty when refused), writes the reply.</li>
+ * <li><b>Message dispatch</b> — {@code VhostUserDispatcher} ({@code vu_process_message}):
+ *     one {@code MessageHandler} per request code in a table built once, each
+ *     declaring the payload size and descriptor count of its type, checked
+ *     before it runs. Adding a message is adding one handler.</li>
+ * <li><b>Ring state</b> — {@code VhostUserRings} and {@code VhostUserRing}
+ *     ({@code VuVirtq}, {@code vu_set_vring_*_exec}): SET_VRING_* and
+ *     GET_VRING_BASE turned into stop and start of the dataplane that serves
+ *     the in-process device, with the {@code MemoryTable} ({@code VuDevRegion})
+ *     the rings live in.</li>
+ * </ol>
+ *
  * <h2>Pieces and their QEMU / libvhost-user names</h2>
  * <table>
  * <caption>classes</caption>
  * <tr><th>class</th><th>QEMU / libvhost-user</th><th>what for</th></tr>
  * <tr><td>{@link io.vblk.vhost.VhostUserBlkServer}</td><td>vhost-user-blk export
- *     (block/export/vhost-user-blk-server.c)</td><td>{@code vblk serve}: disk, IOThreads, VirtioBlk, dataplane</td></tr>
+ *     (block/export/vhost-user-blk-server.c)</td>
+ *     <td>{@code vblk serve}: disk, IOThreads, VirtioBlk, dataplane</td></tr>
  * <tr><td>{@link io.vblk.vhost.VhostUserServer}</td><td>{@code VuServer} (util/vhost-user-server.c)</td>
  *     <td>listen, one front-end at a time, one message at a time</td></tr>
- * <tr><td>{@link io.vblk.vhost.VhostUserDevice}</td><td>{@code VuDev}, {@code VuVirtq}, {@code vu_process_message}</td>
- *     <td>message handling, ring and memory state; the device's bus and the dataplane's notifier bus</td></tr>
+ * <tr><td>{@link io.vblk.vhost.VhostUserDevice}</td><td>{@code VuDev}</td>
+ *     <td>the three parts together; the device's bus and the dataplane's notifier bus</td></tr>
+ * <tr><td>{@code VhostUserConnection}</td><td>{@code vu_dispatch}, {@code vu_send_reply}</td>
+ *     <td>one connection: message in, reply rules, reply out</td></tr>
+ * <tr><td>{@code VhostUserDispatcher}, {@code MessageHandler}</td><td>{@code vu_process_message}</td>
+ *     <td>the message table, payload and descriptor checks, session state</td></tr>
+ * <tr><td>{@code VhostUserRings}, {@code VhostUserRing}</td><td>{@code VuVirtq}, {@code vu_set_vring_*_exec}</td>
+ *     <td>ring state; dataplane start and stop</td></tr>
  * <tr><td>{@code MemoryTable}</td><td>{@code VuDevRegion}, {@code vu_gpa_to_va}, {@code qva_to_va}</td>
  *     <td>the front-end's memfds mapped shared</td></tr>
  * <tr><td>{@link io.vblk.vhost.VhostUserBlkFrontend}</td><td>{@code VHostUserBlk}
- *     (hw/block/vhost-user-blk.c), {@code vhost_dev_start/stop}</td><td>the machine's vhost-user-blk-pci device</td></tr>
+ *     (hw/block/vhost-user-blk.c), {@code vhost_dev_start/stop}</td>
+ *     <td>the machine's vhost-user-blk-pci device</td></tr>
  * <tr><td>{@link io.vblk.vhost.VhostUserClient}</td><td>hw/virtio/vhost-user.c</td>
  *     <td>request/reply with REPLY_ACK, bounded waits</td></tr>
  * <tr><td>{@link io.vblk.vhost.UnixSocket}, {@link io.vblk.vhost.VhostUserMsg}</td>

@@ -1,0 +1,124 @@
+package io.vblk.vhost;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The transport of one front-end connection, back-end side: reads one whole
+ * message — the header with the descriptors that came with it (SCM_RIGHTS,
+ * through {@link UnixSocket}), then the payload ({@link VhostUserMsg#read}) —
+ * has the device answer it and writes the reply. libvhost-user's
+ * {@code vu_dispatch} with {@code vu_message_read} and {@code vu_send_reply};
+ * QEMU's util/vhost-user-server.c drives it the same way, one message at a
+ * time ({@code vu_client_trip}).
+ *
+ * <h2>Reply rules</h2>
+ * {@link #answer} applies docs/interop/vhost-user.rst's rules around the
+ * handler ({@link VhostUserDispatcher}): a header no handler may see (the
+ * REPLY flag on a request, another version, descriptors the kernel dropped)
+ * is refused; a request with a reply of its own always gets one — empty when
+ * refused, which front-ends report as an error; a NEED_REPLY request
+ * (VHOST_USER_PROTOCOL_F_REPLY_ACK) without one gets a u64 ack, 0 for
+ * success and 1 for failure; descriptors no handler took are closed. Nothing
+ * a front-end sends throws out of it.
+ *
+ * <h2>When the connection ends</h2>
+ * At end of file, on a socket error, on a header the stream cannot survive
+ * (a payload larger than any message: its bytes would be read as the next
+ * header), or when a reply cannot be sent. {@link #serveOne} then says why;
+ * the server ({@link VhostUserServer}) stops the device and accepts the next
+ * front-end.
+ */
+final class VhostUserConnection implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(VhostUserConnection.class);
+
+    /** Why a connection ended, and whether that deserves a warning (the front-end broke the protocol). */
+    record Ended(String why, boolean warn) {
+    }
+
+    private final UnixSocket sock;
+
+    VhostUserConnection(UnixSocket sock) {
+        this.sock = sock;
+    }
+
+    int fd() {
+        return sock.fd();
+    }
+
+    /**
+     * Reads one message, has {@code device} answer it and sends the reply.
+     * Returns null to go on serving, or why the connection ends.
+     */
+    Ended serveOne(VhostUserDevice device) {
+        VhostUserMsg m;
+        try {
+            m = VhostUserMsg.read(sock);
+        } catch (VhostUserException e) {
+            return new Ended(e.disconnected() ? e.getMessage() : "dropped: " + e.getMessage(), !e.disconnected());
+        } catch (RuntimeException e) {
+            LOG.error("vhost-user: reading a message failed", e);
+            return new Ended("dropped: " + e, true);
+        }
+        if (m == null) {
+            return new Ended("the front-end closed the connection", false);
+        }
+        VhostUserMsg reply = device.process(m);
+        if (reply != null) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("vhost-user: -> {}", reply);
+            }
+            try {
+                reply.write(sock);
+            } catch (VhostUserException e) {
+                return new Ended("reply to " + m.name() + " not delivered: " + e.getMessage(), !e.disconnected());
+            }
+        }
+        return null;
+    }
+
+    /**
+     * The answer to one request: the handler's reply, a REPLY_ACK ack, a
+     * failure answer, or null. Every refusal is reported to {@code d} (one
+     * log line); the message's descriptors no handler took are closed.
+     */
+    static VhostUserMsg answer(VhostUserMsg m, VhostUserDispatcher d) {
+        d.received(m);
+        try {
+            String fault = m.headerFault();
+            if (fault != null) {
+                throw new Refusal(fault);
+            }
+            VhostUserMsg reply = d.dispatch(m);
+            if (reply == null && m.needReply()) {
+                reply = m.ack(true);
+            }
+            return reply;
+        } catch (RuntimeException e) {
+            d.refused(m, e);
+            return failureReply(m);
+        } finally {
+            m.closeFds();
+        }
+    }
+
+    private static VhostUserMsg failureReply(VhostUserMsg m) {
+        if (VhostUserProtocol.hasReply(m.request())) {
+            return m.emptyReply();
+        }
+        if (m.needReply()) {
+            return m.ack(false);
+        }
+        return null;
+    }
+
+    @Override
+    public void close() {
+        sock.close();
+    }
+
+    @Override
+    public String toString() {
+        return sock.toString();
+    }
+}
