@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import org.junit.jupiter.api.Test;
 
 import io.netty.buffer.ByteBuf;
+import io.vblk.testkit.Bytes;
 
 class GuestMemoryTest {
     private static final long LOW = 0x0;
@@ -50,7 +51,7 @@ class GuestMemoryTest {
     void adjacentRegionsAreSeparateForTranslateButBulkCopiesSpanThem() {
         try (GuestMemory mem = new GuestMemory(RamRegion.anonymous(0, 4096), RamRegion.anonymous(4096, 4096))) {
             assertTrue(mem.translate(4090, 12) < 0, "translate needs one region (host addresses are not contiguous)");
-            byte[] data = TestDriver.bytes(100, 3);
+            byte[] data = Bytes.pattern(100, 3);
             mem.write(4050, data);
             assertArrayEquals(data, mem.read(4050, 100));
             assertEquals(data[46] & 0xff, mem.readU8(4096));

@@ -5,11 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.BiConsumer;
-
-import java.time.Duration;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -17,7 +16,9 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import io.vblk.aio.MainLoop;
-import io.vblk.virtio.TestDriver.Buf;
+import io.vblk.testkit.GuestRing.Buf;
+import io.vblk.testkit.GuestRing;
+import io.vblk.testkit.Spin;
 
 /**
  * Every kind of malformed chain a driver can make: the queue refuses it
@@ -32,106 +33,106 @@ class VirtQueueMalformedTest {
 
     /** A malformed thing the driver writes, and what the error says. */
     enum Bad {
-        HEAD_PAST_TABLE("past the table", (d, m) -> d.addHead(SIZE + 3)),
+        HEAD_PAST_TABLE("past the table", (d, m) -> d.putAvail(SIZE + 3)),
         NEXT_PAST_TABLE("links to 8", (d, m) -> {
-            d.writeDesc(0, d.out(new byte[4]).gpa(), 4, TestDriver.NEXT, SIZE);
-            d.addHead(0);
+            d.writeDesc(0, d.out(new byte[4]).gpa(), 4, VirtioRing.DESC_F_NEXT, SIZE);
+            d.putAvail(0);
         }),
         LOOP("longer than the queue size", (d, m) -> {
             Buf b = d.out(new byte[4]);
-            d.writeDesc(0, b.gpa(), 4, TestDriver.NEXT, 1);
-            d.writeDesc(1, b.gpa(), 4, TestDriver.NEXT, 0);
-            d.addHead(0);
+            d.writeDesc(0, b.gpa(), 4, VirtioRing.DESC_F_NEXT, 1);
+            d.writeDesc(1, b.gpa(), 4, VirtioRing.DESC_F_NEXT, 0);
+            d.putAvail(0);
         }),
         SELF_LOOP("longer than the queue size", (d, m) -> {
-            d.writeDesc(3, d.out(new byte[4]).gpa(), 4, TestDriver.NEXT, 3);
-            d.addHead(3);
+            d.writeDesc(3, d.out(new byte[4]).gpa(), 4, VirtioRing.DESC_F_NEXT, 3);
+            d.putAvail(3);
         }),
         INDIRECT_LOOP("longer than its indirect table", (d, m) -> {
             Buf b = d.out(new byte[4]);
             long t = d.alloc(32, 16);
-            d.writeDesc(t, 0, b.gpa(), 4, TestDriver.NEXT, 1);
-            d.writeDesc(t, 1, b.gpa(), 4, TestDriver.NEXT, 0);
-            d.writeDesc(0, t, 32, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(t, 0, b.gpa(), 4, VirtioRing.DESC_F_NEXT, 1);
+            d.writeDesc(t, 1, b.gpa(), 4, VirtioRing.DESC_F_NEXT, 0);
+            d.writeDesc(0, t, 32, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_NEXT_PAST_TABLE("past the indirect table", (d, m) -> {
             Buf b = d.out(new byte[4]);
             long t = d.alloc(32, 16);
-            d.writeDesc(t, 0, b.gpa(), 4, TestDriver.NEXT, 2);
-            d.writeDesc(0, t, 32, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(t, 0, b.gpa(), 4, VirtioRing.DESC_F_NEXT, 2);
+            d.writeDesc(0, t, 32, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_LENGTH_NOT_MULTIPLE_OF_16("not a non-zero multiple of 16", (d, m) -> {
             long t = d.alloc(32, 16);
             d.writeDesc(t, 0, d.out(new byte[4]).gpa(), 4, 0, 0);
-            d.writeDesc(0, t, 24, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(0, t, 24, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_LENGTH_ZERO("not a non-zero multiple of 16", (d, m) -> {
-            d.writeDesc(0, d.alloc(16, 16), 0, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(0, d.alloc(16, 16), 0, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         NESTED_INDIRECT("nested indirect", (d, m) -> {
             long inner = d.alloc(16, 16);
             d.writeDesc(inner, 0, d.out(new byte[4]).gpa(), 4, 0, 0);
             long outer = d.alloc(16, 16);
-            d.writeDesc(outer, 0, inner, 16, TestDriver.INDIRECT, 0);
-            d.writeDesc(0, outer, 16, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(outer, 0, inner, 16, VirtioRing.DESC_F_INDIRECT, 0);
+            d.writeDesc(0, outer, 16, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_WITH_NEXT("both INDIRECT and NEXT", (d, m) -> {
             long t = d.alloc(16, 16);
             d.writeDesc(t, 0, d.out(new byte[4]).gpa(), 4, 0, 0);
-            d.writeDesc(0, t, 16, TestDriver.INDIRECT | TestDriver.NEXT, 1);
+            d.writeDesc(0, t, 16, VirtioRing.DESC_F_INDIRECT | VirtioRing.DESC_F_NEXT, 1);
             d.writeDesc(1, d.out(new byte[4]).gpa(), 4, 0, 0);
-            d.addHead(0);
+            d.putAvail(0);
         }),
         INDIRECT_TABLE_OUTSIDE_RAM("indirect table [0x40000000", (d, m) -> {
-            d.writeDesc(0, 0x4000_0000L, 64, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(0, 0x4000_0000L, 64, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_NOT_NEGOTIATED("VIRTIO_F_INDIRECT_DESC", (d, m) -> {
             long t = d.alloc(16, 16);
             d.writeDesc(t, 0, d.out(new byte[4]).gpa(), 4, 0, 0);
-            d.writeDesc(0, t, 16, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(0, t, 16, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         INDIRECT_CHAIN_LONGER_THAN_QUEUE("more buffers than the queue size", (d, m) -> {
             int n = SIZE + 2;
             long t = d.alloc(16 * n, 16);
             Buf b = d.out(new byte[4]);
             for (int i = 0; i < n; i++) {
-                d.writeDesc(t, i, b.gpa(), 4, i + 1 < n ? TestDriver.NEXT : 0, i + 1);
+                d.writeDesc(t, i, b.gpa(), 4, i + 1 < n ? VirtioRing.DESC_F_NEXT : 0, i + 1);
             }
-            d.writeDesc(0, t, 16L * n, TestDriver.INDIRECT, 0);
-            d.addHead(0);
+            d.writeDesc(0, t, 16L * n, VirtioRing.DESC_F_INDIRECT, 0);
+            d.putAvail(0);
         }),
         BUFFER_OUTSIDE_RAM("[0x40000000, +0x10) of descriptor 0 is not in RAM", (d, m) -> {
             d.writeDesc(0, 0x4000_0000L, 16, 0, 0);
-            d.addHead(0);
+            d.putAvail(0);
         }),
         BUFFER_CROSSES_END_OF_RAM("is not in RAM", (d, m) -> {
             d.writeDesc(0, RAM_SIZE - 8, 16, 0, 0);
-            d.addHead(0);
+            d.putAvail(0);
         }),
         BUFFER_WRAPS_AROUND_2_TO_THE_64("[0xfffffffffffffff0, +0x20)", (d, m) -> {
             d.writeDesc(0, -16L, 32, 0, 0);
-            d.addHead(0);
+            d.putAvail(0);
         }),
         ZERO_LENGTH_BUFFER("has length 0", (d, m) -> {
             d.writeDesc(0, d.out(new byte[4]).gpa(), 0, 0, 0);
-            d.addHead(0);
+            d.putAvail(0);
         }),
         READABLE_AFTER_WRITABLE("follows a device-writable one", (d, m) -> {
-            d.addChain(d.in(4), d.out(new byte[4]));
+            d.add(d.in(4), d.out(new byte[4]));
         }),
         AVAIL_IDX_JUMPS("jumped from 0 to 9", (d, m) -> d.setAvailIdxRaw(SIZE + 1));
 
         final String reason;
-        final BiConsumer<TestDriver, GuestMemory> write;
+        final BiConsumer<GuestRing, GuestMemory> write;
 
-        Bad(String reason, BiConsumer<TestDriver, GuestMemory> write) {
+        Bad(String reason, BiConsumer<GuestRing, GuestMemory> write) {
             this.reason = reason;
             this.write = write;
         }
@@ -155,7 +156,7 @@ class VirtQueueMalformedTest {
     void malformedInputBreaksTheQueueOnceAndHarmlessly(Bad bad) {
         long features = bad == Bad.INDIRECT_NOT_NEGOTIATED ? 0 : VirtioFeatures.INDIRECT_DESC;
         VirtQueue vq = new VirtQueue("bad-dev", 0, SIZE, mem, (q, r) -> errors.add(r));
-        TestDriver drv = new TestDriver(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA, VirtQueueTest.ARENA_SIZE);
+        GuestRing drv = new GuestRing(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA, VirtQueueTest.ARENA_SIZE);
         vq.setFeatures(features);
         drv.configure(vq);
         assertTrue(vq.enable());
@@ -177,7 +178,7 @@ class VirtQueueMalformedTest {
             assertEquals(errors.get(0), vq.brokenReason());
 
             // it stays stopped, quietly
-            drv.addChain(drv.out(new byte[4]), drv.in(4));
+            drv.add(drv.out(new byte[4]), drv.in(4));
             drv.publish();
             for (int i = 0; i < 3; i++) {
                 assertFalse(vq.pop(e));
@@ -204,11 +205,11 @@ class VirtQueueMalformedTest {
 
         // a reset brings the queue back
         vq.reset();
-        TestDriver fresh = new TestDriver(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA + 0x80000, 0x10000);
+        GuestRing fresh = new GuestRing(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA + 0x80000, 0x10000);
         vq.setFeatures(features);
         fresh.configure(vq);
         assertTrue(vq.enable());
-        int head = fresh.addChain(fresh.out(new byte[] {1, 2, 3}), fresh.in(3));
+        int head = fresh.add(fresh.out(new byte[] {1, 2, 3}), fresh.in(3));
         fresh.publish();
         assertTrue(vq.pop(e));
         vq.push(e, 3);
@@ -226,7 +227,7 @@ class VirtQueueMalformedTest {
                     loop.context(), mem);
             RecordingBus bus = new RecordingBus();
             dev.plug(bus);
-            TestDriver drv = new TestDriver(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA,
+            GuestRing drv = new GuestRing(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA,
                     VirtQueueTest.ARENA_SIZE);
             Runnable init = () -> {
                 dev.writeStatus(VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER);
@@ -265,7 +266,7 @@ class VirtQueueMalformedTest {
             inHome(loop, "system reset", dev::resetNow);
             assertEquals(0, dev.status());
             assertFalse(dev.isBroken());
-            TestDriver fresh = new TestDriver(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA + 0x80000, 0x10000);
+            GuestRing fresh = new GuestRing(mem, VirtQueueTest.RING, SIZE, VirtQueueTest.ARENA + 0x80000, 0x10000);
             inHome(loop, "driver re-init", () -> {
                 dev.writeStatus(VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER);
                 dev.setDriverFeatures(VirtioFeatures.VERSION_1 | ring);
@@ -275,7 +276,7 @@ class VirtQueueMalformedTest {
                 dev.writeStatus(15);
             });
             Buf in = fresh.in(3);
-            fresh.addChain(fresh.out(new byte[] {7, 8, 9}), in);
+            fresh.add(fresh.out(new byte[] {7, 8, 9}), in);
             fresh.publish();
             dev.kick(0);
             Spin.until("request after reset", () -> fresh.usedIdx() == 1);

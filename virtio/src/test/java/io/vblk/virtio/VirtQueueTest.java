@@ -18,8 +18,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import io.vblk.virtio.TestDriver.Buf;
-import io.vblk.virtio.TestDriver.Used;
+import io.vblk.testkit.Bytes;
+import io.vblk.testkit.GuestRing.Buf;
+import io.vblk.testkit.GuestRing.Used;
+import io.vblk.testkit.GuestRing;
 
 /** The split virtqueue against a driver writing guest RAM: chains, indirect tables, suppression, wrap-around. */
 class VirtQueueTest {
@@ -29,7 +31,7 @@ class VirtQueueTest {
     static final long ARENA_SIZE = 0xe0000;
 
     GuestMemory mem;
-    TestDriver drv;
+    GuestRing drv;
     VirtQueue vq;
     final List<String> errors = new ArrayList<>();
 
@@ -45,9 +47,9 @@ class VirtQueueTest {
 
     void queue(int size, long features) {
         vq = new VirtQueue("test-dev", 0, size, mem, (q, reason) -> errors.add(reason));
-        drv = new TestDriver(mem, RING, size, ARENA, ARENA_SIZE);
-        drv.eventIdx = (features & VirtioFeatures.EVENT_IDX) != 0;
-        drv.rearmUsedEvent = false; // these tests set used_event themselves
+        drv = new GuestRing(mem, RING, size, ARENA, ARENA_SIZE);
+        drv.setEventIdx((features & VirtioFeatures.EVENT_IDX) != 0);
+        drv.setRearmUsedEvent(false); // these tests set used_event themselves
         vq.setFeatures(features);
         drv.configure(vq);
         assertTrue(vq.enable(), () -> "enable failed: " + errors);
@@ -63,13 +65,13 @@ class VirtQueueTest {
     @Test
     void chainOfReadableThenWritableBuffers() {
         queue(16, 0);
-        byte[] hdr = TestDriver.bytes(16, 1);
-        byte[] data = TestDriver.bytes(100, 2);
+        byte[] hdr = Bytes.pattern(16, 1);
+        byte[] data = Bytes.pattern(100, 2);
         Buf a = drv.out(hdr);
         Buf b = drv.out(data);
         Buf c = drv.in(50);
         Buf d = drv.in(30);
-        int head = drv.addChain(a, b, c, d);
+        int head = drv.add(a, b, c, d);
         assertFalse(vq.hasWork(), "nothing is available before avail.idx moves");
         drv.publish();
         assertTrue(vq.hasWork());
@@ -89,8 +91,8 @@ class VirtQueueTest {
         }
         byte[] got = new byte[20];
         assertEquals(20, e.copyFromReadable(10, got, 0, 20), "gather across the two readable buffers");
-        assertArrayEquals(Arrays.copyOfRange(TestDriver.concat(hdr, data), 10, 30), got);
-        byte[] reply = TestDriver.bytes(20, 9);
+        assertArrayEquals(Arrays.copyOfRange(Bytes.concat(hdr, data), 10, 30), got);
+        byte[] reply = Bytes.pattern(20, 9);
         assertEquals(20, e.copyToWritable(40, reply, 0, 20), "scatter across the two writable buffers");
         assertArrayEquals(Arrays.copyOfRange(reply, 0, 10), mem.read(c.gpa() + 40, 10));
         assertArrayEquals(Arrays.copyOfRange(reply, 10, 20), mem.read(d.gpa(), 10));
@@ -111,7 +113,7 @@ class VirtQueueTest {
     @Test
     void indirectTableAndDirectDescriptorsFollowedByAnIndirectOne() {
         queue(16, VirtioFeatures.INDIRECT_DESC);
-        Buf r = drv.out(TestDriver.bytes(8, 1));
+        Buf r = drv.out(Bytes.pattern(8, 1));
         Buf w1 = drv.in(8);
         Buf w2 = drv.in(4);
         int head = drv.addIndirect(r, w1, w2);
@@ -123,18 +125,18 @@ class VirtQueueTest {
         assertEquals(mem.translate(w2.gpa(), 4), e.hostAddress(2));
 
         // virtio 2.7.5.3.2: zero or more direct descriptors followed by one indirect descriptor
-        Buf direct = drv.out(TestDriver.bytes(12, 3));
-        Buf ind = drv.out(TestDriver.bytes(6, 4));
+        Buf direct = drv.out(Bytes.pattern(12, 3));
+        Buf ind = drv.out(Bytes.pattern(6, 4));
         Buf indW = drv.in(10);
         long table = drv.alloc(32, 16);
-        drv.writeDesc(table, 0, ind.gpa(), ind.len(), TestDriver.NEXT, 1);
-        drv.writeDesc(table, 1, indW.gpa(), indW.len(), TestDriver.WRITE, 0);
+        drv.writeDesc(table, 0, ind.gpa(), ind.len(), VirtioRing.DESC_F_NEXT, 1);
+        drv.writeDesc(table, 1, indW.gpa(), indW.len(), VirtioRing.DESC_F_WRITE, 0);
         int d0 = drv.takeDesc();
         int d1 = drv.takeDesc();
-        drv.writeDesc(d0, direct.gpa(), direct.len(), TestDriver.NEXT, d1);
+        drv.writeDesc(d0, direct.gpa(), direct.len(), VirtioRing.DESC_F_NEXT, d1);
         // the WRITE flag of the descriptor naming a table must be ignored
-        drv.writeDesc(d1, table, 32, TestDriver.INDIRECT | TestDriver.WRITE, 0);
-        drv.addHead(d0);
+        drv.writeDesc(d1, table, 32, VirtioRing.DESC_F_INDIRECT | VirtioRing.DESC_F_WRITE, 0);
+        drv.putAvail(d0);
         drv.publish();
         e = popOne();
         assertEquals(d0, e.head());
@@ -148,21 +150,21 @@ class VirtQueueTest {
     @Test
     void eventIdxSuppressesKicksWhileTheDeviceIsBusyAndInterruptsAtUsedEvent() {
         queue(16, VirtioFeatures.EVENT_IDX);
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         assertTrue(drv.kickNeeded(drv.publish()), "avail_event starts at 0: the first entry kicks");
 
         // the handler's loop: notifications off, pop everything
         vq.setNotification(false);
         VirtQueueElement e1 = popOne();
         assertEquals(0, drv.availEvent(), "no avail_event update while notifications are off");
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         assertFalse(drv.kickNeeded(drv.publish()), "device busy: no kick for the second entry");
         vq.setNotification(true);
         assertEquals(2, drv.availEvent(), "re-enabling asks for a kick after what is already there");
         assertFalse(vq.isEmpty(), "the re-check finds the un-kicked entry");
         VirtQueueElement e2 = popOne();
         assertEquals(2, drv.availEvent(), "while enabled each pop moves avail_event along");
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         assertTrue(drv.kickNeeded(drv.publish()), "idle device: kick");
 
         vq.push(e1, 4);
@@ -178,7 +180,7 @@ class VirtQueueTest {
         vq.flush();
         assertTrue(vq.shouldNotify(), "entry 2 used: used.idx 3 passes used_event");
         drv.setNoInterrupt(true);
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         drv.publish();
         drv.setUsedEvent(3);
         vq.push(popOne(), 4);
@@ -192,7 +194,7 @@ class VirtQueueTest {
         queue(8, 0);
         vq.setNotification(false);
         assertEquals(VirtioRing.USED_F_NO_NOTIFY, drv.usedFlags());
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         assertFalse(drv.kickNeeded(drv.publish()));
         vq.setNotification(true);
         assertEquals(0, drv.usedFlags());
@@ -203,7 +205,7 @@ class VirtQueueTest {
         vq.flush();
         assertFalse(vq.shouldNotify(), "VRING_AVAIL_F_NO_INTERRUPT");
         drv.setNoInterrupt(false);
-        drv.addChain(drv.out(new byte[4]), drv.in(4));
+        drv.add(drv.out(new byte[4]), drv.in(4));
         assertTrue(drv.kickNeeded(drv.publish()));
         vq.push(popOne(), 4);
         vq.flush();
@@ -220,9 +222,9 @@ class VirtQueueTest {
         vq.setUsedIdx(65530);
         List<Integer> usedSeen = new ArrayList<>();
         for (int i = 0; i < 9; i++) {
-            byte[] payload = TestDriver.bytes(8, i);
+            byte[] payload = Bytes.pattern(8, i);
             Buf in = drv.in(8);
-            int head = drv.addChain(drv.out(payload), in);
+            int head = drv.add(drv.out(payload), in);
             drv.publish();
             VirtQueueElement e = popOne();
             assertEquals(head, e.head());
@@ -245,7 +247,7 @@ class VirtQueueTest {
         drv.setUsedEvent(65535);
         int[] heads = new int[4];
         for (int i = 0; i < 4; i++) {
-            heads[i] = drv.addChain(drv.out(new byte[2]), drv.in(2));
+            heads[i] = drv.add(drv.out(new byte[2]), drv.in(2));
         }
         drv.publish();
         VirtQueueElement[] es = new VirtQueueElement[4];
@@ -283,7 +285,7 @@ class VirtQueueTest {
     @ValueSource(booleans = {false, true})
     void theDisablePopReenableRecheckLoopLosesNoKick(boolean eventIdx) {
         queue(8, eventIdx ? VirtioFeatures.EVENT_IDX : 0);
-        drv.addChain(drv.out(new byte[1]), drv.in(1));
+        drv.add(drv.out(new byte[1]), drv.in(1));
         drv.publish();
         int popped = 0;
         boolean lateAdded = false;
@@ -296,7 +298,7 @@ class VirtQueueTest {
             }
             if (!lateAdded) {
                 // the driver adds one after the last pop, before notifications are back on: it does not kick
-                drv.addChain(drv.out(new byte[1]), drv.in(1));
+                drv.add(drv.out(new byte[1]), drv.in(1));
                 assertFalse(drv.kickNeeded(drv.publish()));
                 lateAdded = true;
             }
@@ -304,7 +306,7 @@ class VirtQueueTest {
         } while (!vq.isEmpty());
         vq.flush();
         assertEquals(2, popped, "the re-check found the request that came without a kick");
-        drv.addChain(drv.out(new byte[1]), drv.in(1));
+        drv.add(drv.out(new byte[1]), drv.in(1));
         assertTrue(drv.kickNeeded(drv.publish()), "notifications are on again afterwards");
     }
 
@@ -313,7 +315,7 @@ class VirtQueueTest {
         queue(8, 0);
         int[] heads = new int[3];
         for (int i = 0; i < 3; i++) {
-            heads[i] = drv.addChain(drv.out(new byte[1]), drv.in(1));
+            heads[i] = drv.add(drv.out(new byte[1]), drv.in(1));
         }
         drv.publish();
         vq.push(popOne(), 1);
@@ -325,7 +327,7 @@ class VirtQueueTest {
         VirtQueue other = new VirtQueue("backend", 0, 8, mem, (q, r) -> errors.add(r));
         drv.configure(other);
         other.setLastAvailIdx(base);
-        other.setUsedIdx(mem.readU16(drv.used + 2));
+        other.setUsedIdx(drv.usedIdx());
         assertTrue(other.enable());
         VirtQueueElement e = new VirtQueueElement();
         assertTrue(other.pop(e));
@@ -337,12 +339,12 @@ class VirtQueueTest {
     void aRingInASharedMemfdIsServedThroughTheOtherMapping() {
         try (GuestMemory front = new GuestMemory(RamRegion.memfd("vblk-ring", 0, RAM_SIZE));
              GuestMemory back = new GuestMemory(RamRegion.mapShared(0, RAM_SIZE, front.regions().get(0).fd(), 0))) {
-            TestDriver d = new TestDriver(front, RING, 8, ARENA, ARENA_SIZE);
+            GuestRing d = new GuestRing(front, RING, 8, ARENA, ARENA_SIZE);
             VirtQueue q = new VirtQueue("vhost-user-backend", 0, 8, back, (x, r) -> errors.add(r));
             d.configure(q);
             assertTrue(q.enable());
             Buf in = d.in(5);
-            int head = d.addChain(d.out("hello".getBytes()), in);
+            int head = d.add(d.out("hello".getBytes()), in);
             d.publish();
             VirtQueueElement e = new VirtQueueElement();
             assertTrue(q.pop(e));
@@ -361,17 +363,17 @@ class VirtQueueTest {
         queue(256, VirtioFeatures.EVENT_IDX | VirtioFeatures.INDIRECT_DESC);
         Buf r = drv.out(new byte[16]);
         Buf w = drv.in(512);
-        drv.writeDesc(0, r.gpa(), r.len(), TestDriver.NEXT, 1);
-        drv.writeDesc(1, w.gpa(), w.len(), TestDriver.WRITE, 0);
+        drv.writeDesc(0, r.gpa(), r.len(), VirtioRing.DESC_F_NEXT, 1);
+        drv.writeDesc(1, w.gpa(), w.len(), VirtioRing.DESC_F_WRITE, 0);
         VirtQueueElement e = new VirtQueueElement(4);
         com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         int idx = 0;
         for (int round = 0; round < 2; round++) {
             long before = mx.getCurrentThreadAllocatedBytes();
             for (int i = 0; i < 50_000; i++) {
-                mem.writeU16(drv.avail + 4 + 2L * (idx % 256), 0);
+                mem.writeU16(drv.avail + VirtioRing.AVAIL_RING + 2L * (idx % 256), 0); // raw: allocation-free
                 idx = (idx + 1) & 0xffff;
-                mem.writeU16(drv.avail + 2, idx);
+                drv.setAvailIdxRaw(idx);
                 vq.setNotification(false);
                 while (vq.pop(e)) {
                     vq.push(e, 512);
@@ -392,12 +394,12 @@ class VirtQueueTest {
     @Test
     void aChainUsingDescriptorsTheDeviceStillOwnsBreaksTheQueue() {
         queue(2, 0);
-        drv.addChain(drv.in(1));
-        drv.addChain(drv.in(1));
+        drv.add(drv.in(1));
+        drv.add(drv.in(1));
         drv.publish();
         popOne();
         popOne();
-        drv.addHead(0); // re-offers a chain the device still owns: a third chain in a queue of two
+        drv.putAvail(0); // re-offers a chain the device still owns: a third chain in a queue of two
         drv.publish();
         assertFalse(vq.pop(new VirtQueueElement()));
         assertEquals(1, errors.size());
@@ -428,7 +430,7 @@ class VirtQueueTest {
 
         vq.reset();
         assertFalse(vq.isBroken(), "reset clears the breakage");
-        TestDriver d = new TestDriver(mem, RING, 8, ARENA, ARENA_SIZE);
+        GuestRing d = new GuestRing(mem, RING, 8, ARENA, ARENA_SIZE);
         d.configure(vq);
         assertTrue(vq.enable());
         assertNotNull(vq.describe());

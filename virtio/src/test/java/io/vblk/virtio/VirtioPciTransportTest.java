@@ -24,8 +24,12 @@ import org.junit.jupiter.params.provider.EnumSource;
 import io.vblk.aio.EventNotifier;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
-import io.vblk.virtio.TestDriver.Buf;
-import io.vblk.virtio.TestDriver.Used;
+import io.vblk.testkit.Bytes;
+import io.vblk.testkit.GuestRing.Buf;
+import io.vblk.testkit.GuestRing.Used;
+import io.vblk.testkit.GuestRing;
+import io.vblk.testkit.PciDriver;
+import io.vblk.testkit.Spin;
 
 /**
  * The virtio-pci function driven only as hardware: configuration-space
@@ -45,8 +49,8 @@ class VirtioPciTransportTest {
     GuestMemory mem;
     EchoDevice dev;
     VirtioPciTransport t;
-    PciTestDriver pci;
-    TestDriver[] rings = new TestDriver[QUEUES];
+    PciDriver pci;
+    GuestRing[] rings = new GuestRing[QUEUES];
 
     @BeforeEach
     void machine() {
@@ -54,7 +58,7 @@ class VirtioPciTransportTest {
         mem = GuestMemory.allocate(0, RAM_SIZE);
         dev = new EchoDevice("echo0", VirtioDevice.ID_BLOCK, OFFERED, QUEUES, QSIZE, loop.context(), mem);
         t = new VirtioPciTransport(dev);
-        pci = new PciTestDriver(t);
+        pci = new PciDriver(t);
     }
 
     @AfterEach
@@ -89,8 +93,8 @@ class VirtioPciTransportTest {
         }
         assertTrue(pci.negotiate(features), "FEATURES_OK");
         for (int q = 0; q < QUEUES; q++) {
-            rings[q] = new TestDriver(mem, 0x10000 + 0x10000L * q, QSIZE, 0x100000 + 0x100000L * q, 0x100000);
-            rings[q].eventIdx = (features & VirtioFeatures.EVENT_IDX) != 0;
+            rings[q] = new GuestRing(mem, 0x10000 + 0x10000L * q, QSIZE, 0x100000 + 0x100000L * q, 0x100000);
+            rings[q].setEventIdx((features & VirtioFeatures.EVENT_IDX) != 0);
             pci.setupQueue(q, rings[q], msix ? q : NO_VECTOR);
         }
         pci.common(COMMON_MSIX, 2, msix ? CONFIG_VECTOR : NO_VECTOR);
@@ -101,9 +105,9 @@ class VirtioPciTransportTest {
 
     /** One echo request on queue {@code q}: add, publish, kick, wait for the used entry, check the echo. */
     Used echo(int q, byte[] payload) {
-        TestDriver r = rings[q];
+        GuestRing r = rings[q];
         Buf in = r.in(payload.length);
-        int head = r.addChain(r.out(payload), in);
+        int head = r.add(r.out(payload), in);
         int usedBefore = r.usedIdx();
         r.publish();
         pci.kick(q);
@@ -166,9 +170,9 @@ class VirtioPciTransportTest {
         assertEquals(0x1234_400c, pci.cfg32(BAR0 + 16), "address bits below the size are hard-wired 0");
 
         pci.assignBars();
-        assertEquals(PciTestDriver.MSIX_BAR_ADDR, pci.barAddress(VirtioPciTransport.MSIX_BAR));
-        assertEquals(PciTestDriver.VIRTIO_BAR_ADDR, pci.barAddress(VirtioPciTransport.VIRTIO_BAR));
-        assertEquals(PciTestDriver.VIRTIO_BAR_ADDR, t.barAddress(VirtioPciTransport.VIRTIO_BAR));
+        assertEquals(PciDriver.MSIX_BAR_ADDR, pci.barAddress(VirtioPciTransport.MSIX_BAR));
+        assertEquals(PciDriver.VIRTIO_BAR_ADDR, pci.barAddress(VirtioPciTransport.VIRTIO_BAR));
+        assertEquals(PciDriver.VIRTIO_BAR_ADDR, t.barAddress(VirtioPciTransport.VIRTIO_BAR));
         assertEquals(0x4000, t.barSize(VirtioPciTransport.VIRTIO_BAR));
         assertTrue(t.memoryEnabled());
         assertEquals(COMMAND_MEMORY | COMMAND_MASTER, pci.cfg16(COMMAND));
@@ -183,10 +187,10 @@ class VirtioPciTransportTest {
         assertEquals(List.of(CAP_ID_VNDR, CAP_ID_VNDR, CAP_ID_VNDR, CAP_ID_VNDR, CAP_ID_VNDR, CAP_ID_MSIX),
                 pci.capIds);
         int bar = VirtioPciTransport.VIRTIO_BAR;
-        assertEquals(new PciTestDriver.Region(pci.common.capOffset(), bar, 0x0000, 0x1000), pci.common);
-        assertEquals(new PciTestDriver.Region(pci.isr.capOffset(), bar, 0x1000, 0x1000), pci.isr);
-        assertEquals(new PciTestDriver.Region(pci.device.capOffset(), bar, 0x2000, 0x1000), pci.device);
-        assertEquals(new PciTestDriver.Region(pci.notify.capOffset(), bar, 0x3000, 0x1000), pci.notify);
+        assertEquals(new PciDriver.Region(pci.common.capOffset(), bar, 0x0000, 0x1000), pci.common);
+        assertEquals(new PciDriver.Region(pci.isr.capOffset(), bar, 0x1000, 0x1000), pci.isr);
+        assertEquals(new PciDriver.Region(pci.device.capOffset(), bar, 0x2000, 0x1000), pci.device);
+        assertEquals(new PciDriver.Region(pci.notify.capOffset(), bar, 0x3000, 0x1000), pci.notify);
         assertEquals(4, pci.notifyMultiplier);
         assertEquals(20, pci.cfg8(pci.notify.capOffset() + CAP_LEN));
         assertNotEquals(0, pci.pciCfgCap);
@@ -273,8 +277,8 @@ class VirtioPciTransportTest {
     @Test
     void resetForgetsRingsFeaturesAndVectorsAndTheGuestCanStartAgain() {
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(32, 1));
-        echo(1, TestDriver.bytes(32, 2));
+        echo(0, Bytes.pattern(32, 1));
+        echo(1, Bytes.pattern(32, 2));
         int resetsBefore = dev.resets.get();
         pci.reset();
         assertEquals(resetsBefore + 1, dev.resets.get());
@@ -292,16 +296,16 @@ class VirtioPciTransportTest {
             assertEquals(0, dev.queue(q).lastAvailIdx());
         }
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(100, 3));
+        echo(0, Bytes.pattern(100, 3));
     }
 
     @Test
     void resetCompletesOnlyAfterInFlightRequestsFinished() throws Exception {
         bringUp(ALL, true);
         dev.hold = true;
-        TestDriver r = rings[0];
-        r.addChain(r.out(TestDriver.bytes(8, 1)), r.in(8));
-        r.addChain(r.out(TestDriver.bytes(8, 2)), r.in(8));
+        GuestRing r = rings[0];
+        r.add(r.out(Bytes.pattern(8, 1)), r.in(8));
+        r.add(r.out(Bytes.pattern(8, 2)), r.in(8));
         r.publish();
         pci.kick(0);
         Spin.until("two requests in flight", () -> dev.requests.get() == 2);
@@ -326,14 +330,14 @@ class VirtioPciTransportTest {
         assertTrue(vcpu1.isAlive(), "the resetting vCPU is still inside its status write");
 
         loop.context().bhScheduleOneshot("complete", dev::completeHeld);
-        vcpu1.join(Spin.DEADLINE_NS / 1_000_000);
+        vcpu1.join(Spin.DEADLINE.toMillis());
         assertFalse(vcpu1.isAlive());
         assertEquals(0, statusWhenResetReturned.get());
         assertEquals(2, usedWhenResetReturned.get(), "both completions reached the used ring before the reset ended");
         assertEquals(0, dev.queue(0).inUse());
         dev.hold = false;
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(8, 3));
+        echo(0, Bytes.pattern(8, 3));
     }
 
     // ------------------------------------------------------------------ kicks
@@ -342,10 +346,10 @@ class VirtioPciTransportTest {
     void directModeRunsTheQueueHandlerInTheHomeContext() {
         bringUp(ALL, true);
         assertFalse(t.isHostNotifierEnabled(0));
-        echo(0, TestDriver.bytes(64, 7));
+        echo(0, Bytes.pattern(64, 7));
         assertSame(loop.context(), dev.lastHandlerContext);
         assertSame(loop.thread(), dev.lastHandlerThread);
-        echo(1, TestDriver.bytes(1000, 8));
+        echo(1, Bytes.pattern(1000, 8));
     }
 
     @Test
@@ -359,9 +363,9 @@ class VirtioPciTransportTest {
         settle();
         int handled = dev.handled.get();
 
-        TestDriver r = rings[0];
+        GuestRing r = rings[0];
         Buf in = r.in(4);
-        r.addChain(r.out(new byte[] {9, 8, 7, 6}), in);
+        r.add(r.out(new byte[] {9, 8, 7, 6}), in);
         r.publish();
         pci.kick(0);
         settle();
@@ -384,11 +388,11 @@ class VirtioPciTransportTest {
             t.setHostNotifierEnabled(0, true);
             dev.attachHostNotifier(0, io.context());
         });
-        assertTrue(t.isDoorbell(VirtioPciTransport.VIRTIO_BAR, pci.notifyAddr(0) - PciTestDriver.VIRTIO_BAR_ADDR));
-        assertFalse(t.isDoorbell(VirtioPciTransport.VIRTIO_BAR, pci.notifyAddr(1) - PciTestDriver.VIRTIO_BAR_ADDR),
+        assertTrue(t.isDoorbell(VirtioPciTransport.VIRTIO_BAR, pci.notifyAddr(0) - PciDriver.VIRTIO_BAR_ADDR));
+        assertFalse(t.isDoorbell(VirtioPciTransport.VIRTIO_BAR, pci.notifyAddr(1) - PciDriver.VIRTIO_BAR_ADDR),
                 "queue 1 has no ioeventfd");
         assertFalse(t.isDoorbell(VirtioPciTransport.VIRTIO_BAR, COMMON_STATUS));
-        echo(0, TestDriver.bytes(256, 5));
+        echo(0, Bytes.pattern(256, 5));
         assertSame(io.context(), dev.lastHandlerContext, "the handler ran in the iothread");
         awaitSignal("MSI-X vector 0 through the irqfd, from the iothread", t.guestNotifier(0));
         assertEquals(0, t.signalsWhileReleased());
@@ -398,7 +402,7 @@ class VirtioPciTransportTest {
             t.setHostNotifierEnabled(0, false);
             t.setGuestNotifiers(false);
         });
-        echo(0, TestDriver.bytes(16, 6));
+        echo(0, Bytes.pattern(16, 6));
         assertSame(loop.context(), dev.lastHandlerContext, "back in the main loop");
     }
 
@@ -410,12 +414,12 @@ class VirtioPciTransportTest {
         for (int v = 0; v <= QUEUES; v++) {
             t.guestNotifier(v).testAndClear();
         }
-        echo(1, TestDriver.bytes(8, 1));
+        echo(1, Bytes.pattern(8, 1));
         awaitSignal("vector 1", t.guestNotifier(1));
         assertFalse(t.guestNotifier(0).testAndClear());
 
         pci.programVector(1, true);
-        echo(1, TestDriver.bytes(8, 2));
+        echo(1, Bytes.pattern(8, 2));
         Spin.until("vector 1 pending in the PBA", () -> pci.pbaPending(1));
         assertFalse(t.guestNotifier(1).testAndClear(), "masked: pending, not delivered");
         pci.programVector(1, false);
@@ -423,7 +427,7 @@ class VirtioPciTransportTest {
         assertFalse(pci.pbaPending(1));
 
         pci.setMsixControl(true, true);
-        echo(0, TestDriver.bytes(8, 3));
+        echo(0, Bytes.pattern(8, 3));
         Spin.until("vector 0 pending under the function mask", () -> pci.pbaPending(0));
         assertFalse(t.guestNotifier(0).testAndClear());
         pci.setMsixControl(true, false);
@@ -447,7 +451,7 @@ class VirtioPciTransportTest {
         bringUp(ALL, false);
         EventNotifier intx = t.intxNotifier();
         intx.testAndClear();
-        echo(0, TestDriver.bytes(8, 1));
+        echo(0, Bytes.pattern(8, 1));
         awaitSignal("INTx", intx);
         assertTrue((pci.cfg16(STATUS) & STATUS_INTERRUPT) != 0, "interrupt status in the PCI status register");
         assertEquals(ISR_QUEUE, pci.readIsr());
@@ -459,7 +463,7 @@ class VirtioPciTransportTest {
         assertEquals(ISR_CONFIG, pci.readIsr());
 
         pci.cfgWrite16(COMMAND, COMMAND_MEMORY | COMMAND_MASTER | COMMAND_INTX_DISABLE);
-        echo(0, TestDriver.bytes(8, 2));
+        echo(0, Bytes.pattern(8, 2));
         Spin.until("ISR set", () -> t.isrStatus() != 0);
         settle();
         assertFalse(intx.testAndClear(), "INTx disabled in the command register");
@@ -507,7 +511,7 @@ class VirtioPciTransportTest {
         RecordingSink sink = new RecordingSink();
         t.setInterruptSink(sink);
         bringUp(ALL, true);
-        echo(1, TestDriver.bytes(8, 1));
+        echo(1, Bytes.pattern(8, 1));
         Spin.until("MSI for vector 1", () -> sink.events.contains("msi 1 0xfee00000 0x41 main-loop"));
         t.raiseConfigInterrupt(); // from the test thread: carried to the main loop
         Spin.until("MSI for the config vector", () -> sink.events.contains("msi 2 0xfee00000 0x42 main-loop"));
@@ -531,7 +535,7 @@ class VirtioPciTransportTest {
         RecordingSink sink = new RecordingSink();
         t.setInterruptSink(sink);
         bringUp(ALL, false);
-        echo(0, TestDriver.bytes(8, 1));
+        echo(0, Bytes.pattern(8, 1));
         Spin.until("INTx asserted", () -> sink.events.contains("intx true"));
         assertEquals(ISR_QUEUE, pci.readIsr());
         assertEquals("intx false", sink.events.get(sink.events.size() - 1), "reading the ISR deasserts");
@@ -562,7 +566,7 @@ class VirtioPciTransportTest {
         pci.pciCfgWrite(bar, COMMON_GF, 4, 1);
         pci.pciCfgWrite(bar, COMMON_STATUS, 1, 11);
         assertEquals(11, pci.pciCfgRead(bar, COMMON_STATUS, 1));
-        TestDriver r = new TestDriver(mem, 0x10000, 16, 0x100000, 0x10000);
+        GuestRing r = new GuestRing(mem, 0x10000, 16, 0x100000, 0x10000);
         pci.pciCfgWrite(bar, COMMON_Q_SELECT, 2, 0);
         pci.pciCfgWrite(bar, COMMON_Q_SIZE, 2, 16);
         pci.pciCfgWrite(bar, COMMON_Q_DESCLO, 4, (int) r.desc);
@@ -571,7 +575,7 @@ class VirtioPciTransportTest {
         pci.pciCfgWrite(bar, COMMON_Q_ENABLE, 2, 1);
         pci.pciCfgWrite(bar, COMMON_STATUS, 1, 15);
         Buf in = r.in(3);
-        r.addChain(r.out(new byte[] {0x55, (byte) 0xaa, 1}), in);
+        r.add(r.out(new byte[] {0x55, (byte) 0xaa, 1}), in);
         r.publish();
         pci.pciCfgWrite(bar, VirtioPciTransport.NOTIFY_CFG_OFFSET, 2, 0);
         Spin.until("request done", () -> r.usedIdx() == 1);
@@ -605,7 +609,7 @@ class VirtioPciTransportTest {
         assertEquals(0, pci.cfg16(COMMAND));
         assertFalse(t.msixEnabled());
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(8, 1));
+        echo(0, Bytes.pattern(8, 1));
     }
 
     // ------------------------------------------------------------------ bad guest input end to end
@@ -616,30 +620,30 @@ class VirtioPciTransportTest {
     @EnumSource(BadChain.class)
     void malformedChainMarksTheDeviceNeedsResetRaisesAConfigInterruptAndIsLoggedOnce(BadChain bad) {
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(16, 1));
+        echo(0, Bytes.pattern(16, 1));
         for (int v = 0; v <= QUEUES; v++) {
             t.guestNotifier(v).testAndClear();
         }
-        TestDriver r = rings[0];
+        GuestRing r = rings[0];
         switch (bad) {
             case DESCRIPTOR_OUTSIDE_RAM -> {
                 int d = r.takeDesc();
                 r.writeDesc(d, RAM_SIZE + 0x1000, 512, 0, 0);
-                r.addHead(d);
+                r.putAvail(d);
                 r.publish();
             }
             case LOOP -> {
                 Buf b = r.out(new byte[8]);
                 int d0 = r.takeDesc();
                 int d1 = r.takeDesc();
-                r.writeDesc(d0, b.gpa(), 8, TestDriver.NEXT, d1);
-                r.writeDesc(d1, b.gpa(), 8, TestDriver.NEXT, d0);
-                r.addHead(d0);
+                r.writeDesc(d0, b.gpa(), 8, VirtioRing.DESC_F_NEXT, d1);
+                r.writeDesc(d1, b.gpa(), 8, VirtioRing.DESC_F_NEXT, d0);
+                r.putAvail(d0);
                 r.publish();
             }
             case AVAIL_IDX_JUMP -> r.setAvailIdxRaw(r.usedIdx() + QSIZE + 5);
             case READABLE_AFTER_WRITABLE -> {
-                r.addChain(r.in(8), r.out(new byte[8]));
+                r.add(r.in(8), r.out(new byte[8]));
                 r.publish();
             }
             default -> throw new AssertionError(bad);
@@ -671,14 +675,14 @@ class VirtioPciTransportTest {
         pci.reset();
         assertFalse(dev.isBroken());
         bringUp(ALL, true);
-        echo(0, TestDriver.bytes(16, 2));
-        echo(1, TestDriver.bytes(16, 3));
+        echo(0, Bytes.pattern(16, 2));
+        echo(1, Bytes.pattern(16, 3));
     }
 
     private void echoWithoutCompletion(int q) {
-        TestDriver r = rings[q];
+        GuestRing r = rings[q];
         int before = r.usedIdx();
-        r.addChain(r.out(new byte[4]), r.in(4));
+        r.add(r.out(new byte[4]), r.in(4));
         r.publish();
         pci.kick(q);
         settle();
