@@ -1,8 +1,26 @@
 package io.vblk.guest;
 
-import io.vblk.firmware.Platform;
+import static io.vblk.virtio.VirtioRing.AVAIL_FLAGS;
+import static io.vblk.virtio.VirtioRing.AVAIL_F_NO_INTERRUPT;
+import static io.vblk.virtio.VirtioRing.AVAIL_IDX;
+import static io.vblk.virtio.VirtioRing.AVAIL_RING;
+import static io.vblk.virtio.VirtioRing.DESC_ADDR;
+import static io.vblk.virtio.VirtioRing.DESC_FLAGS;
+import static io.vblk.virtio.VirtioRing.DESC_F_NEXT;
+import static io.vblk.virtio.VirtioRing.DESC_F_WRITE;
+import static io.vblk.virtio.VirtioRing.DESC_LEN;
+import static io.vblk.virtio.VirtioRing.DESC_NEXT;
+import static io.vblk.virtio.VirtioRing.DESC_SIZE;
+import static io.vblk.virtio.VirtioRing.USED_ELEM_SIZE;
+import static io.vblk.virtio.VirtioRing.USED_FLAGS;
+import static io.vblk.virtio.VirtioRing.USED_F_NO_NOTIFY;
+import static io.vblk.virtio.VirtioRing.USED_IDX;
+import static io.vblk.virtio.VirtioRing.USED_RING;
 
 import java.lang.invoke.VarHandle;
+
+import io.vblk.firmware.Platform;
+import io.vblk.virtio.VirtioRing;
 
 /**
  * The driver side of a split virtqueue as Linux's virtio_ring.c keeps it:
@@ -12,13 +30,10 @@ import java.lang.invoke.VarHandle;
  * the kick decided once per batch with
  * {@code VIRTIO_F_EVENT_IDX} (the driver writes {@code used_event}, reads
  * {@code avail_event}) or the flag-based suppression without it. One vCPU
- * owns a ring; nothing here is shared.
+ * owns a ring; nothing here is shared. Layout, flags and the event-index test
+ * are {@link VirtioRing}'s.
  */
 public final class SplitRing {
-    static final int F_NEXT = 1;
-    static final int F_WRITE = 2;
-    static final int AVAIL_F_NO_INTERRUPT = 1;
-    static final int USED_F_NO_NOTIFY = 1;
 
     private Platform p;
     private final int size;
@@ -45,16 +60,16 @@ public final class SplitRing {
         this.p = p;
         this.size = size;
         this.eventIdx = eventIdx;
-        this.desc = mem.alloc(16L * size, 4096);
-        this.avail = mem.alloc(6 + 2L * size, 2);
-        this.used = mem.alloc(6 + 8L * size, 4096);
-        for (long a = desc; a < desc + 16L * size; a += 8) {
+        this.desc = mem.alloc(VirtioRing.descTableSize(size), 4096);
+        this.avail = mem.alloc(VirtioRing.availSize(size), 2);
+        this.used = mem.alloc(VirtioRing.usedSize(size), 4096);
+        for (long a = desc; a < desc + VirtioRing.descTableSize(size); a += 8) {
             p.ramWrite64(a, 0);
         }
-        for (long a = avail; a < avail + 6 + 2L * size; a += 2) {
+        for (long a = avail; a < avail + VirtioRing.availSize(size); a += 2) {
             p.ramWrite16(a, 0);
         }
-        for (long a = used; a < used + 6 + 8L * size; a += 2) {
+        for (long a = used; a < used + VirtioRing.usedSize(size); a += 2) {
             p.ramWrite16(a, 0);
         }
         nextFree = new int[size];
@@ -89,12 +104,12 @@ public final class SplitRing {
         int d = head;
         int last = head;
         for (int i = 0; i < n; i++) {
-            long a = desc + 16L * d;
-            p.ramWrite64(a, addr[i]);
-            p.ramWrite32(a + 8, len[i]);
+            long a = desc + (long) DESC_SIZE * d;
+            p.ramWrite64(a + DESC_ADDR, addr[i]);
+            p.ramWrite32(a + DESC_LEN, len[i]);
             int next = nextFree[d];
-            p.ramWrite16(a + 12, (writable[i] ? F_WRITE : 0) | (i + 1 < n ? F_NEXT : 0));
-            p.ramWrite16(a + 14, i + 1 < n ? next : 0);
+            p.ramWrite16(a + DESC_FLAGS, (writable[i] ? DESC_F_WRITE : 0) | (i + 1 < n ? DESC_F_NEXT : 0));
+            p.ramWrite16(a + DESC_NEXT, i + 1 < n ? next : 0);
             last = d;
             d = next;
         }
@@ -103,11 +118,11 @@ public final class SplitRing {
         chainLen[head] = n;
         chainTail[head] = last;
         token[head] = tok;
-        p.ramWrite16(avail + 4 + 2L * (availShadow & (size - 1)), head);
+        p.ramWrite16(avail + AVAIL_RING + 2L * (availShadow & (size - 1)), head);
         availShadow = (availShadow + 1) & 0xffff;
         numAdded++;
         VarHandle.releaseFence(); // the chain and its avail entry before the index that exposes them
-        p.ramWrite16(avail + 2, availShadow);
+        p.ramWrite16(avail + AVAIL_IDX, availShadow);
     }
 
     /**
@@ -119,24 +134,19 @@ public final class SplitRing {
         int oldIdx = (availShadow - numAdded) & 0xffff;
         numAdded = 0;
         if (eventIdx) {
-            int availEvent = p.ramRead16(used + 4 + 8L * size);
-            return needEvent(availEvent, availShadow, oldIdx);
+            int availEvent = p.ramRead16(used + VirtioRing.availEventOffset(size));
+            return VirtioRing.needEvent(availEvent, availShadow, oldIdx);
         }
-        return (p.ramRead16(used) & USED_F_NO_NOTIFY) == 0;
-    }
-
-    /** The event-index test of the virtio spec: did [old, new) cross {@code event}? */
-    static boolean needEvent(int event, int newIdx, int oldIdx) {
-        return ((newIdx - event - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+        return (p.ramRead16(used + USED_FLAGS) & USED_F_NO_NOTIFY) == 0;
     }
 
     /** The token of the next used chain, or -1; its written length is then {@link #lastLen()}. */
     public int getBuf() {
-        if (lastUsed == p.ramRead16(used + 2)) {
+        if (lastUsed == p.ramRead16(used + USED_IDX)) {
             return -1;
         }
         VarHandle.acquireFence();
-        long e = used + 4 + 8L * (lastUsed & (size - 1));
+        long e = used + USED_RING + (long) USED_ELEM_SIZE * (lastUsed & (size - 1));
         int head = p.ramRead32(e);
         usedLen = p.ramRead32(e + 4);
         if (head < 0 || head >= size || chainLen[head] == 0) {
@@ -149,7 +159,7 @@ public final class SplitRing {
         numFree += n;
         lastUsed = (lastUsed + 1) & 0xffff;
         if (eventIdx && (availFlags & AVAIL_F_NO_INTERRUPT) == 0) {
-            p.ramWrite16(avail + 4 + 2L * size, lastUsed);
+            p.ramWrite16(avail + VirtioRing.usedEventOffset(size), lastUsed);
             VarHandle.fullFence();
         }
         return token[head];
@@ -166,9 +176,9 @@ public final class SplitRing {
         }
         availFlags |= AVAIL_F_NO_INTERRUPT;
         if (eventIdx) {
-            p.ramWrite16(avail + 4 + 2L * size, (lastUsed - 1) & 0xffff); // far behind: never crossed
+            p.ramWrite16(avail + VirtioRing.usedEventOffset(size), (lastUsed - 1) & 0xffff); // far behind: never crossed
         } else {
-            p.ramWrite16(avail, availFlags);
+            p.ramWrite16(avail + AVAIL_FLAGS, availFlags);
         }
     }
 
@@ -179,11 +189,11 @@ public final class SplitRing {
     public boolean enableCallbacks() {
         availFlags &= ~AVAIL_F_NO_INTERRUPT;
         if (eventIdx) {
-            p.ramWrite16(avail + 4 + 2L * size, lastUsed);
+            p.ramWrite16(avail + VirtioRing.usedEventOffset(size), lastUsed);
         } else {
-            p.ramWrite16(avail, availFlags);
+            p.ramWrite16(avail + AVAIL_FLAGS, availFlags);
         }
         VarHandle.fullFence();
-        return lastUsed == p.ramRead16(used + 2);
+        return lastUsed == p.ramRead16(used + USED_IDX);
     }
 }

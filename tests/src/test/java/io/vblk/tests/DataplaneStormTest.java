@@ -6,6 +6,18 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.RandomAccessFile;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
 import io.vblk.block.BlkDebugDriver;
 import io.vblk.firmware.BootVerdict;
 import io.vblk.guest.BlkQueue;
@@ -20,18 +32,7 @@ import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.guest.MachinePlatform;
 import io.vblk.virtio.blk.RequestObserver;
-
-import java.io.RandomAccessFile;
-import java.nio.file.Path;
-import java.time.Duration;
-import java.util.List;
-import java.util.Random;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
-
-import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * The dataplane's transitions under guest I/O (issue 5): no request is lost
@@ -174,7 +175,7 @@ class DataplaneStormTest {
             m.await("submit request 1", m.runOnVcpu(0, "request 1", p -> {
                 q.bindTo(p);
                 q.allocateSlots(2, 4096);
-                q.submit(0, BlkQueue.T_IN, 0, 4096);
+                q.submit(0, VirtioBlkAbi.T_IN, 0, 4096);
                 q.kick();
                 return null;
             }), BOUND);
@@ -182,7 +183,7 @@ class DataplaneStormTest {
             CompletableFuture<Void> stopping = m.mainLoop().run("dataplane stop", () -> m.disk(0).dataplane().stopIoeventfd());
             m.await("the stop draining", draining, BOUND);
             m.await("kick request 2 during the switch", m.runOnVcpu(0, "request 2", p -> {
-                q.submit(1, BlkQueue.T_IN, 8, 4096);
+                q.submit(1, VirtioBlkAbi.T_IN, 8, 4096);
                 q.kick();
                 return null;
             }), BOUND);
@@ -202,7 +203,7 @@ class DataplaneStormTest {
                 }
                 return status;
             }), BOUND);
-            assertArrayEquals(new int[] {BlkQueue.S_OK, BlkQueue.S_OK}, done);
+            assertArrayEquals(new int[] {VirtioBlkAbi.S_OK, VirtioBlkAbi.S_OK}, done);
             assertFalse(m.disk(0).dataplane().isStarted());
             assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
         }
@@ -212,7 +213,7 @@ class DataplaneStormTest {
     static byte[] readOnce(MachinePlatform p, BlkQueue q, long sector, int bytes) {
         q.bindTo(p);
         q.allocateSlots(1, bytes);
-        q.submit(0, BlkQueue.T_IN, sector, bytes);
+        q.submit(0, VirtioBlkAbi.T_IN, sector, bytes);
         q.kick();
         InterruptLine irq = p.interrupts();
         int slot;
@@ -221,7 +222,7 @@ class DataplaneStormTest {
                 irq.await(-1);
             }
         }
-        if (q.status(slot) != BlkQueue.S_OK) {
+        if (q.status(slot) != VirtioBlkAbi.S_OK) {
             throw new IllegalStateException("read failed with status " + q.status(slot));
         }
         byte[] data = new byte[bytes];

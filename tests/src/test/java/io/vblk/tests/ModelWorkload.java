@@ -1,13 +1,14 @@
 package io.vblk.tests;
 
-import io.vblk.guest.BlkQueue;
-import io.vblk.guest.InterruptLine;
-import io.vblk.guest.MachinePlatform;
-
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
+
+import io.vblk.guest.BlkQueue;
+import io.vblk.guest.InterruptLine;
+import io.vblk.guest.MachinePlatform;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * A guest program for data tests, like fio with verify: {@code depth}
@@ -149,7 +150,7 @@ final class ModelWorkload {
             since[slot] = model.seq();
             before[slot] = model.tag(b);
         }
-        q.submit(slot, w ? BlkQueue.T_OUT : BlkQueue.T_IN, lba, DiskModel.BLOCK);
+        q.submit(slot, w ? VirtioBlkAbi.T_OUT : VirtioBlkAbi.T_IN, lba, DiskModel.BLOCK);
         inFlight++;
     }
 
@@ -158,13 +159,13 @@ final class ModelWorkload {
         int st = q.status(slot);
         completed++;
         if (isWrite[slot]) {
-            model.completeWrite(b, tag[slot], st == BlkQueue.S_OK);
-            if (st != BlkQueue.S_OK) {
+            model.completeWrite(b, tag[slot], st == VirtioBlkAbi.S_OK);
+            if (st != VirtioBlkAbi.S_OK) {
                 problem("write of block " + b + ": status " + st);
             }
             return;
         }
-        if (st != BlkQueue.S_OK) {
+        if (st != VirtioBlkAbi.S_OK) {
             problem("read of block " + b + ": status " + st);
             return;
         }

@@ -1,22 +1,27 @@
 package io.vblk.vhost;
 
+import java.nio.file.Path;
+import java.time.Duration;
+
 import com.sun.jna.Memory;
 
 import io.vblk.aio.EventNotifier;
 import io.vblk.aio.LibC;
+import io.vblk.testkit.BlkHeaders;
+import io.vblk.testkit.GuestRing.Buf;
+import io.vblk.testkit.GuestRing;
 import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.RamRegion;
 import io.vblk.virtio.VirtioFeatures;
-
-import java.nio.file.Path;
-import java.time.Duration;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * A bare vhost-user front-end for protocol tests: guest RAM in a memfd, one
- * split ring of 8 entries written by hand, kick and call eventfds, requests
- * of three descriptors (header, data, status). Layout (guest-physical):
- * descriptors 0x1000, avail 0x2000, used 0x3000, headers 0x4000 + 32 * slot,
- * data 0x10000 + 0x1000 * slot.
+ * split ring of 16 entries written by the test kit's {@link GuestRing}, kick
+ * and call eventfds, requests of three descriptors (header, data, status).
+ * Layout (guest-physical): descriptors 0x1000, avail 0x2000, used 0x3000,
+ * headers 0x4000 + 32 * slot, data 0x10000 + 0x1000 * slot. The socket side
+ * is {@link VhostUserClient}'s.
  */
 final class TestFrontend implements AutoCloseable {
     static final int QSIZE = 16;
@@ -31,8 +36,8 @@ final class TestFrontend implements AutoCloseable {
     final GuestMemory mem = new GuestMemory(ram);
     final EventNotifier kick = new EventNotifier();
     final EventNotifier call = new EventNotifier();
+    final GuestRing ring = GuestRing.at(mem, QSIZE, DESC, AVAIL, USED);
     final VhostUserClient client;
-    private int availIdx;
     private final int epfd;
     private final Memory events = new Memory(LibC.EPOLL_EVENT_SIZE);
 
@@ -76,31 +81,17 @@ final class TestFrontend implements AutoCloseable {
     /** Queues a request of {@code type} for {@code sector} (512 bytes) in slot {@code slot} and kicks. */
     void submit(int slot, int type, long sector) {
         long h = HDR + 32L * slot;
-        mem.writeU32(h, type);
-        mem.writeU32(h + 4, 0);
-        mem.writeU64(h + 8, sector);
-        mem.writeU8(h + 16, 0xff);
-        int d = slot * 3;
-        desc(d, h, 16, 1, d + 1);
-        desc(d + 1, DATA + 0x1000L * slot, 512, 1 | (type == 0 ? 2 : 0), d + 2);
-        desc(d + 2, h + 16, 1, 2, 0);
-        mem.writeU16(AVAIL + 4 + 2L * (availIdx % QSIZE), d);
-        availIdx++;
-        java.lang.invoke.VarHandle.releaseFence();
-        mem.writeU16(AVAIL + 2, availIdx);
+        BlkHeaders.writeOuthdr(mem, h, type, sector);
+        mem.writeU8(h + VirtioBlkAbi.OUTHDR_SIZE, BlkHeaders.STATUS_UNSET);
+        ring.add(new Buf(h, VirtioBlkAbi.OUTHDR_SIZE, false),
+                new Buf(DATA + 0x1000L * slot, VirtioBlkAbi.SECTOR, type == VirtioBlkAbi.T_IN),
+                new Buf(h + VirtioBlkAbi.OUTHDR_SIZE, 1, true));
+        ring.publish();
         kick.set();
     }
 
-    private void desc(int i, long addr, int len, int flags, int next) {
-        long a = DESC + 16L * i;
-        mem.writeU64(a, addr);
-        mem.writeU32(a + 8, len);
-        mem.writeU16(a + 12, flags);
-        mem.writeU16(a + 14, next);
-    }
-
     int status(int slot) {
-        return mem.readU8(HDR + 32L * slot + 16);
+        return mem.readU8(HDR + 32L * slot + VirtioBlkAbi.OUTHDR_SIZE);
     }
 
     long data(int slot) {
@@ -108,7 +99,7 @@ final class TestFrontend implements AutoCloseable {
     }
 
     int usedIdx() {
-        return mem.readU16(USED + 2);
+        return ring.usedIdx();
     }
 
     /** Waits up to {@code bound} for the call eventfd; consumes it. */

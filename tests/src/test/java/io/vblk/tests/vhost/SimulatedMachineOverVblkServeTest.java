@@ -5,21 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vblk.cli.Main;
-import io.vblk.firmware.BootVerdict;
-import io.vblk.guest.BlkQueue;
-import io.vblk.guest.BootReport;
-import io.vblk.guest.DefaultDisk;
-import io.vblk.guest.DiskSpec;
-import io.vblk.guest.GuestWorkload;
-import io.vblk.guest.IoPattern;
-import io.vblk.guest.LatencySink;
-import io.vblk.guest.LinuxGuest;
-import io.vblk.guest.Machine;
-import io.vblk.guest.MachineConfig;
-import io.vblk.vhost.VhostUserBlkServer;
-import io.vblk.vhost.VhostUserEvents;
-
 import java.io.PrintWriter;
 import java.io.RandomAccessFile;
 import java.io.StringWriter;
@@ -42,6 +27,21 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import io.vblk.cli.Main;
+import io.vblk.firmware.BootVerdict;
+import io.vblk.guest.BlkQueue;
+import io.vblk.guest.BootReport;
+import io.vblk.guest.DefaultDisk;
+import io.vblk.guest.DiskSpec;
+import io.vblk.guest.GuestWorkload;
+import io.vblk.guest.IoPattern;
+import io.vblk.guest.LatencySink;
+import io.vblk.guest.LinuxGuest;
+import io.vblk.guest.Machine;
+import io.vblk.guest.MachineConfig;
+import io.vblk.vhost.VhostUserBlkServer;
+import io.vblk.vhost.VhostUserEvents;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 import picocli.CommandLine;
 
 /**
@@ -257,7 +257,7 @@ class SimulatedMachineOverVblkServeTest {
                     for (int s = 0; s < slots; s++) {
                         lba[s] = next++;
                         p.ramWrite64(q.buffer(s), 0x5eed0000L + lba[s]);
-                        q.submit(s, BlkQueue.T_OUT, lba[s], 512);
+                        q.submit(s, VirtioBlkAbi.T_OUT, lba[s], 512);
                     }
                     q.kick();
                     q.disableInterrupts();
@@ -267,7 +267,7 @@ class SimulatedMachineOverVblkServeTest {
                             p.delayMicros(0);
                             continue;
                         }
-                        if (q.status(s) == BlkQueue.S_OK) {
+                        if (q.status(s) == VirtioBlkAbi.S_OK) {
                             acked.add(lba[s]);
                             if (acked.size() >= 2000) {
                                 enough.complete(null);
@@ -275,7 +275,7 @@ class SimulatedMachineOverVblkServeTest {
                         }
                         lba[s] = next++ % 30000;
                         p.ramWrite64(q.buffer(s), 0x5eed0000L + lba[s]);
-                        q.submit(s, BlkQueue.T_OUT, lba[s], 512);
+                        q.submit(s, VirtioBlkAbi.T_OUT, lba[s], 512);
                         q.kick();
                     }
                 });
