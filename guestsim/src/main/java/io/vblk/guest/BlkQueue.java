@@ -1,6 +1,7 @@
 package io.vblk.guest;
 
 import io.vblk.firmware.Platform;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * One virtio-blk queue as a Linux blk-mq hardware context drives it: a ring,
@@ -8,12 +9,6 @@ import io.vblk.firmware.Platform;
  * RAM, and the queue's notify address and MSI vector. Owned by one vCPU.
  */
 public final class BlkQueue {
-    public static final int T_IN = 0;
-    public static final int T_OUT = 1;
-    public static final int T_FLUSH = 4;
-    public static final int S_OK = 0;
-    public static final int S_IOERR = 1;
-    public static final int S_UNSUPP = 2;
 
     private Platform p;
     private final int index;
@@ -101,7 +96,7 @@ public final class BlkQueue {
         p.ramWrite32(h, type);
         p.ramWrite32(h + 4, 0);
         p.ramWrite64(h + 8, sector);
-        p.ramWrite8(h + 16, S_UNSUPP);
+        p.ramWrite8(h + VirtioBlkAbi.OUTHDR_SIZE, VirtioBlkAbi.S_UNSUPP);
         int n = 0;
         addr[n] = h;
         len[n] = 16;
@@ -109,9 +104,9 @@ public final class BlkQueue {
         if (bytes > 0) {
             addr[n] = data[slot];
             len[n] = bytes;
-            writable[n++] = type == T_IN;
+            writable[n++] = type == VirtioBlkAbi.T_IN;
         }
-        addr[n] = h + 16;
+        addr[n] = h + VirtioBlkAbi.OUTHDR_SIZE;
         len[n] = 1;
         writable[n++] = true;
         ring.add(addr, len, writable, n, slot);
@@ -133,7 +128,7 @@ public final class BlkQueue {
     }
 
     public int status(int slot) {
-        return p.ramRead8(header[slot] + 16);
+        return p.ramRead8(header[slot] + VirtioBlkAbi.OUTHDR_SIZE);
     }
 
     public boolean enableInterrupts() {

@@ -1,6 +1,7 @@
 package io.vblk.guest;
 
 import io.vblk.firmware.Platform;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.util.SplittableRandom;
 import java.util.function.BooleanSupplier;
@@ -135,7 +136,7 @@ public final class GuestWorkload {
 
     private void complete(int slot) {
         int status = q.status(slot);
-        if (status != BlkQueue.S_OK) {
+        if (status != VirtioBlkAbi.S_OK) {
             stats.errors++;
             problem("sector " + sector[slot] + ": status " + status);
         } else if (spec.verify() && !isWrite[slot]) {
@@ -163,7 +164,7 @@ public final class GuestWorkload {
             stamp(p, q.buffer(slot), s, sectorsPerBlock, gen);
         }
         started[slot] = p.nanoTime();
-        q.submit(slot, write ? BlkQueue.T_OUT : BlkQueue.T_IN, s, spec.blockSize());
+        q.submit(slot, write ? VirtioBlkAbi.T_OUT : VirtioBlkAbi.T_IN, s, spec.blockSize());
         inFlight++;
     }
 

@@ -3,6 +3,9 @@ package io.vblk.guest;
 import io.vblk.firmware.PciConfig;
 import io.vblk.firmware.Platform;
 import io.vblk.firmware.VirtioPci;
+import io.vblk.virtio.VirtioFeatures;
+import io.vblk.virtio.VirtioPciRegs;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
  * A Linux-like virtio-blk driver (drivers/block/virtio_blk.c over
@@ -13,17 +16,6 @@ import io.vblk.firmware.VirtioPci;
  * It touches the device only through PCI config, MMIO and guest RAM.
  */
 public final class VirtioBlkGuest {
-    public static final long F_SIZE_MAX = 1L << 1;
-    public static final long F_SEG_MAX = 1L << 2;
-    public static final long F_RO = 1L << 5;
-    public static final long F_BLK_SIZE = 1L << 6;
-    public static final long F_FLUSH = 1L << 9;
-    public static final long F_MQ = 1L << 12;
-    public static final long F_DISCARD = 1L << 13;
-    public static final long F_WRITE_ZEROES = 1L << 14;
-    public static final long F_EVENT_IDX = 1L << 29;
-    public static final long F_VERSION_1 = 1L << 32;
-    static final int MSIX_CAP = 0x11;
     /** The MSI address window; bits 12..19 carry the destination APIC id (the vCPU). */
     public static final long MSI_ADDRESS_BASE = 0xfee0_0000L;
     /** Message data of the config vector; queue q uses {@code VECTOR_BASE + 1 + q}. */
@@ -65,11 +57,11 @@ public final class VirtioBlkGuest {
         int status = VirtioPci.S_ACKNOWLEDGE | VirtioPci.S_DRIVER;
         vp.setStatus(status);
         long offered = vp.deviceFeatures();
-        if ((offered & F_VERSION_1) == 0) {
+        if ((offered & VirtioFeatures.VERSION_1) == 0) {
             throw fail(vp, "no VERSION_1");
         }
-        long wanted = F_VERSION_1 | F_SIZE_MAX | F_SEG_MAX | F_RO | F_BLK_SIZE | F_FLUSH | F_MQ | F_DISCARD
-                | F_WRITE_ZEROES | (o.eventIdx() ? F_EVENT_IDX : 0);
+        long wanted = VirtioFeatures.VERSION_1 | VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_MQ | VirtioBlkAbi.F_DISCARD
+                | VirtioBlkAbi.F_WRITE_ZEROES | (o.eventIdx() ? VirtioFeatures.EVENT_IDX : 0);
         long features = offered & wanted;
         vp.setDriverFeatures(features);
         status |= VirtioPci.S_FEATURES_OK;
@@ -78,9 +70,9 @@ public final class VirtioBlkGuest {
             throw fail(vp, "device refused features 0x" + Long.toHexString(features));
         }
         long capacity = vp.deviceConfig(0, 8);
-        int nq = (features & F_MQ) != 0 ? Math.max(1, (int) vp.deviceConfig(34, 2)) : 1;
+        int nq = (features & VirtioBlkAbi.F_MQ) != 0 ? Math.max(1, (int) vp.deviceConfig(VirtioBlkAbi.CFG_NUM_QUEUES, 2)) : 1;
         nq = Math.min(nq, Math.min(o.maxQueues(), vp.numQueues()));
-        int msix = cfg.findCapability(bdf, MSIX_CAP);
+        int msix = cfg.findCapability(bdf, VirtioPciRegs.CAP_ID_MSIX);
         if (msix == 0) {
             throw fail(vp, "no MSI-X capability");
         }
@@ -88,7 +80,7 @@ public final class VirtioBlkGuest {
         if (vp.setConfigVector(0) != 0) {
             throw fail(vp, "config vector refused");
         }
-        boolean eventIdx = (features & F_EVENT_IDX) != 0;
+        boolean eventIdx = (features & VirtioFeatures.EVENT_IDX) != 0;
         BlkQueue[] queues = new BlkQueue[nq];
         for (int q = 0; q < nq; q++) {
             vp.selectQueue(q);

@@ -6,6 +6,7 @@ import io.vblk.guest.InterruptLine;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachinePlatform;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.time.Duration;
 
@@ -37,7 +38,7 @@ public final class GuestBlockIo {
             for (int i = 0; i < count; i++) {
                 long lba = (firstBlock + i) * SECTORS;
                 GuestWorkload.stamp(p, q.buffer(0), lba, SECTORS, tag);
-                String e = io(p, BlkQueue.T_OUT, lba);
+                String e = io(p, VirtioBlkAbi.T_OUT, lba);
                 if (e != null) {
                     return e;
                 }
@@ -51,7 +52,7 @@ public final class GuestBlockIo {
         return machine.await("guest read-back", machine.runOnVcpu(0, "read check", p -> {
             for (int i = 0; i < count; i++) {
                 long lba = (firstBlock + i) * SECTORS;
-                String e = io(p, BlkQueue.T_IN, lba);
+                String e = io(p, VirtioBlkAbi.T_IN, lba);
                 if (e != null) {
                     return e;
                 }
@@ -72,7 +73,7 @@ public final class GuestBlockIo {
             int slot = q.reap();
             if (slot >= 0) {
                 int st = q.status(slot);
-                return st == BlkQueue.S_OK ? null : (type == BlkQueue.T_IN ? "read" : "write") + " of sector " + lba
+                return st == VirtioBlkAbi.S_OK ? null : (type == VirtioBlkAbi.T_IN ? "read" : "write") + " of sector " + lba
                         + ": status " + st;
             }
             if (!q.enableInterrupts()) {

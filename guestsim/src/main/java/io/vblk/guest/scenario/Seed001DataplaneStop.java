@@ -13,6 +13,7 @@ import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.RequestObserver;
+import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.time.Duration;
 import java.util.List;
@@ -77,7 +78,7 @@ public final class Seed001DataplaneStop implements Scenario {
             CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
                 q1.bindTo(p);
                 q1.allocateSlots(1, 4096);
-                q1.submit(0, BlkQueue.T_IN, 0, 4096);
+                q1.submit(0, VirtioBlkAbi.T_IN, 0, 4096);
                 q1.kick();
                 InterruptLine irq = p.interrupts();
                 for (;;) {
