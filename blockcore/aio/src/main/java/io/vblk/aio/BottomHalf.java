@@ -32,7 +32,7 @@ public final class BottomHalf {
     private final String name;
     @SuppressWarnings("unused") // accessed through FLAGS
     private volatile int flags;
-    /** Link in the context's lock-free pending list; written only by the pushing thread before publication. */
+    /** Link in the context's {@link BhList}; written only by the pushing thread before publication. */
     BottomHalf next;
 
     BottomHalf(AioContext ctx, String name, Runnable callback, int initialFlags) {
@@ -50,16 +50,16 @@ public final class BottomHalf {
         return name;
     }
 
-    /** QEMU's {@code qemu_bh_schedule}: queue the BH (once) and wake the context. */
+    /** QEMU's {@code qemu_bh_schedule}: queue the BH (once: {@link BhList#enqueue} says why) and wake the context. */
     public void schedule() {
         int old = (int) FLAGS.getAndBitwiseOr(this, PENDING | SCHEDULED);
         if ((old & DELETED) != 0) {
             throw new IllegalStateException("bottom half " + name + " was deleted");
         }
         if ((old & PENDING) == 0) {
-            ctx.bhEnqueue(this);
+            ctx.bhs.enqueue(this);
         }
-        ctx.aioNotify();
+        ctx.notifier.aioNotify();
     }
 
     /** QEMU's {@code qemu_bh_cancel}: a pending BH stays queued but will not run. */

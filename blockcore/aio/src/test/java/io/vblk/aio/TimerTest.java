@@ -22,6 +22,12 @@ class TimerTest {
             List<String> fired = Collections.synchronizedList(new ArrayList<>());
             List<String> early = Collections.synchronizedList(new ArrayList<>());
             CountDownLatch done = new CountDownLatch(4);
+            // The IOThread held at its sleep point (notify_me announced, no timer armed, so an
+            // unbounded wait) while this thread arms, re-arms and cancels: no timer fires before
+            // the arming is done however slowly this thread runs, and the sleeper still has to be
+            // woken by the foreign arming to see its first deadline.
+            LoopHold hold = loop.watchdog(Loops.OK).await("arm", ctx.submit("arm", () -> LoopHold.atNextSleep(ctx)));
+            hold.awaitHeld(loop.watchdog(Loops.OK), "IOThread at its sleep point");
             long base = System.nanoTime();
             long[] delaysMs = {40, 10, 30, 20};
             for (long d : delaysMs) {
@@ -43,6 +49,7 @@ class TimerTest {
             rearmed.modNs(base + TimeUnit.MILLISECONDS.toNanos(35)); // re-arming moves it, once
             cancelled.del();
             assertFalse(cancelled.isPending());
+            hold.release();
             Loops.await(loop, done, "timers");
             Loops.roundTrip(loop, ctx);
             assertEquals(List.of("t10", "t20", "t30", "rearmed", "t40"), fired);
