@@ -70,6 +70,12 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         return path;
     }
 
+    /** The host file: this is where a node's {@code bs->filename} comes from. */
+    @Override
+    public Path imagePath() {
+        return path;
+    }
+
     @Override
     public String formatName() {
         return "file";

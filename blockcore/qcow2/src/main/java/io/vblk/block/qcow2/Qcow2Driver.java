@@ -13,7 +13,6 @@ import io.vblk.block.BlockFlags;
 import io.vblk.block.BlockNode;
 import io.vblk.block.BlockStatus;
 import io.vblk.block.ChildRole;
-import io.vblk.block.FileDriver;
 import io.vblk.block.IoVec;
 
 import java.nio.file.Path;
@@ -129,7 +128,7 @@ public final class Qcow2Driver extends BlockDriver {
      * {@code qcow2_do_open}).
      */
     static Qcow2Driver open(BlockNode file, boolean readOnly, ThreadPool pool, int l2CacheTables, int refblockCache) {
-        Path path = file.driver() instanceof FileDriver ? ((FileDriver) file.driver()).path() : null;
+        Path path = file.driver().imagePath();
         String image = path != null ? path.toString() : file.name();
         long flen = file.length();
         byte[] head = readSync(file, 0, (int) Math.min(flen, Qcow2Header.PROBE_BYTES), image);
@@ -562,6 +561,7 @@ public final class Qcow2Driver extends BlockDriver {
     // ------------------------------------------------------------------ backing file name
 
     /** The image file's path, or null when the image is not on a host file. */
+    @Override
     public Path imagePath() {
         return path;
     }
@@ -587,6 +587,7 @@ public final class Qcow2Driver extends BlockDriver {
      * removes the backing file. The node is drained and writable; runs in its
      * home context (or under its lock), waiting synchronously. Returns 0 or -errno.
      */
+    @Override
     public int changeBackingFile(String backingFile, String backingFormat) {
         node().checkOwned("change backing file");
         if (writeRefusal != null || node().isReadOnly()) {
