@@ -247,7 +247,7 @@ final class JobRun {
         job.context().aioWait().kick();
     }
 
-    /** The job's nodes leave their context: hold the job paused until they arrived (QEMU's block_job_detach_aio_context). */
+    /** The job's nodes leave their context: it stays paused until they arrived (block_job_detach_aio_context). */
     void detachAioContext() {
         if (movePause == null && !job.status().isCompleted()) {
             movePause = pauseSync();

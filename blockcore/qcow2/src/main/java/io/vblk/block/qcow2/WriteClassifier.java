@@ -35,7 +35,7 @@ final class WriteClassifier {
         this.d = d;
     }
 
-    /** Whether {@code p} starts a cluster the request [.., end) covers whole (the image's last cluster may be short). */
+    /** Whether {@code p} starts a cluster that [.., end) covers whole (the image's last cluster may be short). */
     boolean fullClusterAt(long p, long end) {
         Layout g = d.layout();
         long cs = g.clusterStart(p);
