@@ -94,6 +94,26 @@ public abstract class BlockDriver {
                 + ") cannot record a backing file: not supported by driver " + formatName());
     }
 
+    /**
+     * Whether switching the node to {@code readOnly} must change the driver's
+     * own state (a file's descriptor), beyond the node's flag: QEMU's
+     * {@code .bdrv_reopen_prepare} having work to do. Default: no.
+     */
+    public boolean needsReopen(boolean readOnly) {
+        return false;
+    }
+
+    /**
+     * Switches the driver's own state to {@code readOnly}: QEMU's
+     * {@code .bdrv_reopen_prepare} and {@code .bdrv_reopen_commit} in one
+     * step ({@link BlockReopen} undoes a partial reopen by reopening back).
+     * The node is drained. 0 or -errno, leaving the old state in use on
+     * failure. Default: nothing to switch.
+     */
+    public int reopen(boolean readOnly) {
+        return 0;
+    }
+
     /** The node is being moved out of {@code ctx}: release per-context resources. Drained. */
     public void detachAioContext(AioContext ctx) {
     }
