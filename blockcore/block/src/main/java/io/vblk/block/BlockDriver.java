@@ -3,6 +3,8 @@ package io.vblk.block;
 import io.vblk.aio.AioContext;
 import io.vblk.aio.Errno;
 
+import java.nio.file.Path;
+
 /**
  * The driver of one node: QEMU's {@code BlockDriver} together with the
  * node's driver state ({@code bs->opaque}). One instance per node.
@@ -66,6 +68,50 @@ public abstract class BlockDriver {
     /** Whether this format can have a backing child (qcow2 can). */
     public boolean supportsBacking() {
         return false;
+    }
+
+    /**
+     * The host file the node's data lives in, or null: QEMU's
+     * {@code bs->filename}. A protocol driver on a host file answers its path;
+     * by default a node answers what its protocol ({@link ChildRole#FILE})
+     * child answers, as a format's filename is its file's.
+     */
+    public Path imagePath() {
+        BlockNode f = node == null ? null : node.child(ChildRole.FILE);
+        return f == null ? null : f.driver().imagePath();
+    }
+
+    /**
+     * Records {@code backingFile} (format {@code backingFormat}; null: none) as
+     * the node's backing file in its image metadata, after a stream or commit
+     * changed the chain: QEMU's {@code .bdrv_change_backing_file} callback. The
+     * node is drained and writable; runs in its home context (or under its
+     * lock), waiting synchronously. Returns 0 or -errno; a driver without the
+     * callback refuses with a {@link BlockException}.
+     */
+    public int changeBackingFile(String backingFile, String backingFormat) {
+        throw new BlockException("'" + node.name() + "' (" + formatName()
+                + ") cannot record a backing file: not supported by driver " + formatName());
+    }
+
+    /**
+     * Whether switching the node to {@code readOnly} must change the driver's
+     * own state (a file's descriptor), beyond the node's flag: QEMU's
+     * {@code .bdrv_reopen_prepare} having work to do. Default: no.
+     */
+    public boolean needsReopen(boolean readOnly) {
+        return false;
+    }
+
+    /**
+     * Switches the driver's own state to {@code readOnly}: QEMU's
+     * {@code .bdrv_reopen_prepare} and {@code .bdrv_reopen_commit} in one
+     * step ({@link BlockReopen} undoes a partial reopen by reopening back).
+     * The node is drained. 0 or -errno, leaving the old state in use on
+     * failure. Default: nothing to switch.
+     */
+    public int reopen(boolean readOnly) {
+        return 0;
     }
 
     /** The node is being moved out of {@code ctx}: release per-context resources. Drained. */

@@ -142,6 +142,16 @@ public final class BlockLayer implements AutoCloseable {
      * probed from the first sector unless given. Main loop only.
      */
     public BlockNode openImage(String name, Path path, String format, boolean readOnly) {
+        return openImage(name, path, format, readOnly, true);
+    }
+
+    /**
+     * As {@link #openImage(String, Path, String, boolean)}; with
+     * {@code openBacking} false the format's further children (the backing
+     * file its header names) are left unopened, for a caller that attaches
+     * the backing node itself: QEMU's {@code BDRV_O_NO_BACKING}.
+     */
+    public BlockNode openImage(String name, Path path, String format, boolean readOnly, boolean openBacking) {
         checkMainLoop("open an image");
         checkNodeName(name);
         BlockNode file = openFile(name + "-file", path, readOnly);
@@ -152,7 +162,9 @@ public final class BlockLayer implements AutoCloseable {
             n.attachChild(file, "file", ChildRole.FILE);
             file.unref(); // the format node holds the file now
             try {
-                f.afterOpen(this, n, readOnly);
+                if (openBacking) {
+                    f.afterOpen(this, n, readOnly);
+                }
             } catch (RuntimeException e) {
                 n.unref(); // closes the format node, and with it the file
                 throw e;

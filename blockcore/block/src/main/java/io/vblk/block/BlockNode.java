@@ -2,15 +2,10 @@ package io.vblk.block;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
-import io.vblk.aio.Errno;
 
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
-
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * A node of the block graph: QEMU's {@code BlockDriverState}. It has a
@@ -23,18 +18,14 @@ import org.slf4j.LoggerFactory;
  * context's lock (acquired once at the command's entry point, never
  * recursively). {@link #checkOwned} enforces it with a clear error.
  *
- * <p><b>Drained sections.</b> {@link #drainedBegin()} quiesces the node and,
- * recursively, every parent above it (nodes, backends and through them the
- * device, jobs), so that nobody submits new requests; disables the home
- * context's external handlers; runs the driver's drain hook in the home
- * context; and polls with {@link AioWait#pollWhile} until the node and its
- * parents are idle and the BHs the wait caused have run (seed 000). Children
- * are not drained: every request in a child that this node issued is counted
- * in this node's in-flight count.
+ * <p><b>Where the code lives.</b> This class is the node and its graph
+ * edges (QEMU's block.c: children, parents, {@code bdrv_attach_child},
+ * {@code bdrv_replace_child}, references); the request entry points and
+ * their in-flight accounting are {@link NodeRequests} (block/io.c), the
+ * drained sections {@link NodeDrain} (block/io.c's
+ * {@code bdrv_drained_begin}/{@code end}). The public methods here delegate.
  */
 public final class BlockNode implements BlockParent {
-    private static final Logger LOG = LoggerFactory.getLogger(BlockNode.class);
-    private static final boolean TRACE = LOG.isTraceEnabled();
 
     static final int OP_READ = 0;
     static final int OP_WRITE = 1;
@@ -53,8 +44,8 @@ public final class BlockNode implements BlockParent {
     private volatile boolean closed;
     private int refcnt = 1;
     private volatile int inFlight;
-    private volatile int quiesceCounter;
-    private final ArrayDeque<NodeRequest> pool = new ArrayDeque<>();
+    private final NodeRequests requests;
+    private final NodeDrain drain;
 
     BlockNode(BlockLayer layer, String name, BlockDriver driver, AioContext ctx, boolean readOnly) {
         this.layer = layer;
@@ -62,6 +53,8 @@ public final class BlockNode implements BlockParent {
         this.driver = driver;
         this.ctx = ctx;
         this.readOnly = readOnly;
+        this.requests = new NodeRequests(this, driver);
+        this.drain = new NodeDrain(this, driver);
         driver.bind(this);
     }
 
@@ -106,11 +99,11 @@ public final class BlockNode implements BlockParent {
     }
 
     public int quiesceCounter() {
-        return quiesceCounter;
+        return drain.quiesceCounter();
     }
 
     public boolean isQuiesced() {
-        return quiesceCounter > 0;
+        return drain.quiesceCounter() > 0;
     }
 
     @Override
@@ -126,6 +119,11 @@ public final class BlockNode implements BlockParent {
 
     public List<BlockChild> parents() {
         return List.copyOf(parents);
+    }
+
+    /** The live parent list, for iteration by the drain (copy-on-write: safe against changes while iterating). */
+    List<BlockChild> parentEdges() {
+        return parents;
     }
 
     /** The child in {@code role}, or null. */
@@ -228,27 +226,17 @@ public final class BlockNode implements BlockParent {
 
     /** A parent that joins a drained node is quiesced for it (once, as every parent is). */
     void beginParentQuiesce(BlockChild edge) {
-        if (quiesceCounter > 0 && edge.parentQuiesceCount == 0) {
-            edge.parentQuiesceCount++;
-            edge.parent().childDrainedBegin(edge);
-        }
+        drain.beginParentQuiesce(edge);
     }
 
     /** A parent that leaves a node it was quiesced for resumes. */
     static void endParentQuiesce(BlockChild edge) {
-        while (edge.parentQuiesceCount > 0) {
-            edge.parentQuiesceCount--;
-            edge.parent().childDrainedEnd(edge);
-        }
+        NodeDrain.endParentQuiesce(edge);
     }
 
     /** After {@code edge} moved to this node: the parent is quiesced exactly if this node is drained. */
     void transferParentQuiesce(BlockChild edge) {
-        if (quiesceCounter > 0) {
-            beginParentQuiesce(edge);
-        } else {
-            endParentQuiesce(edge);
-        }
+        drain.transferParentQuiesce(edge);
     }
 
     void addParent(BlockChild edge) {
@@ -307,87 +295,27 @@ public final class BlockNode implements BlockParent {
     }
 
     public void preadv(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
-        int err = check(OP_READ, offset, bytes, qiov);
-        if (err != 0) {
-            cb.complete(err);
-            return;
-        }
-        NodeRequest r = take(OP_READ, offset, bytes, flags, cb);
-        driver.preadv(offset, bytes, qiov, flags, r);
+        requests.preadv(offset, bytes, qiov, flags, cb);
     }
 
     public void pwritev(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
-        int err = check(OP_WRITE, offset, bytes, qiov);
-        if (err != 0) {
-            cb.complete(err);
-            return;
-        }
-        NodeRequest r = take(OP_WRITE, offset, bytes, flags, cb);
-        driver.pwritev(offset, bytes, qiov, flags, r);
+        requests.pwritev(offset, bytes, qiov, flags, cb);
     }
 
     public void flush(BlockCompletion cb) {
-        int err = check(OP_FLUSH, 0, 0, null);
-        if (err != 0) {
-            cb.complete(err);
-            return;
-        }
-        NodeRequest r = take(OP_FLUSH, 0, 0, 0, cb);
-        driver.flush(r);
+        requests.flush(cb);
     }
 
     public void pdiscard(long offset, long bytes, BlockCompletion cb) {
-        int err = check(OP_DISCARD, offset, bytes, null);
-        if (err != 0) {
-            cb.complete(err);
-            return;
-        }
-        NodeRequest r = take(OP_DISCARD, offset, bytes, 0, cb);
-        driver.pdiscard(offset, bytes, r);
+        requests.pdiscard(offset, bytes, cb);
     }
 
     public void pwriteZeroes(long offset, long bytes, int flags, BlockCompletion cb) {
-        int err = check(OP_WRITE_ZEROES, offset, bytes, null);
-        if (err != 0) {
-            cb.complete(err);
-            return;
-        }
-        NodeRequest r = take(OP_WRITE_ZEROES, offset, bytes, flags, cb);
-        driver.pwriteZeroes(offset, bytes, flags, r);
+        requests.pwriteZeroes(offset, bytes, flags, cb);
     }
 
     public BlockStatus blockStatus(long offset, long bytes) {
         return driver.blockStatus(offset, bytes);
-    }
-
-    /** Validates a request; 0 or -errno. Requests of a misbehaving caller fail cleanly, never throw. */
-    private int check(int op, long offset, long bytes, IoVec qiov) {
-        checkOwned(opName(op));
-        if (closed) {
-            return -Errno.ENOMEDIUM;
-        }
-        if (offset < 0 || bytes < 0 || offset + bytes < 0) {
-            return -Errno.EINVAL;
-        }
-        int align = driver.requestAlignment();
-        if (align > 1 && op != OP_FLUSH && ((offset | bytes) & (align - 1)) != 0) {
-            return -Errno.EINVAL;
-        }
-        if (qiov != null && qiov.size() < bytes) {
-            return -Errno.EINVAL;
-        }
-        if (op != OP_READ && op != OP_FLUSH) {
-            if (readOnly) {
-                return -Errno.EROFS;
-            }
-            if (inactive) {
-                return -Errno.EPERM;
-            }
-        }
-        if (op != OP_FLUSH && offset + bytes > driver.length() && !(driver instanceof GrowableDriver)) {
-            return -Errno.EINVAL;
-        }
-        return 0;
     }
 
     static String opName(int op) {
@@ -398,23 +326,6 @@ public final class BlockNode implements BlockParent {
             case OP_DISCARD: return "discard";
             default: return "write-zeroes";
         }
-    }
-
-    private NodeRequest take(int op, long offset, long bytes, int flags, BlockCompletion cb) {
-        NodeRequest r = pool.pollFirst();
-        if (r == null) {
-            r = new NodeRequest();
-        }
-        r.op = op;
-        r.offset = offset;
-        r.bytes = bytes;
-        r.flags = flags;
-        r.cb = cb;
-        inFlight++;
-        if (TRACE) {
-            LOG.trace("bdrv_co_{} node={} offset={} bytes={}", opName(op), name, offset, bytes);
-        }
-        return r;
     }
 
     /** Counts work (a driver's internal request, a drain hook) the drain must wait for. */
@@ -428,35 +339,6 @@ public final class BlockNode implements BlockParent {
         ctx.aioWait().kick();
     }
 
-    /** Per-request completion wrapper: accounts the request and falls back for write-zeroes. Pooled. */
-    private final class NodeRequest implements BlockCompletion {
-        int op;
-        long offset;
-        long bytes;
-        int flags;
-        BlockCompletion cb;
-
-        @Override
-        public void complete(int ret) {
-            if (op == OP_WRITE_ZEROES && ret == -Errno.ENOTSUP && (flags & BlockFlags.NO_FALLBACK) == 0) {
-                op = OP_WRITE; // the driver cannot: write a buffer of zeroes instead
-                driver.pwritev(offset, bytes, ZeroBuffer.ioVec(bytes), flags & ~BlockFlags.MAY_UNMAP, this);
-                return;
-            }
-            if (op == OP_DISCARD && ret == -Errno.ENOTSUP) {
-                ret = 0; // discard is advisory
-            }
-            BlockCompletion c = cb;
-            if (TRACE) {
-                LOG.trace("bdrv_co_{}_done node={} offset={} ret={}", opName(op), name, offset, ret);
-            }
-            cb = null;
-            pool.addFirst(this);
-            decInFlight();
-            c.complete(ret);
-        }
-    }
-
     // ------------------------------------------------------------------ synchronous wrappers (control path)
 
     /**
@@ -465,49 +347,33 @@ public final class BlockNode implements BlockParent {
      * home context's lock once) or home thread only; never from a request path.
      */
     public int flushSync() {
-        SyncCompletion done = new SyncCompletion();
+        NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         flush(done);
         return done.await(this);
     }
 
     public int preadSync(long offset, long bytes, IoVec qiov) {
-        SyncCompletion done = new SyncCompletion();
+        NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         preadv(offset, bytes, qiov, 0, done);
         return done.await(this);
     }
 
     public int pwriteSync(long offset, long bytes, IoVec qiov, int flags) {
-        SyncCompletion done = new SyncCompletion();
+        NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         pwritev(offset, bytes, qiov, flags, done);
         return done.await(this);
     }
 
     public int pwriteZeroesSync(long offset, long bytes, int flags) {
-        SyncCompletion done = new SyncCompletion();
+        NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         pwriteZeroes(offset, bytes, flags, done);
         return done.await(this);
     }
 
     public int pdiscardSync(long offset, long bytes) {
-        SyncCompletion done = new SyncCompletion();
+        NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         pdiscard(offset, bytes, done);
         return done.await(this);
-    }
-
-    static final class SyncCompletion implements BlockCompletion {
-        private volatile boolean done;
-        private volatile int ret;
-
-        @Override
-        public void complete(int r) {
-            ret = r;
-            done = true;
-        }
-
-        int await(BlockNode n) {
-            AioWait.pollWhile(n.context(), () -> !done);
-            return ret;
-        }
     }
 
     // ------------------------------------------------------------------ drained sections
@@ -517,10 +383,7 @@ public final class BlockNode implements BlockParent {
      * {@link DrainedSection} to close (try-with-resources) so every path ends it.
      */
     public DrainedSection drainedBegin() {
-        checkOwned("drained begin");
-        quiesce(null);
-        AioWait.pollWhile(ctx, this::drainPoll);
-        return new DrainedSection(this);
+        return drain.begin();
     }
 
     /** A complete drained section: waits until nothing is in flight (QEMU's {@code bdrv_drain}). */
@@ -532,79 +395,24 @@ public final class BlockNode implements BlockParent {
 
     /** QEMU's {@code bdrv_drained_end}; prefer closing the {@link DrainedSection}. */
     void drainedEnd() {
-        checkOwned("drained end");
-        unquiesce(null);
+        drain.end();
     }
 
     /** Whether the node or a parent still has activity (QEMU's {@code bdrv_drain_poll}). */
     boolean drainPoll() {
-        if (inFlight > 0) {
-            return true;
-        }
-        for (BlockChild p : parents) {
-            if (p.parent().childDrainedPoll(p)) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /** QEMU's {@code bdrv_do_drained_begin_quiesce}: the node and its parents stop, without waiting. */
-    private void quiesce(BlockChild from) {
-        if (quiesceCounter++ == 0) {
-            ctx.disableExternal();
-            for (BlockChild p : parents) {
-                if (p != from) {
-                    p.parentQuiesceCount++;
-                    p.parent().childDrainedBegin(p);
-                }
-            }
-            drainInvoke(true);
-        }
-    }
-
-    private void unquiesce(BlockChild from) {
-        if (quiesceCounter <= 0) {
-            throw new IllegalStateException("drained end on node '" + name + "' without a drained begin");
-        }
-        if (--quiesceCounter == 0) {
-            drainInvoke(false);
-            for (BlockChild p : parents) {
-                if (p != from && p.parentQuiesceCount > 0) {
-                    p.parentQuiesceCount--;
-                    p.parent().childDrainedEnd(p);
-                }
-            }
-            ctx.enableExternal();
-        }
-    }
-
-    /**
-     * Runs the driver's drain hook in the home context, as QEMU's
-     * {@code bdrv_drain_invoke} does, counted in flight so the drain waits for it.
-     */
-    private void drainInvoke(boolean begin) {
-        incInFlight();
-        ctx.bhScheduleOneshot(begin ? "drain-begin:" + name : "drain-end:" + name, () -> {
-            if (begin) {
-                driver.drainBegin();
-            } else {
-                driver.drainEnd();
-            }
-            decInFlight();
-        });
+        return drain.poll();
     }
 
     // BlockParent: this node as the parent of its children.
 
     @Override
     public void childDrainedBegin(BlockChild child) {
-        quiesce(null);
+        drain.quiesce(null);
     }
 
     @Override
     public void childDrainedEnd(BlockChild child) {
-        unquiesce(null);
+        drain.unquiesce(null);
     }
 
     @Override
@@ -616,16 +424,12 @@ public final class BlockNode implements BlockParent {
 
     void detachAioContext() {
         driver.detachAioContext(ctx);
-        if (quiesceCounter > 0) {
-            ctx.enableExternal(); // a drained node's disable moves with it
-        }
+        drain.detachAioContext(ctx); // a drained node's disable moves with it
     }
 
     void attachAioContext(AioContext newCtx) {
         ctx = newCtx;
-        if (quiesceCounter > 0) {
-            newCtx.disableExternal();
-        }
+        drain.attachAioContext(newCtx);
         driver.attachAioContext(newCtx);
     }
 
@@ -661,7 +465,7 @@ public final class BlockNode implements BlockParent {
 
     public String describe() {
         return "node '" + name + "' (" + driver.describe() + ") ctx=" + ctx.name() + " in_flight=" + inFlight
-                + " quiesce=" + quiesceCounter + (readOnly ? " read-only" : "") + (inactive ? " inactive" : "")
+                + " quiesce=" + drain.quiesceCounter() + (readOnly ? " read-only" : "") + (inactive ? " inactive" : "")
                 + (closed ? " closed" : "");
     }
 

@@ -13,9 +13,11 @@ import java.util.List;
  *
  * <p>The reopen runs in a drained section of the node (prepare: flush when
  * going read-only, open the new file descriptors; commit: switch to them and
- * set the flags). Nothing else waits here: a job that must not run during a
- * graph change is stopped by its caller. Run it in the node's home context or
- * the main loop holding that context's lock once.
+ * set the flags; each driver's part is {@link BlockDriver#reopen}, QEMU's
+ * {@code .bdrv_reopen_prepare}/{@code commit}). Nothing else waits here: a
+ * job that must not run during a graph change is stopped by its caller. Run
+ * it in the node's home context or the main loop holding that context's lock
+ * once.
  */
 public final class BlockReopen {
     private BlockReopen() {
@@ -28,8 +30,7 @@ public final class BlockReopen {
         collect(node, queue);
         boolean change = false;
         for (BlockNode n : queue) {
-            change |= n.isReadOnly() != readOnly
-                    || (n.driver() instanceof FileDriver && ((FileDriver) n.driver()).isReadOnlyFd() != readOnly);
+            change |= n.isReadOnly() != readOnly || n.driver().needsReopen(readOnly);
         }
         if (!change) {
             return;
@@ -42,22 +43,21 @@ public final class BlockReopen {
                             + Errno.name(-ret));
                 }
             }
-            List<FileDriver> done = new ArrayList<>();
+            List<BlockDriver> done = new ArrayList<>();
             for (BlockNode n : queue) {
-                if (n.driver() instanceof FileDriver) {
-                    FileDriver f = (FileDriver) n.driver();
-                    boolean was = f.isReadOnlyFd();
-                    int ret = f.reopen(readOnly);
-                    if (ret < 0) {
-                        for (FileDriver u : done) {
-                            u.reopen(!readOnly);
-                        }
-                        throw new BlockException("cannot reopen '" + f.path() + "' " + (readOnly ? "read-only" : "read-write")
-                                + ": " + Errno.name(-ret));
+                BlockDriver drv = n.driver();
+                boolean changes = drv.needsReopen(readOnly);
+                int ret = drv.reopen(readOnly);
+                if (ret < 0) {
+                    for (BlockDriver u : done) {
+                        u.reopen(!readOnly);
                     }
-                    if (was != readOnly) {
-                        done.add(f);
-                    }
+                    Object what = drv.imagePath() != null ? drv.imagePath() : n.name();
+                    throw new BlockException("cannot reopen '" + what + "' " + (readOnly ? "read-only" : "read-write")
+                            + ": " + Errno.name(-ret));
+                }
+                if (changes) {
+                    done.add(drv);
                 }
             }
             for (BlockNode n : queue) {

@@ -70,6 +70,12 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         return path;
     }
 
+    /** The host file: this is where a node's {@code bs->filename} comes from. */
+    @Override
+    public Path imagePath() {
+        return path;
+    }
+
     @Override
     public String formatName() {
         return "file";
@@ -138,13 +144,20 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         return readOnlyFd;
     }
 
+    /** The descriptor is opened again when its mode differs. */
+    @Override
+    public boolean needsReopen(boolean readOnly) {
+        return readOnlyFd != readOnly;
+    }
+
     /**
      * Re-opens the file read-only or read-write and switches to the new
      * descriptor: QEMU's {@code raw_reopen_prepare}/{@code commit}. The node
      * is drained by the caller, so no request uses the old descriptor.
      * Returns 0 or -errno (the old descriptor stays in use on failure).
      */
-    int reopen(boolean readOnly) {
+    @Override
+    public int reopen(boolean readOnly) {
         if (readOnly == readOnlyFd) {
             return 0;
         }

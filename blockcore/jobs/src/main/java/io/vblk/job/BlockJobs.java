@@ -97,7 +97,7 @@ public final class BlockJobs implements AutoCloseable {
     /**
      * {@code block-stream}: copies into {@code top} what its backing chain
      * holds above {@code base} (null: everything), then makes base its backing
-     * file. {@code top} must be a qcow2 node.
+     * file. {@code top} must be a format that takes a backing file (qcow2).
      */
     public StreamJob stream(String id, BlockNode top, BlockNode base, JobOptions o) {
         checkMainLoop("start a stream job");

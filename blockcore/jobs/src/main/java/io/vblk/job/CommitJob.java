@@ -64,18 +64,10 @@ public final class CommitJob extends CopyJob {
             finish(-Errno.ECANCELED, "cancelled", false);
             return;
         }
-        long[] pnum = new long[1];
-        while (cursor < length) {
-            long n = stepBytes(cursor, length);
-            boolean alloc = Graph.isAllocatedAbove(top, base, cursor, n, pnum);
-            n = pnum[0];
-            if (!alloc) {
-                cursor += n;
-                addProgress(n);
-                continue;
-            }
-            copyLen = n;
-            copy(top, base, cursor, (int) n, () -> true, this::copyDone);
+        cursor = scanToCopy(cursor, length, (off, n, pnum) -> Graph.isAllocatedAbove(top, base, off, n, pnum));
+        if (cursor < length) {
+            copyLen = scannedBytes();
+            copy(top, base, cursor, (int) copyLen, () -> true, this::copyDone);
             return;
         }
         finish(0);

@@ -14,6 +14,7 @@ import java.util.function.BooleanSupplier;
  * another", accounted as the job's own I/O (QEMU's {@code stream_populate},
  * {@code commit_populate}, {@code mirror_co_read}/{@code mirror_write_complete}).
  * Steps run one at a time, so two copies of one range are never in flight.
+ * The scan for the next range to copy ({@link #scanToCopy}) is shared too.
  */
 public abstract class CopyJob extends Job {
     /** Granule of dirty tracking and of copy alignment. */
@@ -23,6 +24,18 @@ public abstract class CopyJob extends Job {
     private final IoVec iov = new IoVec(1);
     protected final int chunk;
     private volatile long copied;
+    private final long[] pnum = new long[1];
+    private long scanned;
+
+    /**
+     * Whether [offset, offset+bytes) needs copying, and for how many bytes
+     * from offset the answer holds (written to {@code pnum[0]}, at most
+     * {@code bytes}): a job's use of {@link Graph#isAllocatedAbove}.
+     */
+    @FunctionalInterface
+    interface NeedsCopy {
+        boolean test(long offset, long bytes, long[] pnum);
+    }
 
     /** The end of one copy step: {@code written} false when the write was skipped (see {@link #copy}). */
     @FunctionalInterface
@@ -89,5 +102,36 @@ public abstract class CopyJob extends Job {
     final long stepBytes(long offset, long length) {
         long end = Math.min(length, offset + chunk);
         return end - offset;
+    }
+
+    /**
+     * The allocated-range scan of stream, commit and mirror (the loops of
+     * QEMU's {@code stream_run}, {@code commit_run} and
+     * {@code mirror_dirty_init} over {@code bdrv_is_allocated_above}): from
+     * {@code from}, ranges of at most a step that need no copy are skipped and
+     * counted as progress. Returns the offset of the first range that needs
+     * copying, its length left in {@link #scannedBytes()}; or {@code length}
+     * when nothing is left. Job context.
+     */
+    final long scanToCopy(long from, long length, NeedsCopy needsCopy) {
+        long cursor = from;
+        while (cursor < length) {
+            long n = stepBytes(cursor, length);
+            boolean copy = needsCopy.test(cursor, n, pnum);
+            n = pnum[0];
+            if (copy) {
+                scanned = n;
+                return cursor;
+            }
+            cursor += n;
+            addProgress(n);
+        }
+        scanned = 0;
+        return cursor;
+    }
+
+    /** The length of the range {@link #scanToCopy} found. */
+    final long scannedBytes() {
+        return scanned;
     }
 }

@@ -9,8 +9,6 @@ import io.vblk.block.BlockNode;
 import io.vblk.block.BlockStatus;
 import io.vblk.block.ChildRole;
 import io.vblk.block.DrainedSection;
-import io.vblk.block.FileDriver;
-import io.vblk.block.qcow2.Qcow2Driver;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -175,25 +173,17 @@ public final class Graph {
         filter.unref();
     }
 
-    /** The host path of the image a format node reads (for a backing-file name), or null. */
+    /** The host path of the image a node reads (for a backing-file name), or null: the node's {@code bs->filename}. */
     public static Path imagePath(BlockNode n) {
-        BlockDriver d = n.driver();
-        if (d instanceof Qcow2Driver) {
-            return ((Qcow2Driver) d).imagePath();
-        }
-        if (d instanceof FileDriver) {
-            return ((FileDriver) d).path();
-        }
-        BlockNode f = n.child(ChildRole.FILE);
-        return f == null ? null : imagePath(f);
+        return n.driver().imagePath();
     }
 
-    /** Rewrites {@code n}'s header to name {@code base} as its backing file (or none); refuses non-qcow2 overlays. */
+    /**
+     * Rewrites {@code n}'s image metadata to name {@code base} as its backing
+     * file (or none): QEMU's {@code bdrv_change_backing_file}. A driver that
+     * cannot record a backing file refuses with a {@link BlockException}.
+     */
     static int changeBackingFile(BlockNode n, BlockNode base) {
-        if (!(n.driver() instanceof Qcow2Driver)) {
-            throw new BlockException("'" + n.name() + "' (" + n.driver().formatName()
-                    + ") cannot record a backing file; only qcow2 overlays can");
-        }
         String name = null;
         String fmt = null;
         if (base != null) {
@@ -204,6 +194,6 @@ public final class Graph {
             name = p.toAbsolutePath().toString();
             fmt = base.driver().formatName();
         }
-        return ((Qcow2Driver) n.driver()).changeBackingFile(name, fmt);
+        return n.driver().changeBackingFile(name, fmt);
     }
 }

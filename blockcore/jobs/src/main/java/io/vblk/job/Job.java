@@ -2,10 +2,6 @@ package io.vblk.job;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
-import io.vblk.aio.AioTimer;
-import io.vblk.aio.AioWait;
-import io.vblk.aio.BottomHalf;
-import io.vblk.aio.ClosedContextException;
 import io.vblk.aio.Errno;
 import io.vblk.aio.MainLoop;
 import io.vblk.block.BlockChild;
@@ -58,6 +54,13 @@ import org.slf4j.LoggerFactory;
  * {@link #pauseSync()} loop that waits for the job to be paused or completed
  * spins forever, as {@code block_job_detach_aio_context} did.
  *
+ * <h2>Where the code lives</h2>
+ * This class is the job's public face, its state and QMP verbs; the run
+ * itself (pause points, sleeping, entering) is {@link JobRun}, the deferred
+ * completion and its verbs' ending {@link JobCompletion}, and the parent
+ * callbacks on the job's nodes {@link JobParent}. State moves only through
+ * {@link #transition}, along {@link JobStatus}'s table.
+ *
  * <h2>Threads</h2>
  * Run-side code executes in the job's context; verbs and the completion in
  * the main loop, holding that context's lock (once). The job follows its
@@ -65,9 +68,6 @@ import org.slf4j.LoggerFactory;
  */
 public abstract class Job {
     private static final Logger LOG = LoggerFactory.getLogger(Job.class);
-
-    /** Where the run is (QEMU: what the coroutine is doing). */
-    enum Run { NEW, STEP, CONTINUE, SLEEPING, IDLE, PAUSED, ENDED }
 
     private final BlockJobs jobs;
     private final String id;
@@ -77,11 +77,7 @@ public abstract class Job {
     private volatile AioContext ctx;
 
     private volatile JobStatus status = JobStatus.CREATED;
-    private volatile Run run = Run.NEW;
-    private volatile int pauseCount;
     private volatile boolean userPaused;
-    private volatile boolean paused;
-    private volatile boolean busy;
     private volatile boolean cancelled;
     private volatile boolean forceCancel;
     private volatile boolean gracefulEnd;
@@ -91,17 +87,11 @@ public abstract class Job {
     private volatile long progressTotal;
     private volatile int ioInFlight;
     private volatile boolean edgesDetached;
-    /** The completion (prepare/commit/abort/clean) is running in the main loop. */
-    private volatile boolean completing;
-
-    private volatile java.util.function.LongConsumer stepHook;
-    private long steps;
-    private BottomHalf enterBh;
-    private AioTimer sleepTimer;
-    private JobPause movePause;
 
     private final List<BlockChild> edges = new CopyOnWriteArrayList<>();
-    private final Parent parent = new Parent();
+    private final JobParent parent = new JobParent(this);
+    private final JobRun runner;
+    private final JobCompletion completion = new JobCompletion(this);
     private final CompletableFuture<Void> readyFuture = new CompletableFuture<>();
     private final CompletableFuture<Integer> concludedFuture = new CompletableFuture<>();
     private final CompletableFuture<JobStatus> settledFuture = new CompletableFuture<>();
@@ -113,7 +103,7 @@ public abstract class Job {
         this.ctx = ctx;
         this.options = options;
         rate.setSpeed(options.speed());
-        bind(ctx);
+        this.runner = new JobRun(this, ctx);
     }
 
     // ------------------------------------------------------------------ accessors
@@ -148,15 +138,15 @@ public abstract class Job {
     }
 
     public boolean isBusy() {
-        return busy;
+        return runner.isBusy();
     }
 
     public boolean isPaused() {
-        return paused;
+        return runner.isPaused();
     }
 
     public int pauseCount() {
-        return pauseCount;
+        return runner.pauseCount();
     }
 
     public boolean isCancelled() {
@@ -215,7 +205,76 @@ public abstract class Job {
 
     /** Whether {@code p} is the parent face of a job (so graph code can tell jobs from nodes and backends). */
     public static Job of(BlockParent p) {
-        return p instanceof Parent ? ((Parent) p).job() : null;
+        return p instanceof JobParent ? ((JobParent) p).job() : null;
+    }
+
+    // ------------------------------------------------------------------ for the job's collaborators
+
+    BlockJobs jobs() {
+        return jobs;
+    }
+
+    JobRun runner() {
+        return runner;
+    }
+
+    JobCompletion completion() {
+        return completion;
+    }
+
+    RateLimit rate() {
+        return rate;
+    }
+
+    void setContext(AioContext c) {
+        ctx = c;
+    }
+
+    boolean gracefulEnd() {
+        return gracefulEnd;
+    }
+
+    void setRet(int r) {
+        ret = r;
+    }
+
+    void setError(String e) {
+        error = e;
+    }
+
+    /** Records a failure, replacing any earlier result and message. */
+    void fail(int r, String why) {
+        ret = r;
+        error = why;
+    }
+
+    /** QEMU's {@code job_state_transition}: moves along {@link JobStatus}'s table, or fails loudly. */
+    void transition(JobStatus to) {
+        JobStatus from = status;
+        if (from == to && to != JobStatus.ABORTING) {
+            return;
+        }
+        if (!from.canGoTo(to)) {
+            throw new IllegalStateException("job '" + id + "': invalid transition " + from + " -> " + to);
+        }
+        status = to;
+        LOG.trace("job '{}': {} -> {}", id, from, to);
+    }
+
+    /** The job stops being a parent of its nodes (once): the end of its quiesce on them. */
+    void detachEdges() {
+        if (edgesDetached) {
+            return;
+        }
+        edgesDetached = true;
+        for (BlockChild e : edges) {
+            e.node().detachParent(e);
+        }
+        edges.clear();
+    }
+
+    static AioContextLock.Held ownIfForeign(AioContext c) {
+        return c.inHomeThread() ? null : c.acquire();
     }
 
     // ------------------------------------------------------------------ driver interface
@@ -288,26 +347,12 @@ public abstract class Job {
      * pause the job at a chosen point without timing). The same in every mode.
      */
     public void setStepHook(java.util.function.LongConsumer hook) {
-        stepHook = hook;
+        runner.setStepHook(hook);
     }
 
     /** A step's I/O finished: sleep for the speed limit if due, then pass the pause point and iterate again. */
     protected final void stepDone(long bytesDone) {
-        java.util.function.LongConsumer hook = stepHook;
-        if (hook != null && bytesDone > 0) {
-            hook.accept(++steps);
-        }
-        long delay = rate.delayNs(System.nanoTime(), bytesDone);
-        if (delay > 0 && !cancelled) {
-            run = Run.SLEEPING;
-            busy = false;
-            sleepTimer.modNs(System.nanoTime() + delay);
-            kick();
-            return;
-        }
-        run = Run.CONTINUE;
-        busy = true;
-        enterBh.schedule();
+        runner.stepDone(bytesDone);
     }
 
     /**
@@ -315,13 +360,7 @@ public abstract class Job {
      * writes): QEMU's {@code job_yield}. Pauses instead if a pause is pending.
      */
     protected final void idle() {
-        if (shouldPause()) {
-            pauseNow();
-            return;
-        }
-        run = Run.IDLE;
-        busy = false;
-        kick();
+        runner.idle();
     }
 
     /** The job reached READY (first time): QEMU's {@code job_transition_to_ready}. */
@@ -339,7 +378,7 @@ public abstract class Job {
      * (a READY mirror cancelled without force: in sync, no pivot).
      */
     protected final void finish(int result, String why, boolean graceful) {
-        if (run == Run.ENDED) {
+        if (runner.ended()) {
             return;
         }
         ret = result;
@@ -347,77 +386,18 @@ public abstract class Job {
             error = why != null ? why : Errno.name(-result);
         }
         gracefulEnd = graceful;
-        run = Run.ENDED;
-        busy = false; // as QEMU then: the deferred BH is nobody's in-flight work
-        loop().context().bhScheduleOneshot("job-completion:" + id, this::completedInMain);
-        kick();
+        runner.end(completion::completedInMain);
     }
 
     protected final void finish(int result) {
         finish(result, null, false);
     }
 
-    // ------------------------------------------------------------------ the run machinery (job context)
-
-    private void bind(AioContext c) {
-        enterBh = c.bhNew("job-enter:" + id, this::onEnterBh);
-        sleepTimer = c.timerNew("job-sleep:" + id, this::onWake);
-    }
+    // ------------------------------------------------------------------ the run (job context)
 
     /** Starts the run: the first iteration runs now if the caller owns the job's context (QEMU's job_start). */
     final void start() {
-        transition(JobStatus.RUNNING);
-        run = Run.CONTINUE;
-        busy = true;
-        if (ctx.inHomeThread() || ctx.lock().isHeldByCurrentThread()) {
-            pausePoint();
-        } else {
-            enterBh.schedule();
-        }
-    }
-
-    private void onEnterBh() {
-        if (run == Run.CONTINUE) {
-            pausePoint();
-        }
-    }
-
-    private void onWake() {
-        if (run == Run.SLEEPING) {
-            run = Run.CONTINUE;
-            busy = true;
-            pausePoint();
-        }
-    }
-
-    private boolean shouldPause() {
-        return pauseCount > 0 && !cancelled;
-    }
-
-    /** QEMU's {@code job_pause_point}, then the next iteration. */
-    private void pausePoint() {
-        if (shouldPause()) {
-            pauseNow();
-            return;
-        }
-        run = Run.STEP;
-        busy = true;
-        try {
-            iterate();
-        } catch (ClosedContextException e) {
-            throw e;
-        } catch (RuntimeException e) {
-            LOG.error("job '{}': iteration failed", id, e);
-            finish(-Errno.EIO, e.getMessage(), false);
-        }
-    }
-
-    private void pauseNow() {
-        run = Run.PAUSED;
-        paused = true;
-        busy = false;
-        transition(status == JobStatus.READY ? JobStatus.STANDBY : JobStatus.PAUSED);
-        kick();
+        runner.start();
     }
 
     /**
@@ -425,34 +405,17 @@ public abstract class Job {
      * paused or finished job is left alone. Job context (or its lock).
      */
     public final void enter() {
-        Run r = run;
-        if (r == Run.SLEEPING) {
-            sleepTimer.del();
-        } else if (r != Run.IDLE) {
-            return;
-        }
-        run = Run.CONTINUE;
-        busy = true;
-        enterBh.schedule();
+        runner.enter();
     }
 
     /** QEMU's {@code job_pause}: takes effect at the next pause point; does not wake a sleeping job. */
     final void pauseRequest() {
-        pauseCount++;
+        runner.pauseRequest();
     }
 
     /** QEMU's {@code job_resume}: the last resume lets a paused job go on. */
     final void resumeRequest() {
-        if (pauseCount <= 0) {
-            return;
-        }
-        if (--pauseCount == 0 && run == Run.PAUSED) {
-            paused = false;
-            transition(status == JobStatus.STANDBY ? JobStatus.READY : JobStatus.RUNNING);
-            run = Run.CONTINUE;
-            busy = true;
-            enterBh.schedule();
-        }
+        runner.resumeRequest();
     }
 
     /**
@@ -469,132 +432,7 @@ public abstract class Job {
      * Main loop (holding the job's context lock) or the job's context.
      */
     public final JobPause pauseSync() {
-        pauseRequest();
-        JobPause p = new JobPause(this);
-        try {
-            while (!paused && !status.isCompleted()) {
-                AioContext c = ctx;
-                if (c.isClosed() || loop().context().isClosed()) {
-                    throw new ClosedContextException(c.name()); // the machine is being torn down under a hang
-                }
-                drain();
-                Thread.onSpinWait();
-            }
-        } catch (RuntimeException e) {
-            p.close();
-            throw e;
-        }
-        return p;
-    }
-
-    /** QEMU's {@code job_drain}: kick the job to its next pause point, then wait for its own I/O. */
-    private void drain() {
-        enter();
-        AioWait.pollWhile(ctx, () -> ioInFlight > 0);
-    }
-
-    private void kick() {
-        ctx.aioWait().kick();
-    }
-
-    // ------------------------------------------------------------------ completion (main loop)
-
-    /** The deferred completion: QEMU's {@code block_job_defer_to_main_loop_bh} / {@code job_exit}. */
-    private void completedInMain() {
-        completing = true;
-        try (AioContextLock.Held h = ownIfForeign(ctx)) {
-            boolean failed = ret < 0 || (cancelled && !gracefulEnd);
-            if (failed && ret == 0) {
-                ret = -Errno.ECANCELED;
-                error = "cancelled";
-            }
-            if (failed) {
-                transition(JobStatus.ABORTING);
-                safely("abort", this::abort);
-                cleanAndConclude();
-                return;
-            }
-            transition(JobStatus.WAITING);
-            transition(JobStatus.PENDING);
-            if (options.autoFinalize()) {
-                finalizeNow();
-            } else {
-                settledFuture.complete(JobStatus.PENDING);
-            }
-        } finally {
-            completing = false;
-        }
-    }
-
-    private void finalizeNow() {
-        int r;
-        try {
-            r = prepare();
-        } catch (ClosedContextException e) {
-            throw e;
-        } catch (RuntimeException e) {
-            LOG.error("job '{}': prepare failed", id, e);
-            error = e.getMessage();
-            r = -Errno.EIO;
-        }
-        if (r < 0) {
-            ret = r;
-            if (error == null) {
-                error = "prepare failed: " + Errno.name(-r);
-            }
-            transition(JobStatus.ABORTING);
-            safely("abort", this::abort);
-        } else {
-            safely("commit", this::commit);
-        }
-        cleanAndConclude();
-    }
-
-    private void cleanAndConclude() {
-        safely("clean", this::clean);
-        detachEdges();
-        transition(JobStatus.CONCLUDED);
-        LOG.debug("job '{}' concluded: ret={} {}", id, ret, error == null ? "" : error);
-        if (options.autoDismiss()) {
-            dismissNow();
-        }
-        readyFuture.completeExceptionally(new JobException("job '" + id + "' concluded without becoming ready"));
-        concludedFuture.complete(ret);
-        settledFuture.complete(status);
-    }
-
-    private void safely(String what, Runnable r) {
-        try {
-            r.run();
-        } catch (ClosedContextException e) {
-            throw e;
-        } catch (RuntimeException e) {
-            LOG.error("job '{}': {} failed", id, what, e);
-            if (error == null) {
-                error = what + " failed: " + e.getMessage();
-            }
-            if (ret == 0) {
-                ret = -Errno.EIO;
-            }
-        }
-    }
-
-    private void detachEdges() {
-        if (edgesDetached) {
-            return;
-        }
-        edgesDetached = true;
-        for (BlockChild e : edges) {
-            e.node().detachParent(e);
-        }
-        edges.clear();
-    }
-
-    private void dismissNow() {
-        transition(JobStatus.NULL);
-        enterBh.delete();
-        sleepTimer.del();
-        jobs.forget(this);
+        return runner.pauseSync();
     }
 
     // ------------------------------------------------------------------ verbs (main loop)
@@ -603,19 +441,6 @@ public abstract class Job {
         if (!v.allowedIn(status)) {
             throw new JobException("job '" + id + "' in state '" + status.qmpName() + "' cannot accept command verb '"
                     + v.qmpName() + "'");
-        }
-    }
-
-    /**
-     * QEMU runs a job's completion under the BQL, where no QMP command lands;
-     * here a verb delivered by a BH can run inside a nested poll of that
-     * completion (the drained section of {@code prepare}). Cancelling or
-     * finalizing there would conclude the job under its own prepare (the graph
-     * changed, yet the job reported cancelled), so it is refused: too late.
-     */
-    private void refuseWhileCompleting(String what) {
-        if (completing) {
-            throw new JobException("job '" + id + "' is completing: too late to " + what);
         }
     }
 
@@ -647,22 +472,17 @@ public abstract class Job {
         enter();
     }
 
-    /** The {@code block-job-cancel} verb; {@code force} cancels a READY mirror without letting it finish gracefully. */
+    /**
+     * The {@code block-job-cancel} verb; {@code force} cancels a READY mirror
+     * without letting it finish gracefully. Refused while the completion runs
+     * ({@link JobCompletion}).
+     */
     public final void cancel(boolean force) {
         verb(JobVerb.CANCEL);
-        refuseWhileCompleting("cancel");
+        completion.refuseWhileCompleting("cancel");
         if (status == JobStatus.PENDING) {
             cancelled = true;
-            ret = -Errno.ECANCELED;
-            error = "cancelled";
-            completing = true;
-            try {
-                transition(JobStatus.ABORTING);
-                safely("abort", this::abort);
-                cleanAndConclude();
-            } finally {
-                completing = false;
-            }
+            completion.cancelPending();
             return;
         }
         if (status.isCompleted()) {
@@ -687,119 +507,31 @@ public abstract class Job {
         onComplete();
     }
 
-    /** The {@code block-job-finalize} verb (PENDING jobs whose auto-finalize is off). */
+    /** The {@code block-job-finalize} verb (PENDING jobs whose auto-finalize is off); refused while completing. */
     public final void finalizeJob() {
         verb(JobVerb.FINALIZE);
-        refuseWhileCompleting("finalize");
-        completing = true;
-        try {
-            finalizeNow();
-        } finally {
-            completing = false;
-        }
+        completion.refuseWhileCompleting("finalize");
+        completion.finalizeVerb();
     }
 
     /** The {@code block-job-dismiss} verb (CONCLUDED jobs whose auto-dismiss is off). */
     public final void dismiss() {
         verb(JobVerb.DISMISS);
-        dismissNow();
-    }
-
-    private void transition(JobStatus to) {
-        JobStatus from = status;
-        if (from == to && to != JobStatus.ABORTING) {
-            return;
-        }
-        if (!from.canGoTo(to)) {
-            throw new IllegalStateException("job '" + id + "': invalid transition " + from + " -> " + to);
-        }
-        status = to;
-        LOG.trace("job '{}': {} -> {}", id, from, to);
-    }
-
-    static AioContextLock.Held ownIfForeign(AioContext c) {
-        return c.inHomeThread() ? null : c.acquire();
+        completion.dismissNow();
     }
 
     // ------------------------------------------------------------------ diagnostics
 
     public String describe() {
-        return "job '" + id + "' (" + type + ") status=" + status.qmpName() + " run=" + run + " busy=" + busy + " paused="
-                + paused + " pause_count=" + pauseCount + " cancelled=" + cancelled + " io_in_flight=" + ioInFlight
-                + " progress=" + progressCurrent + "/" + progressTotal + " speed=" + rate.speed() + " ctx=" + ctx.name()
-                + (error != null ? " error=" + error : "") + " " + describeDriver();
+        return "job '" + id + "' (" + type + ") status=" + status.qmpName() + " run=" + runner.state() + " busy="
+                + runner.isBusy() + " paused=" + runner.isPaused() + " pause_count=" + runner.pauseCount() + " cancelled="
+                + cancelled + " io_in_flight=" + ioInFlight + " progress=" + progressCurrent + "/" + progressTotal
+                + " speed=" + rate.speed() + " ctx=" + ctx.name() + (error != null ? " error=" + error : "") + " "
+                + describeDriver();
     }
 
     @Override
     public String toString() {
         return "Job(" + id + ", " + type + ", " + status.qmpName() + ")";
-    }
-
-    // ------------------------------------------------------------------ the job as a parent of its nodes
-
-    /** QEMU's {@code child_job}: the {@link BlockParent} callbacks of a job. */
-    private final class Parent implements BlockParent {
-        Job job() {
-            return Job.this;
-        }
-
-        @Override
-        public String parentName() {
-            return "job '" + id + "'";
-        }
-
-        @Override
-        public void childDrainedBegin(BlockChild child) {
-            pauseRequest();
-        }
-
-        @Override
-        public void childDrainedEnd(BlockChild child) {
-            resumeRequest();
-        }
-
-        /** QEMU's {@code child_job_drained_poll}: a job that is not busy will not issue I/O before it pauses. */
-        @Override
-        public boolean childDrainedPoll(BlockChild child) {
-            return busy && !status.isCompleted();
-        }
-
-        /**
-         * While the completion runs, its nodes may leave an IOThread (a reset in
-         * a nested poll stops the dataplane) but not enter one: the completion,
-         * in the main loop, holds at most the lock of the context it started in,
-         * and a node moving into another IOThread under it would need a lock it
-         * does not hold (and its waits would hold one they do not need).
-         */
-        @Override
-        public String cannotSetAioContext(BlockChild child, AioContext newCtx) {
-            return completing && !newCtx.isMain() ? "job '" + id + "' is completing" : null;
-        }
-
-        @Override
-        public void childDetachAioContext(BlockChild child) {
-            if (movePause == null && !status.isCompleted()) {
-                movePause = pauseSync();
-            }
-        }
-
-        @Override
-        public void childAioContextChanged(BlockChild child, AioContext newCtx) {
-            if (ctx != newCtx) {
-                boolean wasSleeping = run == Run.SLEEPING;
-                enterBh.delete();
-                sleepTimer.del();
-                ctx = newCtx;
-                bind(newCtx);
-                if (wasSleeping) {
-                    sleepTimer.modNs(System.nanoTime());
-                }
-            }
-            JobPause p = movePause;
-            if (p != null) {
-                movePause = null;
-                p.close();
-            }
-        }
     }
 }

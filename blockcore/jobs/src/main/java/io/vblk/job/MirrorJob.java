@@ -101,17 +101,11 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
             finish(graceful ? 0 : -Errno.ECANCELED, "cancelled", graceful);
             return;
         }
-        long[] pnum = new long[1];
-        while (cursor < length) {
-            long n = stepBytes(cursor, length);
-            boolean alloc = Graph.isAllocatedAbove(source, base, cursor, n, pnum);
-            n = pnum[0];
-            if (!alloc) {
-                // the target reads the same here already: base's data, the shared backing file, or zeroes
-                cursor += n;
-                addProgress(n);
-                continue;
-            }
+        // what is not allocated above base reads the same in the target already: base's data, the shared
+        // backing file, or zeroes
+        cursor = scanToCopy(cursor, length, (off, n, pnum) -> Graph.isAllocatedAbove(source, base, off, n, pnum));
+        if (cursor < length) {
+            long n = scannedBytes();
             bitmap.clearWithin(cursor, n); // this copy reads their current data; a granule it only cuts stays dirty
             copyLen = n;
             long at = cursor;

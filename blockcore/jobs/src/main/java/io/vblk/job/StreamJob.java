@@ -85,26 +85,9 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
             finish(-Errno.ECANCELED, "cancelled", false);
             return;
         }
-        long[] pnum = new long[1];
-        while (cursor < length) {
-            long n = stepBytes(cursor, length);
-            BlockStatus st = top.blockStatus(cursor, n);
-            if (st.bytes() > 0) {
-                n = Math.min(n, st.bytes());
-            }
-            if (st.allocated()) {
-                advance(n);
-                continue;
-            }
-            BlockNode b = Graph.backing(top);
-            boolean alloc = b != null && b != base && Graph.isAllocatedAbove(b, base, cursor, n, pnum);
-            if (b != null && b != base) {
-                n = pnum[0];
-            }
-            if (!alloc) {
-                advance(n);
-                continue;
-            }
+        cursor = scanToCopy(cursor, length, this::needsCopy);
+        if (cursor < length) {
+            long n = scannedBytes();
             if (guestWriteOverlaps(cursor, n)) {
                 retries++;
                 waitingForGuest = true;
@@ -119,6 +102,21 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
             return;
         }
         finish(0);
+    }
+
+    /** What top does not hold itself but a backing file above base does (stream_run: is_allocated, then _above). */
+    private boolean needsCopy(long off, long bytes, long[] pnum) {
+        long n = bytes;
+        BlockStatus st = top.blockStatus(off, n);
+        if (st.bytes() > 0) {
+            n = Math.min(n, st.bytes());
+        }
+        pnum[0] = n;
+        if (st.allocated()) {
+            return false;
+        }
+        BlockNode b = Graph.backing(top);
+        return b != null && b != base && Graph.isAllocatedAbove(b, base, off, n, pnum);
     }
 
     private void advance(long n) {

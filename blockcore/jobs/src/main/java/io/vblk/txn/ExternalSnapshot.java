@@ -5,15 +5,12 @@ import io.vblk.aio.AioContextLock;
 import io.vblk.aio.Errno;
 import io.vblk.aio.LegacyBehavior;
 import io.vblk.block.BlockChild;
-import io.vblk.block.BlockDriver;
 import io.vblk.block.BlockException;
-import io.vblk.block.BlockFormat;
 import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 import io.vblk.block.BlockReopen;
 import io.vblk.block.ChildRole;
 import io.vblk.block.DrainedSection;
-import io.vblk.block.qcow2.Qcow2;
 import io.vblk.job.Graph;
 import io.vblk.job.Job;
 
@@ -45,6 +42,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class ExternalSnapshot implements TransactionAction {
     private static final Logger LOG = LoggerFactory.getLogger(ExternalSnapshot.class);
+    /** The overlay's format, found in the block layer's registry (QEMU's snapshot-sync default). */
+    private static final String FORMAT = "qcow2";
 
     private final BlockLayer layer;
     private final BlockNode old;
@@ -127,10 +126,10 @@ public final class ExternalSnapshot implements TransactionAction {
         if (Files.exists(file)) {
             throw new BlockException("snapshot file " + file + " already exists");
         }
-        Qcow2.create(file, old.length(), Qcow2.DEFAULT_CLUSTER_SIZE, backing.toAbsolutePath().toString(),
-                old.driver().formatName());
+        layer.format(FORMAT).create(file, old.length(), backing.toAbsolutePath().toString(), old.driver().formatName());
         createdFile = true;
-        newNode = openWithoutBacking();
+        // the backing link is left for the append below (QEMU's BDRV_O_NO_BACKING)
+        newNode = layer.openImage(nodeName, file, FORMAT, false, false);
         if (newNode.child(ChildRole.BACKING) != null || !newNode.driver().supportsBacking()) {
             throw new BlockException("the snapshot '" + nodeName + "' cannot take a backing file");
         }
@@ -142,20 +141,6 @@ public final class ExternalSnapshot implements TransactionAction {
         Graph.replaceNode(old, newNode);
         overlayAppended = true;
         LOG.debug("snapshot: '{}' now on top of '{}'", nodeName, old.name());
-    }
-
-    /** Opens the new image with its backing link left for the append (QEMU's BDRV_O_NO_BACKING). */
-    private BlockNode openWithoutBacking() {
-        BlockNode f = layer.openFile(nodeName + "-file", file, false);
-        try {
-            BlockFormat fmt = layer.format("qcow2");
-            BlockDriver d = fmt.open(layer, nodeName, f, false);
-            BlockNode n = layer.addNode(nodeName, d, false);
-            n.attachChild(f, "file", ChildRole.FILE);
-            return n;
-        } finally {
-            f.unref(); // the format node holds it now (or it closes)
-        }
     }
 
     @Override

@@ -1,7 +1,5 @@
 package io.vblk.block.qcow2;
 
-import com.sun.jna.Memory;
-
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.Errno;
@@ -13,7 +11,6 @@ import io.vblk.block.BlockFlags;
 import io.vblk.block.BlockNode;
 import io.vblk.block.BlockStatus;
 import io.vblk.block.ChildRole;
-import io.vblk.block.FileDriver;
 import io.vblk.block.IoVec;
 
 import java.nio.file.Path;
@@ -30,6 +27,11 @@ import org.slf4j.LoggerFactory;
  * (header, {@link ClusterMap}, {@link Refcounts}), the {@link MetadataLock},
  * the in-flight {@link AllocationRun}s and the pools of request state
  * machines, and turns every block-layer call into one pooled request.
+ * Opening and the re-read on activation are {@link Qcow2Open}
+ * ({@code qcow2_do_open}), header rewrites {@link Qcow2HeaderUpdate}
+ * ({@code qcow2_update_header}), block status {@link Qcow2BlockStatus}
+ * ({@code qcow2_co_block_status}); this class keeps the state and the
+ * read/write/flush dispatch.
  *
  * <h2>Concurrency</h2>
  * Everything runs in the node's home context, so nothing here is locked
@@ -86,7 +88,8 @@ public final class Qcow2Driver extends BlockDriver {
     private final BufferPool clusterBuffers;
     private final BufferPool compressedBuffers;
     private final String writeRefusal;
-    private boolean autoclearPending;
+    private final Qcow2HeaderUpdate headerUpdate;
+    private final Qcow2BlockStatus status;
     private boolean refusalLogged;
     private final ArrayDeque<ReadRequest> reads = new ArrayDeque<>();
     private final ArrayDeque<WriteRequest> writes = new ArrayDeque<>();
@@ -99,7 +102,7 @@ public final class Qcow2Driver extends BlockDriver {
     private Qcow2Request newest;
     private int inFlight;
 
-    private Qcow2Driver(Qcow2Header header, String image, Path path, ThreadPool threadPool, NativeTable l1,
+    Qcow2Driver(Qcow2Header header, String image, Path path, ThreadPool threadPool, NativeTable l1,
             NativeTable reftable, int l2Tables, int refblocks) {
         this.header = header;
         this.image = image;
@@ -120,67 +123,8 @@ public final class Qcow2Driver extends BlockDriver {
         this.clusterBuffers = new BufferPool(g.clusterSize, Math.max(2, Math.min(32, (16 << 20) >> g.clusterBits)));
         this.compressedBuffers = new BufferPool(2 * g.clusterSize + 512, Math.max(1, Math.min(8, (8 << 20) >> g.clusterBits)));
         this.writeRefusal = header.unsupportedForWriting();
-        this.autoclearPending = header.autoclear != 0;
-    }
-
-    /**
-     * Opens the image on {@code file}: reads and checks the header, loads the
-     * L1 and refcount tables. Main loop, synchronous reads (QEMU's
-     * {@code qcow2_do_open}).
-     */
-    static Qcow2Driver open(BlockNode file, boolean readOnly, ThreadPool pool, int l2CacheTables, int refblockCache) {
-        Path path = file.driver() instanceof FileDriver ? ((FileDriver) file.driver()).path() : null;
-        String image = path != null ? path.toString() : file.name();
-        long flen = file.length();
-        byte[] head = readSync(file, 0, (int) Math.min(flen, Qcow2Header.PROBE_BYTES), image);
-        int bits = Qcow2Header.clusterBits(head, head.length, image);
-        byte[] c0 = readSync(file, 0, (int) Math.min(flen, 1L << bits), image);
-        Qcow2Header h = Qcow2Header.parse(c0, c0.length, flen, image);
-        String unsupported = h.unsupportedForReading();
-        if (unsupported != null) {
-            throw Qcow2Header.unsupported(image, unsupported);
-        }
-        String refusal = h.unsupportedForWriting();
-        if (!readOnly && refusal != null) {
-            throw new BlockException("qcow2 image '" + image + "' cannot be opened read-write: " + refusal
-                    + "; open it read-only");
-        }
-        NativeTable l1 = loadTable(file, h.l1TableOffset, h.l1Size, (long) h.l1Size * 8, image, "L1 table");
-        long rtBytes = (long) h.refcountTableClusters << bits;
-        NativeTable rt = loadTable(file, h.refcountTableOffset, (int) (rtBytes / 8), rtBytes, image, "refcount table");
-        int cs = 1 << bits;
-        int l2Tables = l2CacheTables > 0 ? l2CacheTables
-                : (int) Math.max(4, Math.min(Math.max(1, h.l1Size), Qcow2Format.DEFAULT_L2_CACHE_BYTES / cs));
-        int rb = Math.max(4, refblockCache > 0 ? refblockCache : l2Tables / 4); // an allocation pins up to 3
-        LOG.debug("qcow2 image '{}' opened: {} (L2 cache {} tables, refcount cache {} blocks)", image, h, l2Tables, rb);
-        return new Qcow2Driver(h, image, path, pool, l1, rt, l2Tables, rb);
-    }
-
-    private static byte[] readSync(BlockNode file, long offset, int len, String image) {
-        byte[] out = new byte[len];
-        if (len == 0) {
-            return out;
-        }
-        Memory m = new Memory(len);
-        IoVec v = new IoVec(1);
-        v.add(Memory.nativeValue(m), len);
-        int ret = file.preadSync(offset, len, v);
-        if (ret < 0) {
-            throw new BlockException("qcow2 image '" + image + "': reading the header failed: errno " + -ret);
-        }
-        m.read(0, out, 0, len);
-        return out;
-    }
-
-    private static NativeTable loadTable(BlockNode file, long offset, int entries, long bytes, String image, String what) {
-        NativeTable t = new NativeTable(offset, entries, bytes);
-        if (bytes > 0) {
-            int ret = file.preadSync(offset, bytes, t.wholeIoVec());
-            if (ret < 0) {
-                throw new BlockException("qcow2 image '" + image + "': reading the " + what + " failed: errno " + -ret);
-            }
-        }
-        return t;
+        this.headerUpdate = new Qcow2HeaderUpdate(this, header, image);
+        this.status = new Qcow2BlockStatus(this);
     }
 
     // ------------------------------------------------------------------ accessors for the package
@@ -195,6 +139,11 @@ public final class Qcow2Driver extends BlockDriver {
 
     Path path() {
         return path;
+    }
+
+    /** Why the image cannot be written (an unsupported feature), or null. */
+    String writeRefusal() {
+        return writeRefusal;
     }
 
     Qcow2Header header() {
@@ -227,6 +176,11 @@ public final class Qcow2Driver extends BlockDriver {
 
     MetadataLock lock() {
         return lock;
+    }
+
+    /** The format node this driver serves ({@link #node()}, for the package's collaborators). */
+    BlockNode formatNode() {
+        return node();
     }
 
     BlockNode file() {
@@ -451,117 +405,27 @@ public final class Qcow2Driver extends BlockDriver {
         r.start(cb);
     }
 
-    /**
-     * Which layer holds [offset, offset+bytes): QEMU's
-     * {@code qcow2_co_block_status}. Answers from the resident L2 table; a
-     * table that is not resident is loaded first, waiting with
-     * {@link AioWait#pollWhile} as QEMU's synchronous {@code bdrv_block_status}
-     * does, so callers run in the home context (or hold its lock in the main
-     * loop) and never on a request path. The answer covers a run of clusters
-     * of one kind within one L2 table (unallocated runs may span tables).
-     */
+    /** QEMU's {@code qcow2_co_block_status}: see {@link Qcow2BlockStatus}. */
     @Override
     public BlockStatus blockStatus(long offset, long bytes) {
-        node().checkOwned("block status");
-        long end = Math.min(g.size, offset + bytes);
-        if (offset < 0 || offset >= end) {
-            return BlockStatus.unallocated(0);
-        }
-        int l1 = g.l1Index(offset);
-        if (map.l2Offset(l1) == 0) {
-            long e = g.l2RangeEnd(l1);
-            while (e < end && map.l2Offset(g.l1Index(e)) == 0) {
-                e = g.l2RangeEnd(g.l1Index(e));
-            }
-            return unallocatedStatus(Math.min(e, end) - offset);
-        }
-        MetadataCache.Entry t = map.peek(l1);
-        for (int attempt = 0; t == null; attempt++) {
-            if (attempt == 3) {
-                throw new BlockException("qcow2 image '" + image + "': the L2 table for offset " + offset
-                        + " does not stay in the cache");
-            }
-            loadSync(l1);
-            t = map.peek(l1);
-        }
-        long l2End = Math.min(end, g.l2RangeEnd(l1));
-        int i = g.l2Index(offset);
-        int cat = statusCategory(t.getLong(i));
-        long n = Math.min(g.clusterStart(offset) + g.clusterSize, l2End) - offset;
-        for (int j = i + 1; offset + n < l2End && statusCategory(t.getLong(j)) == cat; j++) {
-            n += Math.min(g.clusterSize, l2End - (offset + n));
-        }
-        switch (cat) {
-            case 0:
-                return unallocatedStatus(n);
-            case 1:
-                return BlockStatus.zero(n);
-            default:
-                return BlockStatus.data(n);
-        }
-    }
-
-    private static int statusCategory(long e) {
-        int k = L2Entry.kind(e);
-        return k == L2Entry.UNALLOCATED ? 0 : L2Entry.readsAsZero(k) ? 1 : 2;
-    }
-
-    private BlockStatus unallocatedStatus(long n) {
-        return new BlockStatus(false, backing() == null, false, n);
-    }
-
-    /** Loads the L2 table of {@code l1} into the cache, polling the home context until done. */
-    private void loadSync(int l1) {
-        int[] result = {1};
-        lock.acquire(() -> map.load(l1, r -> {
-            lock.release();
-            result[0] = r;
-        }));
-        AioWait.pollWhile(context(), () -> result[0] == 1);
-        if (result[0] < 0) {
-            throw new BlockException("qcow2 image '" + image + "': reading an L2 table failed: errno " + -result[0]);
-        }
+        return status.blockStatus(offset, bytes);
     }
 
     // ------------------------------------------------------------------ header updates
 
     boolean autoclearPending() {
-        return autoclearPending;
+        return headerUpdate.autoclearPending();
     }
 
-    /**
-     * Clears the autoclear feature bits before the first write, as the
-     * specification requires of a writer that does not maintain them (the
-     * bitmaps extension becomes inconsistent): header write, then flush.
-     * Under the metadata lock.
-     */
+    /** Clears the autoclear feature bits before the first write ({@link Qcow2HeaderUpdate#clearAutoclear}). */
     void clearAutoclear(BlockCompletion cb) {
-        Memory m = new Memory(8);
-        m.clear();
-        IoVec v = new IoVec(1);
-        v.add(Memory.nativeValue(m), 8);
-        BlockNode f = file();
-        f.pwritev(Qcow2Header.OFF_AUTOCLEAR, 8, v, 0, ret -> {
-            if (ret < 0) {
-                cb.complete(ret);
-                return;
-            }
-            f.flush(r -> {
-                if (r == 0) {
-                    LOG.info("qcow2 image '{}': cleared autoclear features 0x{} before writing", image,
-                            Long.toHexString(header.autoclear));
-                    header.autoclear = 0;
-                    autoclearPending = false;
-                }
-                m.clear(); // keeps the buffer reachable until the write completed
-                cb.complete(r);
-            });
-        });
+        headerUpdate.clearAutoclear(cb);
     }
 
     // ------------------------------------------------------------------ backing file name
 
     /** The image file's path, or null when the image is not on a host file. */
+    @Override
     public Path imagePath() {
         return path;
     }
@@ -577,66 +441,14 @@ public final class Qcow2Driver extends BlockDriver {
     }
 
     /**
-     * Rewrites the backing file name and format in the image header, for a
-     * stream or commit that changed the chain: QEMU's
-     * {@code bdrv_change_backing_file} ({@code qcow2_change_backing_file},
-     * which rewrites the header through {@code qcow2_update_header}). Cluster
-     * 0 is rewritten whole — header, the backing format and feature name
-     * extensions, the name — and flushed; other extensions are not kept, so
-     * the autoclear bits that guarded them are cleared with it. {@code null}
-     * removes the backing file. The node is drained and writable; runs in its
-     * home context (or under its lock), waiting synchronously. Returns 0 or -errno.
+     * Rewrites the backing file name and format in the image header: QEMU's
+     * {@code qcow2_change_backing_file} ({@link Qcow2HeaderUpdate#changeBackingFile}).
+     * The node is drained and writable; runs in its home context (or under its
+     * lock), waiting synchronously. Returns 0 or -errno.
      */
+    @Override
     public int changeBackingFile(String backingFile, String backingFormat) {
-        node().checkOwned("change backing file");
-        if (writeRefusal != null || node().isReadOnly()) {
-            return -Errno.EROFS;
-        }
-        String oldFile = header.backingFile;
-        String oldFormat = header.backingFormat;
-        long oldAutoclear = header.autoclear;
-        header.backingFile = backingFile;
-        header.backingFormat = backingFile == null ? null : backingFormat;
-        header.autoclear = 0;
-        byte[] c0;
-        try {
-            c0 = header.encodeCluster0();
-        } catch (BlockException e) {
-            header.backingFile = oldFile;
-            header.backingFormat = oldFormat;
-            header.autoclear = oldAutoclear;
-            LOG.error("{}", e.getMessage());
-            return -Errno.EINVAL;
-        }
-        Memory m = new Memory(c0.length);
-        m.write(0, c0, 0, c0.length);
-        IoVec v = new IoVec(1);
-        v.add(Memory.nativeValue(m), c0.length);
-        BlockNode f = file();
-        int ret = f.pwriteSync(0, c0.length, v, 0);
-        if (ret == 0) {
-            ret = f.flushSync();
-        }
-        if (ret < 0) {
-            header.backingFile = oldFile;
-            header.backingFormat = oldFormat;
-            header.autoclear = oldAutoclear;
-            LOG.error("qcow2 image '{}': rewriting the header failed: errno {}", image, -ret);
-            return ret;
-        }
-        ByteBufferView.updateBackingLocation(header, c0);
-        autoclearPending = false;
-        LOG.debug("qcow2 image '{}': backing file is now {} ({})", image, backingFile, backingFormat);
-        return 0;
-    }
-
-    /** Re-reads where {@link Qcow2Header#encodeCluster0} put the backing file name. */
-    private static final class ByteBufferView {
-        static void updateBackingLocation(Qcow2Header h, byte[] c0) {
-            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(c0);
-            h.backingFileOffset = b.getLong(8);
-            h.backingFileSize = b.getInt(16);
-        }
+        return headerUpdate.changeBackingFile(backingFile, backingFormat);
     }
 
     // ------------------------------------------------------------------ lifecycle
@@ -675,31 +487,7 @@ public final class Qcow2Driver extends BlockDriver {
     /** Re-reads the L1 and refcount tables another process may have changed, and drops the caches. */
     @Override
     public int activate() {
-        BlockNode f = file();
-        try {
-            byte[] c0 = readSync(f, 0, (int) Math.min(f.length(), g.clusterSize), image);
-            Qcow2Header h = Qcow2Header.parse(c0, c0.length, f.length(), image);
-            if (h.clusterBits != header.clusterBits || h.size != header.size || h.l1Size != header.l1Size
-                    || h.l1TableOffset != header.l1TableOffset) {
-                LOG.error("qcow2 image '{}': the image changed shape while inactive; reopen it", image);
-                return -Errno.EIO;
-            }
-            map.l2.invalidate();
-            refcounts.blocks.invalidate();
-            int ret = f.preadSync(map.l1.fileOffset, map.l1.bytes(), map.l1.wholeIoVec());
-            if (ret < 0) {
-                return ret;
-            }
-            long rtBytes = (long) h.refcountTableClusters << g.clusterBits;
-            NativeTable rt = loadTable(f, h.refcountTableOffset, (int) (rtBytes / 8), rtBytes, image, "refcount table");
-            refcounts.replaceTable(rt);
-            header.refcountTableOffset = h.refcountTableOffset;
-            header.refcountTableClusters = h.refcountTableClusters;
-            return 0;
-        } catch (BlockException e) {
-            LOG.error("{}", e.getMessage());
-            return -Errno.EIO;
-        }
+        return Qcow2Open.reload(this);
     }
 
     @Override

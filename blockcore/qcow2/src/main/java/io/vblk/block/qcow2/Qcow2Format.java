@@ -5,11 +5,14 @@ import io.vblk.block.BlockFormat;
 import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 
+import java.nio.file.Path;
+
 /**
  * The qcow2 image format for {@link BlockLayer}: probing by magic and
- * version, opening ({@link Qcow2Driver#open}) and, once the node exists,
- * opening its backing chain read-only ({@link BackingChain}). QEMU's
- * {@code qcow2_probe} and the open half of {@code bdrv_qcow2}.
+ * version, opening ({@link Qcow2Open#open}) and, once the node exists,
+ * opening its backing chain read-only ({@link BackingChain}), and creating
+ * images ({@link Qcow2#create}). QEMU's {@code qcow2_probe}, the open half of
+ * {@code bdrv_qcow2} and its {@code qcow2_co_create_opts}.
  *
  * <p>{@link #INSTANCE} sizes the L2 cache like QEMU: enough tables to map
  * the whole image, at most {@link #DEFAULT_L2_CACHE_BYTES}; the refcount
@@ -59,7 +62,13 @@ public final class Qcow2Format implements BlockFormat {
 
     @Override
     public BlockDriver open(BlockLayer layer, String nodeName, BlockNode file, boolean readOnly) {
-        return Qcow2Driver.open(file, readOnly, layer.loop().threadPool(), l2Tables, refcountBlocks);
+        return Qcow2Open.open(file, readOnly, layer.loop().threadPool(), l2Tables, refcountBlocks);
+    }
+
+    /** A new image with the default cluster size ({@link Qcow2#DEFAULT_CLUSTER_SIZE}). */
+    @Override
+    public void create(Path path, long size, String backingFile, String backingFormat) {
+        Qcow2.create(path, size, Qcow2.DEFAULT_CLUSTER_SIZE, backingFile, backingFormat);
     }
 
     @Override

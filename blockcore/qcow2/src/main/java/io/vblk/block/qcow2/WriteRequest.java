@@ -3,7 +3,6 @@ package io.vblk.block.qcow2;
 import io.vblk.aio.Errno;
 import io.vblk.block.BlockCompletion;
 import io.vblk.block.BlockFlags;
-import io.vblk.block.BlockNode;
 import io.vblk.block.IoVec;
 import io.vblk.block.ZeroBuffer;
 
@@ -40,7 +39,8 @@ import org.slf4j.LoggerFactory;
  *     left alone (discard is advisory).</li>
  * </ul>
  * A write with {@link BlockFlags#FUA} ends with a metadata checkpoint and a
- * flush.
+ * flush. Which case a run is decided by {@link WriteClassifier}; the L2-only
+ * change of whole zeroed or discarded clusters is {@link L2Zeroing}.
  */
 final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback {
     private static final Logger LOG = LoggerFactory.getLogger(WriteRequest.class);
@@ -67,15 +67,9 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
     private static final int FUA_LOCKED = 15;
     private static final int FUA_DONE = 16;
 
-    /** Outcomes of {@link #classify}. */
-    private static final int C_INPLACE = 0;
-    private static final int C_SKIP = 1;
-    private static final int C_NOT_RESIDENT = 2;
-    private static final int C_ALLOCATE = 3;
-    private static final int C_METADATA = 4;
-    private static final int C_CORRUPT = 5;
-
     private final ClusterReader reader;
+    /** Classifies the run at {@code pos}; holds its length and in-place host offset. */
+    private final WriteClassifier runs;
     private final AllocationRun run;
     private final IoVec src = new IoVec(4);
     private final IoVec wiov = new IoVec(8);
@@ -86,9 +80,6 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
     private long end;
     private long pos;
     private IoVec qiov;
-    /** Current run: length and (in place) host offset of {@code pos}. */
-    private long runLen;
-    private long runHost;
     private long allocResult;
     private long writeEnd;
     private long headLen;
@@ -101,6 +92,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
     WriteRequest(Qcow2Driver d) {
         super(d);
         reader = new ClusterReader(d);
+        runs = new WriteClassifier(d);
         run = new AllocationRun();
     }
 
@@ -132,12 +124,12 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
                         lock(AUTOCLEAR_LOCKED);
                         return;
                     }
-                    switch (classify()) {
-                        case C_INPLACE:
+                    switch (runs.classify(op, pos, end)) {
+                        case WriteClassifier.C_INPLACE:
                             writeInPlace();
                             return;
-                        case C_SKIP:
-                            pos += runLen;
+                        case WriteClassifier.C_SKIP:
+                            pos += runs.runLen;
                             continue;
                         default:
                             lock(LOCKED);
@@ -180,7 +172,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
                         finish(ret);
                         return;
                     }
-                    pos += runLen;
+                    pos += runs.runLen;
                     state = NEXT;
                     continue;
                 case ALLOCATED:
@@ -272,82 +264,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
         }
     }
 
-    // ------------------------------------------------------------------ classification
-
-    private boolean fullClusterAt(long p) {
-        Layout g = d.layout();
-        long cs = g.clusterStart(p);
-        return p == cs && end >= Math.min(cs + g.clusterSize, g.size);
-    }
-
-    /** Whether [pos, pos+n) of a cluster mapped by {@code e} already reads as zeroes. */
-    private boolean readsZero(long e) {
-        int k = L2Entry.kind(e);
-        if (L2Entry.readsAsZero(k)) {
-            return true;
-        }
-        if (k != L2Entry.UNALLOCATED) {
-            return false;
-        }
-        BlockNode b = d.backing();
-        return b == null || pos >= b.length();
-    }
-
-    /**
-     * Classifies the run at {@code pos} with the resident L2 table (lock-free
-     * or under the lock): sets {@link #runLen} (and {@link #runHost} in place).
-     */
-    private int classify() {
-        Layout g = d.layout();
-        int l1 = g.l1Index(pos);
-        long l2End = Math.min(end, g.l2RangeEnd(l1));
-        long clusterEnd = Math.min(g.clusterStart(pos) + g.clusterSize, end);
-        boolean full = fullClusterAt(pos);
-        if (op == OP_DISCARD && !full) {
-            runLen = clusterEnd - pos;
-            return C_SKIP;
-        }
-        long l2off = d.map().l2Offset(l1);
-        MetadataCache.Entry t = null;
-        if (l2off != 0) {
-            t = d.map().l2.peek(l1, l2off);
-            if (t == null) {
-                return C_NOT_RESIDENT;
-            }
-        }
-        int i = g.l2Index(pos);
-        long e = t == null ? 0 : t.getLong(i);
-        if (op != OP_WRITE) {
-            if (full) {
-                return C_METADATA;
-            }
-            if (readsZero(e)) {
-                runLen = clusterEnd - pos;
-                return C_SKIP;
-            }
-            l2End = clusterEnd; // a partial cluster written with zeroes
-        }
-        if (!L2Entry.writableInPlace(e)) {
-            return C_ALLOCATE;
-        }
-        long host = L2Entry.hostOffset(e);
-        if ((host & g.clusterMask) != 0) {
-            return C_CORRUPT;
-        }
-        long n = Math.min(g.clusterStart(pos) + g.clusterSize, l2End) - pos;
-        long expect = host + g.clusterSize;
-        for (int j = i + 1; pos + n < l2End; j++) {
-            long e2 = t.getLong(j);
-            if (!L2Entry.writableInPlace(e2) || L2Entry.hostOffset(e2) != expect) {
-                break;
-            }
-            expect += g.clusterSize;
-            n += Math.min(g.clusterSize, l2End - (pos + n));
-        }
-        runHost = host + (pos & g.clusterMask);
-        runLen = n;
-        return C_INPLACE;
-    }
+    // ------------------------------------------------------------------ in place
 
     /** Puts the guest data for [pos, pos+n) into {@link #src}: the caller's vector or zeroes. */
     private IoVec source(long n) {
@@ -362,7 +279,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
 
     private void writeInPlace() {
         state = INPLACE_DONE;
-        d.file().pwritev(runHost, runLen, source(runLen), 0, this);
+        d.file().pwritev(runs.runHost, runs.runLen, source(runs.runLen), 0, this);
     }
 
     // ------------------------------------------------------------------ under the metadata lock
@@ -389,17 +306,17 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
 
     /** Holding the lock with the L2 table resident: acts on the run at {@code pos}. False when waiting. */
     private boolean underLock() {
-        switch (classify()) {
-            case C_SKIP:
+        switch (runs.classify(op, pos, end)) {
+            case WriteClassifier.C_SKIP:
                 unlock();
-                pos += runLen;
+                pos += runs.runLen;
                 state = NEXT;
                 return true;
-            case C_INPLACE:
+            case WriteClassifier.C_INPLACE:
                 unlock();
                 writeInPlace();
                 return false;
-            case C_NOT_RESIDENT:
+            case WriteClassifier.C_NOT_RESIDENT:
                 if (++reloads > 16) {
                     unlock();
                     finish(-Errno.EIO);
@@ -407,12 +324,12 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
                 }
                 state = LOCKED;
                 return true;
-            case C_CORRUPT:
+            case WriteClassifier.C_CORRUPT:
                 unlock();
                 LOG.error("qcow2 image '{}': misaligned host cluster at guest offset {} (corrupt image)", d.image(), pos);
                 finish(-Errno.EIO);
                 return false;
-            case C_METADATA:
+            case WriteClassifier.C_METADATA:
                 return zeroClusters();
             default:
                 return prepareAllocation();
@@ -552,7 +469,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
         int i0 = g.l2Index(pos);
         long first = pos >>> g.clusterBits;
         int k = 0;
-        for (long c = pos; c < l2End && fullClusterAt(c); c += g.clusterSize) {
+        for (long c = pos; c < l2End && runs.fullClusterAt(c, end); c += g.clusterSize) {
             k++;
         }
         long busy = busyFrom(first, k);
@@ -564,36 +481,11 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
         if (busy > first) {
             k = (int) (busy - first);
         }
-        long tag = d.freeTag();
-        for (int j = 0; j < k; j++) {
-            long old = t.getLong(i0 + j);
-            long nw = zeroedEntry(old);
-            if (nw != old) {
-                t.putLong(i0 + j, nw);
-                if (L2Entry.hostOffset(nw) == 0) {
-                    d.freeOld(old, tag, true);
-                }
-            }
-        }
+        L2Zeroing.apply(d, t, i0, k, op == OP_DISCARD, flags);
         unlock();
         pos = Math.min(end, pos + ((long) k << g.clusterBits));
         state = NEXT;
         return true;
-    }
-
-    /** The entry a whole cluster gets from this zero or discard request (QEMU's zero_in_l2_slice / discard_in_l2_slice). */
-    private long zeroedEntry(long old) {
-        boolean v3 = d.version() >= 3;
-        if (op == OP_DISCARD) {
-            return v3 && d.backing() != null ? L2Entry.ZERO : 0;
-        }
-        if (!v3) {
-            return 0; // version 2 without a backing file: unallocated reads as zeroes
-        }
-        int k = L2Entry.kind(old);
-        boolean keep = (flags & BlockFlags.MAY_UNMAP) == 0 && (old & L2Entry.COPIED) != 0
-                && (k == L2Entry.NORMAL || k == L2Entry.ZERO_ALLOC);
-        return keep ? L2Entry.hostOffset(old) | L2Entry.ZERO | L2Entry.COPIED : L2Entry.ZERO;
     }
 
     private void releaseBuffers() {
