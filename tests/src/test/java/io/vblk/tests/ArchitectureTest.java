@@ -24,8 +24,8 @@ import org.junit.jupiter.api.Test;
  * dependencies already stop an import against the arrows between modules;
  * this test also holds what Maven cannot see — packages inside one module
  * ({@code io.vblk.guest} and its scenarios, {@code virtio} and
- * {@code virtio.blk}) and arrows a transitive dependency would allow (the
- * block graph naming a format, a job naming the dataplane).
+ * {@code virtio.blk}) and arrows a dependency would allow but the design does
+ * not (a job naming the qcow2 format rather than asking the registry).
  */
 class ArchitectureTest {
     /**
@@ -39,8 +39,10 @@ class ArchitectureTest {
         ALLOWED.put("io.vblk.aio", Set.of());
         ALLOWED.put("io.vblk.block", Set.of("io.vblk.aio"));
         ALLOWED.put("io.vblk.block.qcow2", Set.of("io.vblk.aio", "io.vblk.block"));
-        ALLOWED.put("io.vblk.job", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2"));
-        ALLOWED.put("io.vblk.txn", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2", "io.vblk.job"));
+        // jobs and transactions reach formats through BlockDriver / BlockFormat only (a format by name, from the
+        // registry), so they name no format package although their module depends on qcow2's
+        ALLOWED.put("io.vblk.job", Set.of("io.vblk.aio", "io.vblk.block"));
+        ALLOWED.put("io.vblk.txn", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.job"));
         ALLOWED.put("io.vblk.virtio", Set.of("io.vblk.aio", "io.vblk.block"));
         ALLOWED.put("io.vblk.virtio.blk", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.virtio"));
         ALLOWED.put("io.vblk.dataplane..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.virtio", "io.vblk.virtio.blk"));
