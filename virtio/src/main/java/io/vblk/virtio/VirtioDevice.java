@@ -100,7 +100,8 @@ public abstract class VirtioDevice {
 
     // register state: guarded by this
     private long driverFeatures;
-    private long negotiatedFeatures;
+    /** Written under this; volatile so the request path reads it without the lock. */
+    private volatile long negotiatedFeatures;
     private int generation;
     private volatile int status;
     private volatile boolean resetPending;
@@ -227,7 +228,7 @@ public abstract class VirtioDevice {
     }
 
     /** The features in force: valid from FEATURES_OK until reset, 0 otherwise. */
-    public final synchronized long negotiatedFeatures() {
+    public final long negotiatedFeatures() {
         return negotiatedFeatures;
     }
 

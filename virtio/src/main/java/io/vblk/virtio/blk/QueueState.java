@@ -56,6 +56,7 @@ final class QueueState {
     void give(VirtioBlkReq r) {
         r.elem.clear();
         r.qiov.reset();
+        r.error = null;
         pool.addFirst(r);
     }
 
