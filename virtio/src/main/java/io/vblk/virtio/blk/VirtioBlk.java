@@ -21,12 +21,14 @@ import org.slf4j.LoggerFactory;
 /**
  * The virtio-blk device: QEMU's {@code VirtIOBlock} (hw/block/virtio-blk.c).
  *
- * <p>Requests (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES) are parsed
- * from the chain, validated — header size, 512-byte alignment, range inside
- * the capacity, a writable status byte, writes to a read-only disk — and
- * handed to the {@link BlockBackend}; a request that fails validation is
- * answered IOERR or UNSUPP and never touches the disk, a malformed chain
- * (no header, no status byte) marks the device NEEDS_RESET. The status byte
+ * <p>Parse, then execute: {@link VirtioBlkRequestParser} turns each popped
+ * chain into one outcome, written into the pooled {@link VirtioBlkReq} —
+ * submit (IN, OUT, FLUSH, DISCARD, WRITE_ZEROES to the {@link BlockBackend}),
+ * answer now (GET_ID, an unsupported type, a validation failure: the status
+ * is written and the disk never touched), or guest error (no header, no
+ * status byte: the device needs reset) — and this class executes it.
+ * {@link BlockErrorStatus} maps the backend's completion to the status byte.
+ * The status byte
  * is written last; completions are pushed to the used ring at once and the
  * guest is interrupted once per batch and queue.
  *
