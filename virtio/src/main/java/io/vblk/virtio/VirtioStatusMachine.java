@@ -109,7 +109,7 @@ final class VirtioStatusMachine implements StatusEventQueue.Sink {
 
     /**
      * A driver write of the status register (from a vCPU or the home thread).
-     * 0 resets the device and returns once the reset is complete (see the class
+     * 0 resets the device and returns once the reset is complete (see {@link VirtioDevice}
      * comment); anything else goes through the state machine and its effects
      * run in the home context.
      *
@@ -177,7 +177,7 @@ final class VirtioStatusMachine implements StatusEventQueue.Sink {
 
     /**
      * A system reset (the machine's, not the driver's): the reset sequence of
-     * the class comment, synchronously. Home thread only, and not from inside a
+     * the {@link VirtioDevice} class comment, synchronously. Home thread only, and not from inside a
      * device hook.
      */
     void resetNow() {
