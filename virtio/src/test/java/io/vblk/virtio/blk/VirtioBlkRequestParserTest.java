@@ -147,6 +147,13 @@ class VirtioBlkRequestParserTest {
     }
 
     @Test
+    void aMissingStatusByteIsNamedBeforeAShortHeader() {
+        VirtioBlkReq r = pop(out(new byte[8]));
+        assertEquals(Kind.GUEST_ERROR, parse(r));
+        assertEquals("a request without a writable status byte", r.error);
+    }
+
+    @Test
     void shortHeaderIsAGuestError() {
         VirtioBlkReq r = pop(out(new byte[8]), in(1));
         assertEquals(Kind.GUEST_ERROR, parse(r));
@@ -163,6 +170,13 @@ class VirtioBlkRequestParserTest {
         VirtioBlkReq small = pop(out(header(T_GET_ID, 0)), in(9));
         assertAnswer(small, parse(small), S_OK);
         assertEquals(9, small.inLen, "a short buffer gets what fits");
+    }
+
+    @Test
+    void getIdWithRoomForTheStatusOnlyAnswersNoSerial() {
+        VirtioBlkReq r = pop(out(header(T_GET_ID, 0)), in(1));
+        assertAnswer(r, parse(r), S_OK);
+        assertEquals(1, r.inLen);
     }
 
     @Test
