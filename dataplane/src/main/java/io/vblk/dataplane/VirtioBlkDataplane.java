@@ -42,6 +42,17 @@ import org.slf4j.LoggerFactory;
  * kick and call descriptors); the start and stop sequences are the same.
  *
  * <p>Everything here runs in the main loop.
+ *
+ * <p>What stays in the device (module virtio), and why: the
+ * {@link IoeventfdOps} seam the device calls, the device's per-queue state
+ * that this class only rebinds while idle (the request pool and the batched
+ * guest notification, {@code VirtioBlk.setQueueContext}/{@code flushNotification}),
+ * the device's cross-context request hand-off to the backend, and
+ * {@code VirtioDevice.attachHostNotifier} (QEMU's
+ * {@code virtio_queue_aio_attach_host_notifier}, in hw/virtio/virtio.c). This
+ * module owns the decisions: which IOThread serves which queue
+ * ({@link QueueMapping}), when queues start and stop, the notifier wiring
+ * order, and the waits for idle around a switch.
  */
 public final class VirtioBlkDataplane implements IoeventfdOps {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDataplane.class);

@@ -54,6 +54,11 @@ import org.slf4j.LoggerFactory;
  * } while (!vq.isEmpty());        // re-reads avail.idx
  * }</pre>
  * Per request nothing is allocated: elements are the caller's, reused.
+ *
+ * <p>Collaborators, one concept each: {@link VringRegions} checks and maps the
+ * rings at enable, {@link DescriptorChainWalker} reads and validates each
+ * popped chain, {@link UsedSignal} decides whether an interrupt is due. This
+ * class keeps the ring indices and the notification state between them.
  */
 public final class VirtQueue {
     private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
@@ -96,8 +101,7 @@ public final class VirtQueue {
     private int pendingUsed;
     private int inUse;
     private boolean notification = true;
-    private boolean signalledUsedValid;
-    private int signalledUsed;
+    private final UsedSignal usedSignal = new UsedSignal();
     private volatile boolean broken;
     private volatile String brokenReason;
 
@@ -105,9 +109,11 @@ public final class VirtQueue {
     /** The AioHandler serving the host notifier, while attached (see {@link VirtioDevice#attachHostNotifier}). */
     volatile AioHandler hostNotifierHandler;
 
+    /** Walks and validates the chains this queue pops. */
+    private final DescriptorChainWalker chains = new DescriptorChainWalker(this);
+
     private long pops;
     private long pushes;
-    private long signals;
 
     /**
      * @param owner    name for logs (the device's)
@@ -205,7 +211,7 @@ public final class VirtQueue {
     }
 
     /**
-     * Validates the configuration and maps the rings: QEMU's
+     * Validates the configuration and maps the rings ({@link VringRegions}): QEMU's
      * {@code virtio_queue_enable} and {@code virtio_init_region_cache}. A size
      * that is not a power of two up to {@link #maxSize()}, a misaligned ring,
      * or a ring outside RAM breaks the queue. Returns whether it is enabled.
@@ -221,24 +227,13 @@ public final class VirtQueue {
             return fail("no guest memory to map the rings in");
         }
         int n = size;
-        if (n <= 0 || n > maxSize || Integer.bitCount(n) != 1) {
-            return fail("queue size " + n + " is not a power of two in 1.." + maxSize);
+        VringRegions rings = VringRegions.map(mem, n, maxSize, descGpa, availGpa, usedGpa);
+        if (rings.problem != null) {
+            return fail(rings.problem);
         }
-        if ((descGpa & 15) != 0 || (availGpa & 1) != 0 || (usedGpa & 3) != 0) {
-            return fail(String.format("misaligned rings: desc 0x%x (needs 16), avail 0x%x (needs 2), used 0x%x (needs 4)",
-                    descGpa, availGpa, usedGpa));
-        }
-        long d = mem.translate(descGpa, (long) DESC_SIZE * n);
-        long a = mem.translate(availGpa, 6 + 2L * n);
-        long u = mem.translate(usedGpa, 6 + 8L * n);
-        if (d < 0 || a < 0 || u < 0) {
-            return fail(String.format("ring outside RAM: desc [0x%x, +0x%x)%s, avail [0x%x, +0x%x)%s, used [0x%x, +0x%x)%s",
-                    descGpa, DESC_SIZE * n, d < 0 ? " BAD" : "", availGpa, 6 + 2 * n, a < 0 ? " BAD" : "",
-                    usedGpa, 6 + 8 * n, u < 0 ? " BAD" : ""));
-        }
-        desc = d;
-        avail = a;
-        used = u;
+        desc = rings.desc;
+        avail = rings.avail;
+        used = rings.used;
         mask = n - 1;
         enabled = true;
         if (LOG.isDebugEnabled()) {
@@ -282,8 +277,7 @@ public final class VirtQueue {
         pendingUsed = 0;
         inUse = 0;
         notification = true;
-        signalledUsedValid = false;
-        signalledUsed = 0;
+        usedSignal.reset();
         broken = false;
         brokenReason = null;
     }
@@ -309,7 +303,7 @@ public final class VirtQueue {
     /** Where the device continues writing the used ring (restored with the ring base; normally used.idx in memory). */
     public void setUsedIdx(int idx) {
         usedIdx = idx & 0xffff;
-        signalledUsedValid = false;
+        usedSignal.forget();
     }
 
     /** Chains popped since the queue was made (a statistic; racy read from other threads). */
@@ -322,7 +316,7 @@ public final class VirtQueue {
      * interrupts the device sent for this queue (a statistic; racy read).
      */
     public long signals() {
-        return signals;
+        return usedSignal.signals();
     }
 
     /** Chains popped and not yet pushed or detached: QEMU's {@code vq->inuse}. */
@@ -405,7 +399,7 @@ public final class VirtQueue {
             // keep the driver kicking for anything after what was just taken
             HostMemory.putShortLE(used + 4 + 8L * size, lastAvailIdx);
         }
-        if (!readChain(head, e)) {
+        if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
             e.clear();
             return false;
         }
@@ -416,130 +410,6 @@ public final class VirtQueue {
                     head, e.segmentCount(), e.readableBytes(), e.writableBytes(), lastAvailIdx, inUse);
         }
         return true;
-    }
-
-    /** {@link #walk} reached the end of the chain. */
-    private static final int CHAIN_DONE = -1;
-    /** {@link #walk} found bad input (the queue is broken). */
-    private static final int CHAIN_FAILED = -2;
-
-    /**
-     * Walks and validates one chain (direct, then at most one indirect table at
-     * its end). The walk of one table is its own method with a plain counted
-     * loop: with the indirect switch inside one loop, C2's profiled loop
-     * predication kept trapping and recompiling this method (a deoptimization
-     * every few tens of milliseconds under load).
-     */
-    private boolean readChain(int head, VirtQueueElement e) {
-        e.begin(head);
-        if (head >= size) {
-            return fail("avail ring names head descriptor " + head + ", past the table of " + size);
-        }
-        chainTotal = 0;
-        int r = walk(desc, size, head, e, head, false);
-        if (r < 0) {
-            return r == CHAIN_DONE;
-        }
-        // descriptor r of the direct table is INDIRECT
-        long d = desc + (long) DESC_SIZE * r;
-        long addr = HostMemory.getLongLE(d);
-        long len = HostMemory.getIntLE(d + 8) & 0xffff_ffffL;
-        int flags = HostMemory.getU16LE(d + 12);
-        if (!indirectDesc) {
-            return fail("chain of head " + head + ": INDIRECT descriptor " + r
-                    + " but VIRTIO_F_INDIRECT_DESC was not negotiated");
-        }
-        if ((flags & DESC_F_NEXT) != 0) {
-            return fail("chain of head " + head + ": descriptor " + r + " has both INDIRECT and NEXT");
-        }
-        if (len == 0 || len % DESC_SIZE != 0) {
-            return fail("chain of head " + head + ": indirect table of " + len
-                    + " bytes is not a non-zero multiple of 16");
-        }
-        long t = mem.translate(addr, len);
-        if (t < 0) {
-            return fail(String.format("chain of head %d: indirect table [0x%x, +0x%x) is not in RAM", head,
-                    addr, len));
-        }
-        r = walk(t, len / DESC_SIZE, 0, e, head, true);
-        if (r >= 0) {
-            return fail("chain of head " + head + ": nested indirect descriptor " + r);
-        }
-        return r == CHAIN_DONE;
-    }
-
-    /** Why a descriptor's length or the chain's size is bad (the rare path of {@link #walk}, kept out of its loop). */
-    private int badDescriptor(int head, int i, long len, long total) {
-        if (len == 0) {
-            fail("chain of head " + head + ": descriptor " + i + " has length 0");
-        } else {
-            fail("chain of head " + head + " is too long (" + total + " bytes)");
-        }
-        return CHAIN_FAILED;
-    }
-
-    private int badBuffer(int head, int i, long addr, long len, long hva, boolean readableAfterWritable, int maxSegs) {
-        if (hva < 0) {
-            fail(String.format("chain of head %d: buffer [0x%x, +0x%x) of descriptor %d is not in RAM",
-                    head, addr, len, i));
-        } else if (readableAfterWritable) {
-            fail("chain of head " + head + ": device-readable descriptor " + i + " follows a device-writable one");
-        } else {
-            fail("chain of head " + head + " has more buffers than the queue size " + maxSegs);
-        }
-        return CHAIN_FAILED;
-    }
-
-    /** Bytes of the chain being read so far (direct and indirect parts). */
-    private long chainTotal;
-
-    /**
-     * Follows one descriptor table from index {@code i}: {@link #CHAIN_DONE} at
-     * the end of the chain, {@link #CHAIN_FAILED} on bad input, or the index of
-     * an INDIRECT descriptor (not followed).
-     */
-    private int walk(long table, long tableLen, int i, VirtQueueElement e, int head, boolean indirect) {
-        int maxSegs = size;
-        int segs = e.segmentCount();
-        boolean seenWritable = e.writableCount() > 0;
-        long total = chainTotal;
-        for (long steps = 1; steps <= tableLen; steps++) {
-            long d = table + (long) DESC_SIZE * i;
-            long addr = HostMemory.getLongLE(d);
-            long len = HostMemory.getIntLE(d + 8) & 0xffff_ffffL;
-            int flags = HostMemory.getU16LE(d + 12);
-            int next = HostMemory.getU16LE(d + 14);
-            if ((flags & DESC_F_INDIRECT) != 0) {
-                chainTotal = total;
-                return i;
-            }
-            total += len;
-            if (len == 0 || len > Integer.MAX_VALUE || total > 0xffff_ffffL) {
-                return badDescriptor(head, i, len, total);
-            }
-            boolean writable = (flags & DESC_F_WRITE) != 0;
-            long hva = mem.translate(addr, len);
-            if (hva < 0 || (!writable && seenWritable) || segs >= maxSegs) {
-                return badBuffer(head, i, addr, len, hva, !writable && seenWritable, maxSegs);
-            }
-            seenWritable |= writable;
-            segs++;
-            e.add(hva, (int) len, writable);
-            if ((flags & DESC_F_NEXT) == 0) {
-                chainTotal = total;
-                return CHAIN_DONE;
-            }
-            if (next >= tableLen) {
-                fail("chain of head " + head + ": descriptor " + i + " links to " + next + ", past the "
-                        + (indirect ? "indirect table of " : "table of ") + tableLen);
-                return CHAIN_FAILED;
-            }
-            i = next;
-        }
-        fail(indirect
-                ? "chain of head " + head + " runs longer than its indirect table of " + tableLen + " (a loop?)"
-                : "chain of head " + head + " runs longer than the queue size " + tableLen + " (a loop?)");
-        return CHAIN_FAILED;
     }
 
     // ------------------------------------------------------------------ producing the used ring
@@ -591,10 +461,7 @@ public final class VirtQueue {
         VarHandle.releaseFence();
         HostMemory.putShortLE(used + 2, now);
         usedIdx = now;
-        // The last signalled index fell inside the published range after wrap-around: forget it.
-        if ((short) (now - signalledUsed) < ((now - old) & 0xffff)) {
-            signalledUsedValid = false;
-        }
+        usedSignal.published(old, now);
         if (TRACE) {
             LOG.trace("{} vq{} flush used.idx {} -> {}", owner, index, old, now);
         }
@@ -641,7 +508,7 @@ public final class VirtQueue {
 
     /**
      * Whether the driver wants an interrupt for what was published since the
-     * last time this returned true: QEMU's {@code virtio_should_notify}. With
+     * last time this returned true ({@link UsedSignal}): QEMU's {@code virtio_should_notify}. With
      * EVENT_IDX it compares used_event against the published range
      * ({@code vring_need_event}); otherwise it honours VRING_AVAIL_F_NO_INTERRUPT.
      * A true result is a promise to interrupt: it records what was signalled.
@@ -653,23 +520,7 @@ public final class VirtQueue {
         // The used entries and idx must be visible before reading the driver's suppression fields.
         VarHandle.fullFence();
         int now = usedIdx;
-        boolean valid = signalledUsedValid;
-        int old = signalledUsed;
-        if (valid && old == now) {
-            return false;
-        }
-        signalledUsedValid = true;
-        signalledUsed = now;
-        boolean notify;
-        if (eventIdx) {
-            int usedEvent = HostMemory.getU16LE(avail + 4 + 2L * size);
-            notify = !valid || needEvent(usedEvent, now, old);
-        } else {
-            notify = (HostMemory.getU16LE(avail) & AVAIL_F_NO_INTERRUPT) == 0;
-        }
-        if (notify) {
-            signals++;
-        }
+        boolean notify = usedSignal.shouldNotify(now, avail, size, eventIdx);
         if (TRACE) {
             LOG.trace("{} vq{} should_notify used.idx={} -> {}", owner, index, now, notify);
         }
@@ -679,7 +530,8 @@ public final class VirtQueue {
 
     // ------------------------------------------------------------------ errors
 
-    private boolean fail(String reason) {
+    /** Breaks the queue for bad guest input (once): one WARN, then the listener. Returns false for the caller's return. */
+    boolean fail(String reason) {
         if (broken) {
             return false;
         }

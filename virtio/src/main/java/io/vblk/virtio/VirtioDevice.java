@@ -1,10 +1,8 @@
 package io.vblk.virtio;
 
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioHandler;
@@ -69,6 +67,12 @@ import org.slf4j.LoggerFactory;
  * broken: every queue stops, the status gains DEVICE_NEEDS_RESET, a
  * configuration-change interrupt is raised (if DRIVER_OK), and one WARN is
  * logged. Only a reset clears it (QEMU's {@code virtio_error}).
+ *
+ * <p>Collaborators, one concept each: {@link VirtioStatusMachine} (status
+ * register, feature negotiation, reset sequence), {@link StatusEventQueue}
+ * (status effects handed to the home context in order) and
+ * {@link VirtioConfigSpace} (config bytes and generation). This class keeps
+ * the queues, kicks and host notifiers, errors, and the device hooks.
  */
 public abstract class VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioDevice.class);
@@ -89,8 +93,7 @@ public abstract class VirtioDevice {
     private final int deviceId;
     private final AioContext home;
     private volatile GuestMemory mem;
-    private final long deviceFeatures;
-    private final byte[] config;
+    private final VirtioConfigSpace config;
     private final List<VirtQueue> queueList = new ArrayList<>();
     private final List<BottomHalf> kickBhList = new ArrayList<>();
     private volatile VirtQueue[] queues = new VirtQueue[0];
@@ -98,21 +101,8 @@ public abstract class VirtioDevice {
     private volatile VirtioBus bus = VirtioBus.NONE;
     private volatile boolean plugged;
 
-    // register state: guarded by this
-    private long driverFeatures;
-    private long negotiatedFeatures;
-    private int generation;
-    private volatile int status;
-    private volatile boolean resetPending;
-    private volatile boolean broken;
-    /** Completed when the pending reset finished (status reads 0); guarded by this. */
-    private CompletableFuture<Void> resetDone;
-
-    /** Status changes and resets, in the order the driver wrote them; guarded by this. */
-    private final ArrayDeque<StatusEvent> statusEvents = new ArrayDeque<>();
-    private final BottomHalf statusBh;
-    /** Home thread only: set while {@link #runStatusEvents} delivers, so a nested call leaves the rest to it. */
-    private boolean deliveringEvents;
+    /** Status register, features and the reset sequence; its state is guarded by this object's monitor. */
+    private final VirtioStatusMachine state;
 
     /**
      * @param features the features offered; VERSION_1 is always added. Offer
@@ -124,16 +114,12 @@ public abstract class VirtioDevice {
      */
     protected VirtioDevice(String name, int deviceId, long features, int configSize, AioContext home,
             GuestMemory mem) {
-        if (configSize < 0 || configSize > 4096) {
-            throw new IllegalArgumentException("config size " + configSize + " outside 0..4096");
-        }
+        this.config = new VirtioConfigSpace(configSize);
         this.name = name;
         this.deviceId = deviceId;
-        this.deviceFeatures = features | VirtioFeatures.VERSION_1;
-        this.config = new byte[configSize];
         this.home = home;
         this.mem = mem;
-        this.statusBh = home.bhNew(name + "-status", this::runStatusEvents);
+        this.state = new VirtioStatusMachine(this, name, home, features | VirtioFeatures.VERSION_1);
     }
 
     public final String name() {
@@ -204,31 +190,25 @@ public abstract class VirtioDevice {
 
     /** What the device offers (always including VERSION_1). */
     public final long deviceFeatures() {
-        return deviceFeatures;
+        return state.deviceFeatures();
     }
 
     /** What the driver wrote so far (may include bits not offered: FEATURES_OK then fails). */
-    public final synchronized long driverFeatures() {
-        return driverFeatures;
+    public final long driverFeatures() {
+        return state.driverFeatures();
     }
 
     /**
      * Records the driver's accepted features (all 64 bits); ignored once
      * FEATURES_OK is set or during a reset. Returns whether it was taken.
      */
-    public final synchronized boolean setDriverFeatures(long features) {
-        if (resetPending || (status & VirtioStatus.FEATURES_OK) != 0) {
-            LOG.debug("{}: driver feature write 0x{} ignored (status {})", name, Long.toHexString(features),
-                    VirtioStatus.describe(status));
-            return false;
-        }
-        driverFeatures = features;
-        return true;
+    public final boolean setDriverFeatures(long features) {
+        return state.setDriverFeatures(features);
     }
 
     /** The features in force: valid from FEATURES_OK until reset, 0 otherwise. */
-    public final synchronized long negotiatedFeatures() {
-        return negotiatedFeatures;
+    public final long negotiatedFeatures() {
+        return state.negotiatedFeatures();
     }
 
     public final boolean hasFeature(long mask) {
@@ -244,96 +224,30 @@ public abstract class VirtioDevice {
         return null;
     }
 
-    private String featureProblem(long f) {
-        long unknown = f & ~deviceFeatures;
-        if (unknown != 0) {
-            return String.format("driver accepted features 0x%x that were not offered (offered 0x%x)", unknown,
-                    deviceFeatures);
-        }
-        if ((f & VirtioFeatures.VERSION_1) == 0) {
-            return "driver did not accept VIRTIO_F_VERSION_1";
-        }
-        return checkFeatures(f);
-    }
-
     // ------------------------------------------------------------------ status
 
     /** The device status register as the driver reads it. */
     public final int status() {
-        return status;
+        return state.status();
     }
 
     /** Whether a reset was requested and has not completed (status does not read 0 yet). */
     public final boolean isResetPending() {
-        return resetPending;
+        return state.isResetPending();
     }
 
     /**
      * A driver write of the status register (from a vCPU or the home thread).
      * 0 resets the device and returns once the reset is complete (see the class
-     * comment); anything else goes through the state machine and its effects
-     * run in the home context.
+     * comment); anything else goes through the state machine
+     * ({@link VirtioStatusMachine}) and its effects run in the home context.
      *
      * @throws io.vblk.aio.HangDetectedException if a reset does not complete within {@link #RESET_TIMEOUT}
      * @throws IllegalStateException if called outside the home thread while holding its context lock
      *         (the reset could never run)
      */
     public final void writeStatus(int value) {
-        int v = value & 0xff;
-        boolean inHome = home.inHomeThread();
-        if (v == 0 && !inHome && home.lock().isHeldByCurrentThread()) {
-            throw new IllegalStateException(name + ": reset requested by thread '" + Thread.currentThread().getName()
-                    + "' holding the lock of home context " + home.name() + ", which must run the reset");
-        }
-        CompletableFuture<Void> waitFor = null;
-        synchronized (this) {
-            if (resetPending) {
-                LOG.debug("{}: status write {} ignored: reset in progress", name, VirtioStatus.describe(v));
-                if (v == 0 && !inHome) {
-                    waitFor = resetDone;
-                }
-            } else if (v == 0) {
-                resetPending = true;
-                resetDone = new CompletableFuture<>();
-                waitFor = resetDone;
-                statusEvents.add(StatusEvent.reset(status));
-            } else {
-                int old = status;
-                int now = (v & ~VirtioStatus.DEVICE_NEEDS_RESET) | (old & VirtioStatus.DEVICE_NEEDS_RESET);
-                if ((now & VirtioStatus.FEATURES_OK) != 0 && (old & VirtioStatus.FEATURES_OK) == 0) {
-                    String why = featureProblem(driverFeatures);
-                    if (why != null) {
-                        now &= ~VirtioStatus.FEATURES_OK;
-                        LOG.info("{}: FEATURES_OK refused: {}", name, why);
-                    } else {
-                        negotiatedFeatures = driverFeatures;
-                        for (VirtQueue vq : queues) {
-                            vq.setFeatures(negotiatedFeatures);
-                        }
-                    }
-                }
-                if ((now & VirtioStatus.DRIVER_OK) != 0 && (now & VirtioStatus.FEATURES_OK) == 0) {
-                    now &= ~VirtioStatus.DRIVER_OK;
-                    LOG.info("{}: DRIVER_OK refused: features were not negotiated (no FEATURES_OK)", name);
-                }
-                status = now;
-                if (now == old) {
-                    return;
-                }
-                statusEvents.add(new StatusEvent(old, now));
-                LOG.debug("{}: status {} -> {}", name, VirtioStatus.describe(old), VirtioStatus.describe(now));
-            }
-        }
-        if (inHome) {
-            runStatusEvents();
-            return;
-        }
-        if (waitFor == null) {
-            statusBh.schedule();
-            return;
-        }
-        statusBh.schedule();
-        home.mainLoop().watchdog(RESET_TIMEOUT).await("reset of " + name, waitFor);
+        state.write(value);
     }
 
     /**
@@ -342,160 +256,40 @@ public abstract class VirtioDevice {
      * device hook.
      */
     public final void resetNow() {
-        if (!home.inHomeThread()) {
-            throw new IllegalStateException(name + ": resetNow outside the home context " + home.name());
-        }
-        synchronized (this) {
-            if (!resetPending) {
-                resetPending = true;
-                resetDone = new CompletableFuture<>();
-                statusEvents.add(StatusEvent.reset(status));
-            }
-        }
-        runStatusEvents();
+        state.resetNow();
     }
 
-    /** Delivers pending status events in order: the status BH, or inline in the home thread. */
-    private void runStatusEvents() {
-        if (deliveringEvents) {
-            return;
-        }
-        deliveringEvents = true;
-        try {
-            for (;;) {
-                StatusEvent e;
-                synchronized (this) {
-                    e = statusEvents.poll();
-                }
-                if (e == null) {
-                    return;
-                }
-                if (e.reset) {
-                    performReset(e.old);
-                } else {
-                    deliverChange(e.old, e.now);
-                }
-            }
-        } finally {
-            deliveringEvents = false;
-        }
+    /** The queues, for the status machine's reset and DRIVER_OK sweeps. */
+    final VirtQueue[] queueArray() {
+        return queues;
     }
 
-    private void deliverChange(int old, int now) {
-        onStatusChange(old, now);
-        if ((now & VirtioStatus.DRIVER_OK) != 0 && (old & VirtioStatus.DRIVER_OK) == 0) {
-            onDriverOk();
-            // The device may not consume buffers before DRIVER_OK, so kicks that came
-            // earlier were ignored: look at every directly dispatched queue once now.
-            for (VirtQueue vq : queues) {
-                if (vq.hostNotifier() == null && vq.isEnabled()) {
-                    queueNotify(vq.index());
-                }
-            }
-        }
-    }
-
-    /** The reset sequence; completes (status reads 0) even if a hook throws, then rethrows. */
-    private void performReset(int old) {
-        LOG.debug("{}: reset from status {}", name, VirtioStatus.describe(old));
-        RuntimeException failure = null;
-        try {
-            quiesceForReset();
-        } catch (RuntimeException ex) {
-            failure = ex;
-        }
-        for (VirtQueue vq : queues) {
-            if (vq.inUse() != 0) {
-                LOG.warn("{}: vq{} still has {} chains in use after quiesceForReset; forgetting them", name,
-                        vq.index(), vq.inUse());
-            }
-            vq.reset();
-        }
-        synchronized (this) {
-            driverFeatures = 0;
-            negotiatedFeatures = 0;
-            broken = false;
-        }
-        try {
-            reset();
-        } catch (RuntimeException ex) {
-            failure = failure == null ? ex : failure;
-        }
-        try {
-            bus.deviceReset();
-        } catch (RuntimeException ex) {
-            failure = failure == null ? ex : failure;
-        }
-        CompletableFuture<Void> done;
-        synchronized (this) {
-            status = 0;
-            resetPending = false;
-            done = resetDone;
-            resetDone = null;
-        }
-        if (done != null) {
-            done.complete(null);
-        }
-        LOG.debug("{}: reset complete", name);
-        if (old != 0) {
-            try {
-                onStatusChange(old, 0);
-            } catch (RuntimeException ex) {
-                failure = failure == null ? ex : failure;
-            }
-        }
-        if (failure != null) {
-            throw failure;
-        }
-    }
-
-    private static final class StatusEvent {
-        final int old;
-        final int now;
-        final boolean reset;
-
-        StatusEvent(int old, int now) {
-            this(old, now, false);
-        }
-
-        private StatusEvent(int old, int now, boolean reset) {
-            this.old = old;
-            this.now = now;
-            this.reset = reset;
-        }
-
-        static StatusEvent reset(int old) {
-            return new StatusEvent(old, 0, true);
-        }
+    final VirtioBus bus() {
+        return bus;
     }
 
     // ------------------------------------------------------------------ configuration space
 
     public final int configSize() {
-        return config.length;
+        return config.size();
     }
 
     /** The configuration generation (virtio 1.2 section 2.5.1): changes whenever the config space changes. */
-    public final synchronized int configGeneration() {
-        return generation;
+    public final int configGeneration() {
+        return config.generation();
     }
 
     /**
      * A driver read of {@code size} bytes (1, 2, 4 or 8) at {@code offset},
      * little-endian; bytes past the end read as 0.
      */
-    public final synchronized long readConfig(int offset, int size) {
-        long v = 0;
-        for (int i = size - 1; i >= 0; i--) {
-            int o = offset + i;
-            v = (v << 8) | (o >= 0 && o < config.length ? config[o] & 0xff : 0);
-        }
-        return v;
+    public final long readConfig(int offset, int size) {
+        return config.read(offset, size);
     }
 
     /** A driver write to the configuration space: handed to {@link #onConfigWrite} (read-only by default). */
     public final void writeConfig(int offset, int size, long value) {
-        if (resetPending) {
+        if (state.isResetPending()) {
             return;
         }
         onConfigWrite(offset, size, value);
@@ -511,18 +305,8 @@ public abstract class VirtioDevice {
     }
 
     /** Stores {@code size} little-endian bytes of {@code value} at {@code offset}; a change bumps the generation. */
-    protected final synchronized void setConfig(int offset, int size, long value) {
-        boolean changed = false;
-        for (int i = 0; i < size; i++) {
-            byte b = (byte) (value >>> (8 * i));
-            if (config[offset + i] != b) {
-                config[offset + i] = b;
-                changed = true;
-            }
-        }
-        if (changed) {
-            generation++;
-        }
+    protected final void setConfig(int offset, int size, long value) {
+        config.write(offset, size, value);
     }
 
     protected final void setConfigU8(int offset, int value) {
@@ -547,10 +331,10 @@ public abstract class VirtioDevice {
      */
     public final void notifyConfigChange() {
         synchronized (this) {
-            if ((status & VirtioStatus.DRIVER_OK) == 0) {
+            if ((state.status() & VirtioStatus.DRIVER_OK) == 0) {
                 return;
             }
-            generation++;
+            config.bumpGeneration();
         }
         if (TRACE) {
             LOG.trace("{}: config change notification", name);
@@ -571,7 +355,7 @@ public abstract class VirtioDevice {
 
     /** The direct-mode kick BH: status effects first, so a kick after DRIVER_OK sees onDriverOk done. */
     private void directKick(int index) {
-        runStatusEvents();
+        state.deliverEvents();
         if (queues[index].hostNotifier() != null) {
             return; // switched to an ioeventfd meanwhile; the eventfd carries the kick
         }
@@ -586,10 +370,11 @@ public abstract class VirtioDevice {
      */
     public final void queueNotify(int index) {
         VirtQueue vq = queues[index];
-        if ((status & VirtioStatus.DRIVER_OK) == 0 || resetPending || broken || !vq.isEnabled()) {
+        VirtioStatusMachine st = state;
+        if ((st.status() & VirtioStatus.DRIVER_OK) == 0 || st.isResetPending() || st.isBroken() || !vq.isEnabled()) {
             if (TRACE) {
                 LOG.trace("{} vq{}: notify ignored (status {}, reset pending {}, broken {}, enabled {})", name, index,
-                        VirtioStatus.describe(status), resetPending, broken, vq.isEnabled());
+                        VirtioStatus.describe(st.status()), st.isResetPending(), st.isBroken(), vq.isEnabled());
             }
             return;
         }
@@ -672,7 +457,7 @@ public abstract class VirtioDevice {
      * DEVICE_NEEDS_RESET, stops every queue, and raises a config interrupt.
      */
     public final void virtioError(String reason) {
-        if (markBroken()) {
+        if (state.markBroken()) {
             LOG.warn("{}: {}; device needs reset", name, reason);
             afterBreak();
         }
@@ -680,18 +465,9 @@ public abstract class VirtioDevice {
 
     /** A queue found bad input (and logged it). */
     private void queueBroken(VirtQueue vq, String reason) {
-        if (markBroken()) {
+        if (state.markBroken()) {
             afterBreak();
         }
-    }
-
-    private synchronized boolean markBroken() {
-        if (broken) {
-            return false;
-        }
-        broken = true;
-        status |= VirtioStatus.DEVICE_NEEDS_RESET;
-        return true;
     }
 
     private void afterBreak() {
@@ -702,7 +478,7 @@ public abstract class VirtioDevice {
     }
 
     public final boolean isBroken() {
-        return broken;
+        return state.isBroken();
     }
 
     // ------------------------------------------------------------------ hooks
@@ -737,12 +513,8 @@ public abstract class VirtioDevice {
     /** The device's state for a watchdog dump. */
     public String describe() {
         StringBuilder sb = new StringBuilder();
-        synchronized (this) {
-            sb.append(name).append(": id ").append(deviceId).append(" status ").append(VirtioStatus.describe(status))
-                    .append(resetPending ? " (reset pending)" : "").append(broken ? " BROKEN" : "")
-                    .append(String.format(" features offered 0x%x negotiated 0x%x generation %d", deviceFeatures,
-                            negotiatedFeatures, generation)).append('\n');
-        }
+        sb.append(name).append(": id ").append(deviceId).append(state.describe()).append(" generation ")
+                .append(config.generation()).append('\n');
         for (VirtQueue vq : queues) {
             sb.append("  ").append(vq.describe()).append('\n');
         }

@@ -16,15 +16,10 @@ import static io.vblk.virtio.VirtioPciRegs.COMMAND;
 import static io.vblk.virtio.VirtioPciRegs.COMMAND_INTX_DISABLE;
 import static io.vblk.virtio.VirtioPciRegs.COMMAND_MASTER;
 import static io.vblk.virtio.VirtioPciRegs.COMMAND_MEMORY;
-import static io.vblk.virtio.VirtioPciRegs.NO_VECTOR;
 
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicLongArray;
 
 import io.vblk.aio.AioContext;
-import io.vblk.aio.BottomHalf;
 import io.vblk.aio.EventNotifier;
 
 import org.slf4j.Logger;
@@ -93,6 +88,13 @@ import org.slf4j.LoggerFactory;
  * No device hook runs on the calling thread unless it is the device's home
  * thread. A status write of 0 from a vCPU waits for the reset to complete in
  * the home context (see {@link VirtioDevice}).
+ *
+ * <p>Collaborators, one concept each: {@link VirtioPciCommonCfg} (the common
+ * configuration register file), {@link VirtioPciNotify} (the notification
+ * region and host notifiers), {@link VirtioPciInterrupts} (ISR, INTx, MSI-X
+ * delivery, guest notifiers), {@link PciConfigSpace} and {@link MsixTable}.
+ * This class builds the function's identity and capabilities and decodes
+ * configuration and BAR accesses to them.
  */
 public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioPciTransport.class);
@@ -120,19 +122,11 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
     private final MsixTable msix;
     private final int pciCfgCap;
     private final int msixCap;
-    private final EventNotifier intx;
-    private final HostNotifierRoute[] routes;
+    private final VirtioPciNotify notify;
+    private final VirtioPciInterrupts irq;
 
     private final AtomicIntegerArray vectors; // per queue, then the config vector at numQueues
     private final VirtioPciCommonCfg common;
-    private final AtomicInteger isr = new AtomicInteger();
-    private volatile boolean intxDisabled;
-    private volatile boolean guestNotifiers;
-    private final boolean[] assignedVectors;
-    private final AtomicLong signalsWhileReleased = new AtomicLong();
-    /** Interrupts raised off the home thread without guest notifiers: bit per queue, then config. */
-    private final AtomicLongArray pendingIrq;
-    private final BottomHalf irqBh;
 
     /** Builds the function and plugs {@code device} into it. */
     public VirtioPciTransport(VirtioDevice device) {
@@ -147,16 +141,11 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
             throw new IllegalArgumentException(name + ": device config larger than " + REGION_SIZE);
         }
         this.vectors = new AtomicIntegerArray(numQueues + 1);
-        this.pendingIrq = new AtomicLongArray((numQueues + 1 + 63) / 64);
-        this.routes = new HostNotifierRoute[numQueues];
-        for (int i = 0; i < numQueues; i++) {
-            routes[i] = new HostNotifierRoute();
-        }
+        this.notify = new VirtioPciNotify(device);
         this.msix = new MsixTable(name, numQueues + 1);
-        this.assignedVectors = new boolean[numQueues + 1];
         this.common = new VirtioPciCommonCfg(device, vectors, msix.vectors());
         try {
-            this.intx = new EventNotifier();
+            this.irq = new VirtioPciInterrupts(this, name, home, numQueues, msix, vectors);
         } catch (RuntimeException e) {
             msix.close();
             throw e;
@@ -199,7 +188,6 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
         pci.setU32(msixCap + VirtioPciRegs.MSIX_PBA, msix.pbaOffset() | MSIX_BAR);
         pci.seal();
 
-        irqBh = home.bhNew(name + "-irq", this::deliverPendingInterrupts);
         device.plug(this);
     }
 
@@ -246,7 +234,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
             pciCfgWindow(false);
         }
         synchronized (this) {
-            pci.setInterruptStatus(intxAsserted());
+            pci.setInterruptStatus(irq.intxAsserted());
             return pci.read(offset, size);
         }
     }
@@ -257,17 +245,12 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
         synchronized (this) {
             pci.write(offset, size, value);
             if (overlaps(offset, size, COMMAND, 2)) {
-                boolean disabled = (pci.command() & COMMAND_INTX_DISABLE) != 0;
-                boolean wasDisabled = intxDisabled;
-                intxDisabled = disabled;
-                if (wasDisabled != disabled && !msix.isEnabled() && isr.get() != 0) {
-                    sink.intx(!disabled);
-                }
+                irq.setIntxDisabled((pci.command() & COMMAND_INTX_DISABLE) != 0);
             }
             if (overlaps(offset, size, msixCap + VirtioPciRegs.MSIX_FLAGS, 2)) {
                 int flags = pci.u16(msixCap + VirtioPciRegs.MSIX_FLAGS);
                 msix.setControl((flags & VirtioPciRegs.MSIX_FLAGS_ENABLE) != 0,
-                        (flags & VirtioPciRegs.MSIX_FLAGS_MASKALL) != 0, unmaskDelivery());
+                        (flags & VirtioPciRegs.MSIX_FLAGS_MASKALL) != 0, irq.unmaskDelivery());
             }
         }
         if (overlaps(offset, size, pciCfgCap + VirtioPciRegs.PCI_CFG_DATA, 4)) {
@@ -352,7 +335,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
                 v = common.read(off);
                 break;
             case ISR_CFG_OFFSET:
-                v = off == 0 ? readIsr() : 0;
+                v = off == 0 ? irq.readIsr() : 0;
                 break;
             case DEVICE_CFG_OFFSET:
                 v = device.readConfig(off, size);
@@ -367,7 +350,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
     /** A write of {@code size} bytes (1, 2, 4, 8) at {@code offset} inside {@code bar}. */
     public void mmioWrite(int bar, long offset, int size, long value) {
         if (bar == MSIX_BAR) {
-            msix.write(offset, size, value, unmaskDelivery());
+            msix.write(offset, size, value, irq.unmaskDelivery());
             return;
         }
         if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
@@ -384,40 +367,10 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
                 device.writeConfig(off, size, value);
                 break;
             case NOTIFY_CFG_OFFSET:
-                notifyWrite(off);
+                notify.write(off);
                 break;
             default:
                 break; // ISR is read-only
-        }
-    }
-
-    private int readIsr() {
-        int v = isr.getAndSet(0);
-        if (v != 0 && !msix.isEnabled()) {
-            sink.intx(false);
-        }
-        if (TRACE) {
-            LOG.trace("{}: ISR read 0x{}", name, Integer.toHexString(v));
-        }
-        return v;
-    }
-
-    private boolean intxAsserted() {
-        return !msix.isEnabled() && isr.get() != 0;
-    }
-
-    /** A write to the notification region: kick the queue whose notify_off it addresses. */
-    private void notifyWrite(int off) {
-        int q = off / NOTIFY_OFF_MULTIPLIER;
-        if (off % NOTIFY_OFF_MULTIPLIER != 0 || q >= numQueues) {
-            LOG.debug("{}: notify write at offset {} names no queue", name, off);
-            return;
-        }
-        if (TRACE) {
-            LOG.trace("{} vq{}: kick", name, q);
-        }
-        if (!routes[q].kick()) {
-            device.kick(q);
         }
     }
 
@@ -431,8 +384,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
         if (bar != VIRTIO_BAR || offset < NOTIFY_CFG_OFFSET || offset >= NOTIFY_CFG_OFFSET + REGION_SIZE) {
             return false;
         }
-        int q = (int) ((offset - NOTIFY_CFG_OFFSET) / NOTIFY_OFF_MULTIPLIER);
-        return q < numQueues && routes[q].notifier() != null;
+        return notify.isDoorbell(offset - NOTIFY_CFG_OFFSET);
     }
 
     // ------------------------------------------------------------------ host notifiers (ioeventfd)
@@ -448,66 +400,11 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
      */
     @Override
     public void setHostNotifierEnabled(int q, boolean enabled) {
-        if (!home.inHomeThread() && !home.lock().isHeldByCurrentThread()) {
-            throw new IllegalStateException(name + ": host notifiers are switched in the home context " + home.name());
-        }
-        VirtQueue vq = device.queue(q);
-        HostNotifierRoute route = routes[q];
-        if (enabled) {
-            if (route.notifier() != null) {
-                return;
-            }
-            EventNotifier n = new EventNotifier();
-            n.set();
-            route.assign(n);
-            vq.setHostNotifier(n);
-            LOG.debug("{} vq{}: kicks go to ioeventfd {}", name, q, n);
-        } else {
-            if (vq.hostNotifierHandler != null) {
-                throw new IllegalStateException(vq + ": detach the host notifier before disabling it");
-            }
-            EventNotifier n = route.deassign();
-            if (n == null) {
-                return;
-            }
-            vq.setHostNotifier(null);
-            if (n.testAndClear()) {
-                device.kick(q);
-            }
-            n.close();
-            LOG.debug("{} vq{}: kicks dispatched directly", name, q);
-        }
+        notify.setHostNotifierEnabled(q, enabled);
     }
 
     public boolean isHostNotifierEnabled(int q) {
-        return routes[q].notifier() != null;
-    }
-
-    /** The kick route of one queue; its lock keeps a vCPU from signalling an eventfd being closed. */
-    private static final class HostNotifierRoute {
-        private EventNotifier notifier;
-
-        synchronized boolean kick() {
-            if (notifier == null) {
-                return false;
-            }
-            notifier.set();
-            return true;
-        }
-
-        synchronized EventNotifier notifier() {
-            return notifier;
-        }
-
-        synchronized void assign(EventNotifier n) {
-            notifier = n;
-        }
-
-        synchronized EventNotifier deassign() {
-            EventNotifier n = notifier;
-            notifier = null;
-            return n;
-        }
+        return notify.isHostNotifierEnabled(q);
     }
 
     // ------------------------------------------------------------------ interrupts (VirtioBus)
@@ -518,54 +415,17 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
      * and {@link #intxNotifier} for INTx, so a test can wait on eventfds.
      */
     public void setInterruptSink(InterruptSink s) {
-        sink = s == null ? eventfdSink : s;
-    }
-
-    private final InterruptSink eventfdSink = new InterruptSink() {
-        @Override
-        public void msi(int vector, long address, int data) {
-            msix.notifier(vector).set();
-        }
-
-        @Override
-        public void intx(boolean asserted) {
-            if (asserted) {
-                intx.set();
-            }
-        }
-
-        @Override
-        public void guestNotifierAssigned(int vector, EventNotifier irqfd, long address, int data) {
-        }
-
-        @Override
-        public void guestNotifierReleased(int vector, EventNotifier irqfd) {
-        }
-    };
-
-    private volatile InterruptSink sink = eventfdSink;
-    private final MsixTable.Delivery userspaceDelivery = (v, a, d) -> sink.msi(v, a, d);
-    private final MsixTable.Delivery irqfdDelivery = this::signalIrqfd;
-
-    private void signalIrqfd(int vector, long address, int data) {
-        msix.notifier(vector).set();
-    }
-
-    /** How vectors unmasked by a guest write are delivered: through the irqfd while assigned. */
-    private MsixTable.Delivery unmaskDelivery() {
-        return guestNotifiers ? irqfdDelivery : userspaceDelivery;
+        irq.setSink(s);
     }
 
     @Override
     public void raiseQueueInterrupt(int queueIndex) {
-        isr.getAndAccumulate(VirtioPciRegs.ISR_QUEUE, (a, b) -> a | b);
-        deliverFromHome(queueIndex);
+        irq.raise(VirtioPciRegs.ISR_QUEUE, queueIndex);
     }
 
     @Override
     public void raiseConfigInterrupt() {
-        isr.getAndAccumulate(VirtioPciRegs.ISR_CONFIG, (a, b) -> a | b);
-        deliverFromHome(numQueues);
+        irq.raise(VirtioPciRegs.ISR_CONFIG, numQueues);
     }
 
     /**
@@ -576,55 +436,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
      */
     @Override
     public void signalGuestNotifier(int queueIndex) {
-        isr.getAndAccumulate(VirtioPciRegs.ISR_QUEUE, (a, b) -> a | b);
-        if (!guestNotifiers) {
-            signalsWhileReleased.incrementAndGet();
-            if (TRACE) {
-                LOG.trace("{} vq{}: guest notifier signalled while released", name, queueIndex);
-            }
-        }
-        if (msix.isEnabled()) {
-            int v = vectors.get(queueIndex);
-            if (v != NO_VECTOR) {
-                msix.notify(v, irqfdDelivery);
-            }
-        } else if (guestNotifiers) {
-            deliverFromHome(queueIndex);
-        }
-    }
-
-    /** Slot {@code numQueues} is the configuration vector. Off the home thread, a BH carries it there. */
-    private void deliverFromHome(int slot) {
-        if (!home.inHomeThread()) {
-            pendingIrq.getAndAccumulate(slot / 64, 1L << (slot % 64), (a, b) -> a | b);
-            irqBh.schedule();
-            return;
-        }
-        deliverNow(slot);
-    }
-
-    private void deliverNow(int slot) {
-        if (msix.isEnabled()) {
-            int v = vectors.get(slot);
-            if (v != NO_VECTOR) {
-                msix.notify(v, userspaceDelivery);
-            } else if (TRACE) {
-                LOG.trace("{}: interrupt for slot {} has no MSI-X vector", name, slot);
-            }
-        } else if (!intxDisabled && isr.get() != 0) {
-            sink.intx(true);
-        }
-    }
-
-    private void deliverPendingInterrupts() {
-        for (int w = 0; w < pendingIrq.length(); w++) {
-            long bits = pendingIrq.getAndSet(w, 0);
-            while (bits != 0) {
-                int b = Long.numberOfTrailingZeros(bits);
-                bits &= bits - 1;
-                deliverNow(w * 64 + b);
-            }
-        }
+        irq.signalGuestNotifier(queueIndex);
     }
 
     /**
@@ -637,40 +449,16 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
      */
     @Override
     public void setGuestNotifiers(boolean assign) {
-        synchronized (this) {
-            if (assign == guestNotifiers) {
-                return;
-            }
-            guestNotifiers = assign;
-            if (assign) {
-                if (msix.isEnabled()) {
-                    for (int slot = 0; slot <= numQueues; slot++) {
-                        int v = vectors.get(slot);
-                        if (v != NO_VECTOR && !assignedVectors[v]) {
-                            assignedVectors[v] = true;
-                            sink.guestNotifierAssigned(v, msix.notifier(v), msix.address(v), msix.data(v));
-                        }
-                    }
-                }
-            } else {
-                for (int v = 0; v < assignedVectors.length; v++) {
-                    if (assignedVectors[v]) {
-                        assignedVectors[v] = false;
-                        sink.guestNotifierReleased(v, msix.notifier(v));
-                    }
-                }
-            }
-        }
-        LOG.debug("{}: guest notifiers {}", name, assign ? "assigned" : "released");
+        irq.setGuestNotifiers(assign);
     }
 
     public boolean guestNotifiersAssigned() {
-        return guestNotifiers;
+        return irq.guestNotifiersAssigned();
     }
 
     /** How many irqfd signals were made while guest notifiers were released (each one lost on a real host). */
     public long signalsWhileReleased() {
-        return signalsWhileReleased.get();
+        return irq.signalsWhileReleased();
     }
 
     /** The irqfd of MSI-X vector {@code vector}. */
@@ -680,7 +468,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
 
     /** The INTx line of the default interrupt sink, signalled when the device asserts it. */
     public EventNotifier intxNotifier() {
-        return intx;
+        return irq.intxNotifier();
     }
 
     public int msixVectors() {
@@ -702,7 +490,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
 
     /** Peeks at the ISR without clearing it (diagnostics; a guest read clears it). */
     public int isrStatus() {
-        return isr.get();
+        return irq.isrStatus();
     }
 
     // ------------------------------------------------------------------ reset
@@ -710,10 +498,7 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
     @Override
     public void deviceReset() {
         common.reset();
-        isr.set(0);
-        for (int w = 0; w < pendingIrq.length(); w++) {
-            pendingIrq.set(w, 0);
-        }
+        irq.deviceReset();
     }
 
     /**
@@ -726,22 +511,17 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
         synchronized (this) {
             pci.reset();
             msix.reset();
-            intxDisabled = false;
+            irq.systemReset();
         }
     }
 
     /** Releases the eventfds; host-notifier handlers must be detached and nothing may raise interrupts any more. */
     @Override
     public void close() {
-        irqBh.delete();
-        for (HostNotifierRoute r : routes) {
-            EventNotifier n = r.deassign();
-            if (n != null) {
-                n.close();
-            }
-        }
+        irq.closeBh();
+        notify.close();
         msix.close();
-        intx.close();
+        irq.closeIntx();
     }
 
     /** The function's state for a watchdog dump. */
@@ -751,8 +531,8 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
             sb.append(String.format("%s: virtio-pci BAR%d=0x%x BAR%d=0x%x command=0x%x msix=%s isr=0x%x "
                     + "guest_notifiers=%s (signals while released: %d) config_vector=%d%n", name, MSIX_BAR,
                     pci.barAddress(MSIX_BAR), VIRTIO_BAR, pci.barAddress(VIRTIO_BAR), pci.command(),
-                    msix.isEnabled() ? "on" : "off", isr.get(), guestNotifiers ? "assigned" : "released",
-                    signalsWhileReleased.get(), vectors.get(numQueues)));
+                    msix.isEnabled() ? "on" : "off", irq.isrStatus(), irq.guestNotifiersAssigned() ? "assigned"
+                    : "released", irq.signalsWhileReleased(), vectors.get(numQueues)));
         }
         for (int q = 0; q < numQueues; q++) {
             sb.append(String.format("  vq%d: vector %d, kicks via %s%n", q, vectors.get(q),

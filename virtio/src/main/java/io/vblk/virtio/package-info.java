@@ -16,14 +16,21 @@
  *     <td>little-endian loads and stores at translated host addresses</td></tr>
  * <tr><td>{@link io.vblk.virtio.VirtQueue}, {@link io.vblk.virtio.VirtQueueElement}</td>
  *     <td>{@code VirtQueue}, {@code virtqueue_pop/fill/flush}, {@code VirtQueueElement}</td>
- *     <td>the device side of a split ring, allocation-free, strict about bad input</td></tr>
+ *     <td>the device side of a split ring, allocation-free, strict about bad input; its parts:
+ *     {@code DescriptorChainWalker} (the descriptor walk of {@code virtqueue_split_pop}),
+ *     {@code VringRegions} ({@code virtio_init_region_cache}), {@code UsedSignal}
+ *     ({@code virtio_should_notify})</td></tr>
  * <tr><td>{@link io.vblk.virtio.VirtioDevice}</td><td>{@code VirtIODevice}</td>
- *     <td>features, status machine, config space, reset, kicks and interrupts</td></tr>
+ *     <td>queues, kicks and interrupts, host notifiers, errors; its parts:
+ *     {@code VirtioStatusMachine} ({@code virtio_set_status}, {@code virtio_set_features},
+ *     {@code virtio_reset}), {@code StatusEventQueue}, {@code VirtioConfigSpace}</td></tr>
  * <tr><td>{@link io.vblk.virtio.VirtioBus}</td><td>{@code VirtioBusClass}</td>
  *     <td>what a device needs from its transport</td></tr>
  * <tr><td>{@link io.vblk.virtio.VirtioPciTransport}</td><td>{@code VirtIOPCIProxy}</td>
  *     <td>the PCI function: config space, BARs, capabilities, MSI-X, INTx/ISR,
- *     ioeventfds (host notifiers) and irqfds (guest notifiers)</td></tr>
+ *     ioeventfds (host notifiers) and irqfds (guest notifiers); its parts:
+ *     {@code VirtioPciCommonCfg}, {@code VirtioPciNotify} (notify region, host notifiers),
+ *     {@code VirtioPciInterrupts} ({@code virtio_pci_notify}, {@code set_guest_notifiers})</td></tr>
  * <tr><td>{@link io.vblk.virtio.InterruptSink}</td><td>KVM irqchip, {@code msix_notify}, KVM_IRQFD</td>
  *     <td>where the function's interrupts go</td></tr>
  * </table>

@@ -17,6 +17,12 @@ import org.slf4j.LoggerFactory;
  * order. Allocation-free: requests link themselves. A request whose
  * processing throws is logged and the batch goes on: the ones behind it must
  * not be lost, or a drain waiting for them would wait forever.
+ *
+ * <p>This is the device's own cross-context request hand-off (a request to
+ * the backend's context, its completion back to the queue's), which QEMU also
+ * keeps inside virtio-blk and the block layer rather than in
+ * dataplane/virtio-blk.c: it is part of executing a request, not of starting
+ * or stopping queues, so it stays in virtio.
  */
 final class HandoffQueue {
     private static final VarHandle HEAD;

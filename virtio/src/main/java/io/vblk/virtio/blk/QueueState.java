@@ -11,6 +11,15 @@ import java.util.ArrayDeque;
  * of request objects, and the batched guest notification (QEMU's
  * {@code notify_guest_bh}): completions of one loop iteration raise one
  * interrupt at the end of the batch. Touched only in the queue's context.
+ *
+ * <p>Why this stays in the device rather than the dataplane module: the
+ * batched notification exists without any dataplane too (queues served by
+ * the main loop batch the same way), completions are pushed by the device in
+ * whichever context serves the queue, and the binding is the device's own
+ * per-queue state that a dataplane only switches ({@link VirtioBlk#setQueueContext},
+ * while the queue is idle; the wait for idle lives in the dataplanes, seed
+ * 001). The dataplane module decides which IOThread serves which queue and
+ * when; this class is what the device keeps per queue whoever serves it.
  */
 final class QueueState {
     final VirtioBlk dev;
@@ -56,6 +65,7 @@ final class QueueState {
     void give(VirtioBlkReq r) {
         r.elem.clear();
         r.qiov.reset();
+        r.error = null;
         pool.addFirst(r);
     }
 

@@ -2,14 +2,11 @@ package io.vblk.virtio.blk;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
-import io.vblk.aio.Errno;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockDevOps;
-import io.vblk.block.BlockFlags;
 import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.HostMemory;
 import io.vblk.virtio.VirtQueue;
-import io.vblk.virtio.VirtQueueElement;
 import io.vblk.virtio.VirtioDevice;
 import io.vblk.virtio.VirtioFeatures;
 
@@ -24,12 +21,14 @@ import org.slf4j.LoggerFactory;
 /**
  * The virtio-blk device: QEMU's {@code VirtIOBlock} (hw/block/virtio-blk.c).
  *
- * <p>Requests (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES) are parsed
- * from the chain, validated — header size, 512-byte alignment, range inside
- * the capacity, a writable status byte, writes to a read-only disk — and
- * handed to the {@link BlockBackend}; a request that fails validation is
- * answered IOERR or UNSUPP and never touches the disk, a malformed chain
- * (no header, no status byte) marks the device NEEDS_RESET. The status byte
+ * <p>Parse, then execute: {@link VirtioBlkRequestParser} turns each popped
+ * chain into one outcome, written into the pooled {@link VirtioBlkReq} —
+ * submit (IN, OUT, FLUSH, DISCARD, WRITE_ZEROES to the {@link BlockBackend}),
+ * answer now (GET_ID, an unsupported type, a validation failure: the status
+ * is written and the disk never touched), or guest error (no header, no
+ * status byte: the device needs reset) — and this class executes it.
+ * {@link BlockErrorStatus} maps the backend's completion to the status byte.
+ * The status byte
  * is written last; completions are pushed to the used ring at once and the
  * guest is interrupted once per batch and queue.
  *
@@ -48,7 +47,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     private final BlockBackend blk;
     private final VirtioBlkConfig conf;
-    private final byte[] serial;
+    /** The GET_ID answer: the serial, zero-padded to VIRTIO_BLK_ID_BYTES. */
+    private final byte[] paddedSerial = new byte[SERIAL_BYTES];
+    private final VirtioBlkRequestParser parser;
     private final QueueState[] queues;
     private final long capacitySectors;
     private final boolean readOnly;
@@ -70,7 +71,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         this.readOnly = blk.isReadOnly();
         this.capacitySectors = blk.length() / SECTOR;
         String s = conf.serial() != null ? conf.serial() : name;
-        this.serial = s.substring(0, Math.min(SERIAL_BYTES, s.length())).getBytes(StandardCharsets.US_ASCII);
+        byte[] id = s.substring(0, Math.min(SERIAL_BYTES, s.length())).getBytes(StandardCharsets.US_ASCII);
+        System.arraycopy(id, 0, paddedSerial, 0, Math.min(id.length, SERIAL_BYTES));
+        this.parser = new VirtioBlkRequestParser(capacitySectors, readOnly);
         this.queues = new QueueState[conf.numQueues()];
         for (int i = 0; i < queues.length; i++) {
             queues[i] = new QueueState(this, addQueue(conf.queueSize()), home);
@@ -277,158 +280,30 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         } while (suppress && !drained && !vq.isBroken() && !vq.isEmpty());
     }
 
+    /** Parse, then execute the outcome: QEMU's {@code virtio_blk_handle_request}. */
     private void process(VirtioBlkReq r) {
-        VirtQueueElement e = r.elem;
         r.epoch = epoch;
         inFlight.incrementAndGet();
-        if (e.writableBytes() < 1) {
-            malformed(r, "a request without a writable status byte");
-            return;
-        }
-        if (e.readableBytes() < 16) {
-            malformed(r, "a request header of " + e.readableBytes() + " bytes (16 needed)");
-            return;
-        }
-        readHeader(r);
-        int last = e.segmentCount() - 1;
-        r.statusAddr = e.hostAddress(last) + e.length(last) - 1;
-        r.inLen = 1;
-        r.flags = 0; // r.qiov is empty: a pooled request comes back reset (QueueState.give)
-        if (TRACE) {
-            LOG.trace("virtio_blk_handle_request dev={} vq={} type={} sector={}", name(), r.queue.index, r.type, r.sector);
-        }
-        switch (r.type) {
-            case T_IN: {
-                long bytes = e.writableBytes() - 1;
-                if (!rangeOk(r.sector, bytes)) {
-                    answer(r, S_IOERR);
-                    return;
+        switch (parser.parse(r, negotiatedFeatures(), writeback)) {
+            case GUEST_ERROR:
+                malformed(r, r.error);
+                return;
+            case ANSWER:
+                trace(r);
+                if (r.type == T_GET_ID) {
+                    r.elem.copyToWritable(0, paddedSerial, 0, r.inLen - 1);
                 }
-                addWritable(r, bytes);
-                r.inLen = (int) bytes + 1;
-                submit(r, r.sector * SECTOR, bytes);
-                return;
-            }
-            case T_OUT: {
-                long bytes = e.readableBytes() - 16;
-                if (readOnly || !rangeOk(r.sector, bytes)) {
-                    answer(r, S_IOERR);
-                    return;
-                }
-                addReadable(r, 16, bytes);
-                r.flags = writeback ? 0 : BlockFlags.FUA;
-                submit(r, r.sector * SECTOR, bytes);
-                return;
-            }
-            case T_FLUSH:
-                submit(r, 0, 0);
-                return;
-            case T_GET_ID: {
-                int n = (int) Math.min(SERIAL_BYTES, e.writableBytes() - 1);
-                byte[] id = new byte[n];
-                System.arraycopy(serial, 0, id, 0, Math.min(n, serial.length));
-                e.copyToWritable(0, id, 0, n);
-                r.inLen = n + 1;
-                answer(r, S_OK);
-                return;
-            }
-            case T_DISCARD:
-            case T_WRITE_ZEROES:
-                discardOrZeroes(r);
+                finish(r);
                 return;
             default:
-                answer(r, S_UNSUPP);
+                trace(r);
+                submit(r);
         }
     }
 
-    private void readHeader(VirtioBlkReq r) {
-        VirtQueueElement e = r.elem;
-        if (e.length(0) >= 16 && !e.isWritable(0)) {
-            long a = e.hostAddress(0);
-            r.type = HostMemory.getIntLE(a);
-            r.sector = HostMemory.getLongLE(a + 8);
-        } else {
-            byte[] h = new byte[16];
-            e.copyFromReadable(0, h, 0, 16);
-            r.type = (h[0] & 0xff) | (h[1] & 0xff) << 8 | (h[2] & 0xff) << 16 | (h[3] & 0xff) << 24;
-            long s = 0;
-            for (int i = 15; i >= 8; i--) {
-                s = s << 8 | (h[i] & 0xff);
-            }
-            r.sector = s;
-        }
-    }
-
-    /** 512-byte multiple, inside the disk; the sector is the guest's unsigned 64-bit value. */
-    private boolean rangeOk(long sector, long bytes) {
-        if (bytes % SECTOR != 0 || sector < 0) {
-            return false;
-        }
-        long n = bytes / SECTOR;
-        return sector <= capacitySectors && n <= capacitySectors - sector;
-    }
-
-    private void discardOrZeroes(VirtioBlkReq r) {
-        VirtQueueElement e = r.elem;
-        boolean zeroes = r.type == T_WRITE_ZEROES;
-        if (!hasFeature(zeroes ? F_WRITE_ZEROES : F_DISCARD)) {
-            answer(r, S_UNSUPP);
-            return;
-        }
-        long seg = e.readableBytes() - 16;
-        if (seg != 16) {
-            answer(r, seg == 0 || seg % 16 != 0 ? S_UNSUPP : S_IOERR); // one segment only (max_*_seg = 1)
-            return;
-        }
-        byte[] d = new byte[16];
-        e.copyFromReadable(16, d, 0, 16);
-        long sector = 0;
-        for (int i = 7; i >= 0; i--) {
-            sector = sector << 8 | (d[i] & 0xff);
-        }
-        long sectors = (d[8] & 0xffL) | (d[9] & 0xffL) << 8 | (d[10] & 0xffL) << 16 | (d[11] & 0xffL) << 24;
-        int flags = (d[12] & 0xff) | (d[13] & 0xff) << 8 | (d[14] & 0xff) << 16 | (d[15] & 0xff) << 24;
-        if ((flags & ~WZ_FLAG_UNMAP) != 0 || (!zeroes && flags != 0)) {
-            answer(r, S_UNSUPP);
-            return;
-        }
-        if (readOnly || sectors > MAX_DISCARD_SECTORS || !rangeOk(sector, sectors * SECTOR)) {
-            answer(r, S_IOERR);
-            return;
-        }
-        if (sectors == 0) {
-            // Nothing to do, and done: QEMU's block layer completes a zero-length discard or write-zeroes at
-            // once, while a driver may refuse one (fallocate(2) fails a zero length with EINVAL).
-            answer(r, S_OK);
-            return;
-        }
-        r.flags = zeroes && (flags & WZ_FLAG_UNMAP) != 0 ? BlockFlags.MAY_UNMAP : 0;
-        submit(r, sector * SECTOR, sectors * SECTOR);
-    }
-
-    private void addWritable(VirtioBlkReq r, long bytes) {
-        VirtQueueElement e = r.elem;
-        long left = bytes;
-        for (int i = e.readableCount(); i < e.segmentCount() && left > 0; i++) {
-            int n = (int) Math.min(left, e.length(i));
-            r.qiov.add(e.hostAddress(i), n);
-            left -= n;
-        }
-    }
-
-    private void addReadable(VirtioBlkReq r, long skip, long bytes) {
-        VirtQueueElement e = r.elem;
-        long left = bytes;
-        for (int i = 0; i < e.readableCount() && left > 0; i++) {
-            long len = e.length(i);
-            if (skip >= len) {
-                skip -= len;
-                continue;
-            }
-            int n = (int) Math.min(left, len - skip);
-            r.qiov.add(e.hostAddress(i) + skip, n);
-            left -= n;
-            skip = 0;
+    private void trace(VirtioBlkReq r) {
+        if (TRACE) {
+            LOG.trace("virtio_blk_handle_request dev={} vq={} type={} sector={}", name(), r.queue.index, r.type, r.sector);
         }
     }
 
@@ -440,17 +315,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         virtioError("virtio-blk vq" + qs.index + ": " + why);
     }
 
-    /** Completes a request that never reaches the disk. */
-    private void answer(VirtioBlkReq r, int status) {
-        r.status = status;
-        finish(r);
-    }
-
     // ------------------------------------------------------------------ backend and completion
 
-    private void submit(VirtioBlkReq r, long offset, long bytes) {
-        r.offset = offset;
-        r.bytes = bytes;
+    private void submit(VirtioBlkReq r) {
         observer.submitted(r.queue.index, r.type, r.sector);
         AioContext bc = blk.context();
         if (bc == r.queue.ctx || bc.inHomeThread()) {
@@ -500,9 +367,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     /** The backend finished the request (backend context); answer it in the queue's context. */
     void blockCompleted(VirtioBlkReq r) {
-        int ret = r.ret;
-        r.status = ret >= 0 ? S_OK
-                : ret == -Errno.ENOTSUP && (r.type == T_DISCARD || r.type == T_WRITE_ZEROES) ? S_UNSUPP : S_IOERR;
+        r.status = BlockErrorStatus.status(r.type, r.ret);
         QueueState qs = r.queue;
         if (qs.ctx == blk.context() || qs.ctx.inHomeThread()) {
             finish(r);
