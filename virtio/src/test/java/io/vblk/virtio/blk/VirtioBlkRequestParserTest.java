@@ -7,8 +7,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vblk.block.BlockFlags;
 import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.VirtQueue;
-import io.vblk.virtio.VirtioRing;
 import io.vblk.virtio.blk.VirtioBlkReq.Kind;
+import io.vblk.testkit.BlkHeaders;
+import io.vblk.testkit.Bytes;
+import io.vblk.testkit.GuestRing;
+import io.vblk.testkit.GuestRing.Buf;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -24,9 +27,6 @@ import org.junit.jupiter.api.Test;
 class VirtioBlkRequestParserTest {
     private static final long CAPACITY = 2048; // sectors: 1 MiB
     private static final long ALL = F_DISCARD | F_WRITE_ZEROES;
-    private static final long DESC = 0x1000;
-    private static final long AVAIL = 0x2000;
-    private static final long USED = 0x3000;
     private static final int QSIZE = 16;
 
     private GuestMemory mem;
@@ -34,17 +34,15 @@ class VirtioBlkRequestParserTest {
     private final VirtioBlkRequestParser parser = new VirtioBlkRequestParser(CAPACITY, false);
     private final VirtioBlkRequestParser readOnly = new VirtioBlkRequestParser(CAPACITY, true);
     private final List<String> broken = new ArrayList<>();
-    private long nextBuffer;
+    private GuestRing ring;
 
     @BeforeEach
     void setUp() {
         mem = GuestMemory.allocate(0, 1 << 20);
+        ring = new GuestRing(mem, 0x1000, QSIZE, 0x10000, 0x80000);
         vq = new VirtQueue("parser-test", 0, QSIZE, mem, (q, why) -> broken.add(why));
-        vq.setDescAddr(DESC);
-        vq.setAvailAddr(AVAIL);
-        vq.setUsedAddr(USED);
+        ring.configure(vq);
         assertTrue(vq.enable());
-        nextBuffer = 0x10000;
     }
 
     @AfterEach
@@ -53,67 +51,32 @@ class VirtioBlkRequestParserTest {
         mem.close();
     }
 
-    // ------------------------------------------------------------------ a minimal driver
-
-    /** One buffer of a chain: its guest address, length and direction. */
-    private record Buf(long gpa, int len, boolean writable) {
-    }
+    // ------------------------------------------------------------------ the driver side: the test kit
 
     private Buf out(byte[] data) {
-        Buf b = new Buf(nextBuffer, data.length, false);
-        mem.write(b.gpa, data);
-        nextBuffer += (data.length + 15) & ~15L;
-        return b;
+        return ring.out(data);
     }
 
     private Buf in(int len) {
-        Buf b = new Buf(nextBuffer, len, true);
-        nextBuffer += (len + 15) & ~15L;
-        return b;
+        return ring.in(len);
     }
 
     private static byte[] header(int type, long sector) {
-        byte[] h = new byte[OUTHDR_SIZE];
-        putLe(h, 0, type, 4);
-        putLe(h, 8, sector, 8);
-        return h;
+        return BlkHeaders.outhdr(type, sector);
     }
 
     private static byte[] segment(long sector, long sectors, int flags) {
-        byte[] s = new byte[DWZ_SEGMENT_SIZE];
-        putLe(s, 0, sector, 8);
-        putLe(s, 8, sectors, 4);
-        putLe(s, 12, flags, 4);
-        return s;
+        return BlkHeaders.dwzSegment(sector, sectors, flags);
     }
 
-    private static byte[] concat(byte[] a, byte[] b) {
-        byte[] c = new byte[a.length + b.length];
-        System.arraycopy(a, 0, c, 0, a.length);
-        System.arraycopy(b, 0, c, a.length, b.length);
-        return c;
+    private static byte[] concat(byte[]... parts) {
+        return Bytes.concat(parts);
     }
 
-    private static void putLe(byte[] b, int off, long v, int n) {
-        for (int i = 0; i < n; i++) {
-            b[off + i] = (byte) (v >>> (8 * i));
-        }
-    }
-
-    /** Writes the chain into the descriptor table, makes it available and pops it into a fresh request. */
+    /** Makes the chain available and pops it into a fresh request. */
     private VirtioBlkReq pop(Buf... bufs) {
-        for (int i = 0; i < bufs.length; i++) {
-            long d = DESC + (long) VirtioRing.DESC_SIZE * i;
-            mem.writeU64(d, bufs[i].gpa);
-            mem.writeU32(d + 8, bufs[i].len);
-            int flags = (bufs[i].writable ? VirtioRing.DESC_F_WRITE : 0)
-                    | (i + 1 < bufs.length ? VirtioRing.DESC_F_NEXT : 0);
-            mem.writeU16(d + 12, flags);
-            mem.writeU16(d + 14, i + 1);
-        }
-        int idx = mem.readU16(AVAIL + 2);
-        mem.writeU16(AVAIL + 4 + 2L * (idx % QSIZE), 0);
-        mem.writeU16(AVAIL + 2, (idx + 1) & 0xffff);
+        ring.add(bufs);
+        ring.publish();
         VirtioBlkReq r = new VirtioBlkReq(null, null);
         assertTrue(vq.pop(r.elem), "the chain pops");
         return r;
@@ -269,9 +232,9 @@ class VirtioBlkRequestParserTest {
         assertEquals(1537, r.inLen, "data and status byte");
         assertEquals(0, r.flags);
         assertEquals(2, r.qiov.count());
-        assertEquals(mem.translate(a.gpa, 1024), r.qiov.address(0));
-        assertEquals(mem.translate(b.gpa, 512), r.qiov.address(1));
-        assertEquals(mem.translate(status.gpa, 1), r.statusAddr);
+        assertEquals(mem.translate(a.gpa(), 1024), r.qiov.address(0));
+        assertEquals(mem.translate(b.gpa(), 512), r.qiov.address(1));
+        assertEquals(mem.translate(status.gpa(), 1), r.statusAddr);
     }
 
     @Test
@@ -280,7 +243,7 @@ class VirtioBlkRequestParserTest {
         VirtioBlkReq r = pop(out(header(T_IN, 0)), data);
         assertEquals(Kind.SUBMIT, parse(r));
         assertEquals(512, r.bytes);
-        assertEquals(mem.translate(data.gpa, 513) + 512, r.statusAddr, "the status is the chain's last byte");
+        assertEquals(mem.translate(data.gpa(), 513) + 512, r.statusAddr, "the status is the chain's last byte");
         assertEquals(1, r.qiov.count());
         assertEquals(512, r.qiov.length(0));
     }
@@ -295,7 +258,7 @@ class VirtioBlkRequestParserTest {
         assertEquals(1024, r.bytes);
         assertEquals(1, r.inLen);
         assertEquals(1, r.qiov.count());
-        assertEquals(mem.translate(hdrAndData.gpa, 16) + 16, r.qiov.address(0), "data starts after the header");
+        assertEquals(mem.translate(hdrAndData.gpa(), 16) + 16, r.qiov.address(0), "data starts after the header");
         assertEquals(0, r.flags, "writeback: no FUA");
     }
 
