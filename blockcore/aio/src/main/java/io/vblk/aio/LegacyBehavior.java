@@ -19,7 +19,9 @@ public enum LegacyBehavior {
     /** Seed 003: inactivate-all acquires a context once per node instead of once per context. */
     RECURSIVE_LOCK_IN_INACTIVATE_ALL("seed 003: inactivateAll acquires the context lock once per node"),
     /** Seed 004: every poll, including a non-blocking poll from a foreign thread, accepts the notification. */
-    NOTIFY_ACCEPT_IN_NONBLOCKING_POLL("seed 004: notifyAccept runs in non-blocking polls too");
+    NOTIFY_ACCEPT_IN_NONBLOCKING_POLL("seed 004: notifyAccept runs in non-blocking polls too"),
+    /** Bug 011 (eca0f3524a): a job's clean acquires the filter's context again before dropping the filter. */
+    ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)");
 
     private final String description;
 

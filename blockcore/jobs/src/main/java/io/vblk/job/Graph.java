@@ -1,5 +1,8 @@
 package io.vblk.job;
 
+import io.vblk.aio.AioContext;
+import io.vblk.aio.AioContextLock;
+import io.vblk.aio.LegacyBehavior;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockChild;
 import io.vblk.block.BlockDriver;
@@ -155,14 +158,27 @@ public final class Graph {
 
     /**
      * Takes a filter out again: its parents use its child once more (under a
-     * drained section of the child), then the filter is released.
+     * drained section of the child), then the filter is released. A job's
+     * clean step (stream, a mirror that did not pivot) — QEMU's
+     * {@code bdrv_backup_top_drop} from {@code backup_clean} — so it runs in
+     * the main loop with the job's context already acquired once by the
+     * completion ({@link JobCompletion}); the drain's {@code pollWhile}
+     * releases that one hold, and the IOThread runs the drain hook. With
+     * {@link LegacyBehavior#ACQUIRE_CONTEXT_IN_JOB_CLEAN} the context is
+     * acquired once more around the drop, as {@code backup_clean} did before
+     * eca0f3524a: the wait releases one of two holds and the IOThread never
+     * gets the lock.
      */
     static void removeFilter(BlockNode filter) {
-        BlockNode below = filter.child(ChildRole.FILTERED);
-        try (DrainedSection d = below.drainedBegin()) {
-            replaceNode(filter, below);
+        AioContext ctx = filter.context();
+        boolean again = ctx.legacy().isOn(LegacyBehavior.ACQUIRE_CONTEXT_IN_JOB_CLEAN);
+        try (AioContextLock.Held h = again ? ctx.acquire() : null) {
+            BlockNode below = filter.child(ChildRole.FILTERED);
+            try (DrainedSection d = below.drainedBegin()) {
+                replaceNode(filter, below);
+            }
+            releaseFilter(filter);
         }
-        releaseFilter(filter);
     }
 
     /** Detaches a filter no parent uses any more from its children (ending the quiesce they gave it) and drops it. */
