@@ -4,6 +4,7 @@ import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.BottomHalf;
 import io.vblk.aio.Errno;
+import io.vblk.aio.LegacyBehavior;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -21,7 +22,10 @@ import org.slf4j.LoggerFactory;
  * {@code blk_aio_complete_bh}).
  *
  * <p>Requests issued while the backend is drained wait for drained-end and
- * are then submitted (QEMU's {@code blk_wait_while_drained}). Failed requests
+ * are then submitted (QEMU's {@code blk_wait_while_drained}); while parked
+ * they do not count as in flight, or the drain that parked them would wait for
+ * them forever (7f16476fab; {@link LegacyBehavior#BLK_IN_FLIGHT_WHILE_QUEUED}
+ * keeps the pre-fix count). Failed requests
  * under the {@link ErrorPolicy#STOP} policy are kept, the I/O status is
  * recorded, the machine is asked to stop, and {@link #resume()} resubmits
  * them: nothing is lost.
@@ -37,6 +41,8 @@ public final class BlockBackend implements BlockParent {
     private volatile BlockChild root;
     private volatile BlockDevOps devOps = BlockDevOps.NONE;
     private volatile int inFlight;
+    /** Requests waiting in {@link #queued} for drained end (QEMU's {@code blk->queued_requests}). */
+    private volatile int parked;
     private volatile int quiesceCounter;
     private volatile ErrorPolicy readPolicy = ErrorPolicy.REPORT;
     private volatile ErrorPolicy writePolicy = ErrorPolicy.REPORT;
@@ -82,7 +88,7 @@ public final class BlockBackend implements BlockParent {
         }
         if (inFlight > 0 || !queued.isEmpty()) {
             r.node().checkOwned("eject");
-            AioWait.pollWhile(r.node().context(), () -> inFlight > 0);
+            AioWait.pollWhile(r.node().context(), () -> inFlightCount() > 0);
             if (!queued.isEmpty()) {
                 throw new BlockException("backend '" + name + "' is drained with " + queued.size()
                         + " requests waiting; end the drained section before ejecting");
@@ -153,7 +159,22 @@ public final class BlockBackend implements BlockParent {
     }
 
     public int inFlight() {
-        return inFlight;
+        return inFlightCount();
+    }
+
+    /**
+     * QEMU's {@code blk->in_flight}: requests submitted and not yet finished.
+     * A request parked while the backend is drained does not count: the
+     * drain's poll waits for this to reach 0, and a parked request resumes
+     * only at drained end, after the drain (QEMU's
+     * {@code blk_wait_while_drained} dropping its reference, 7f16476fab).
+     * With {@link LegacyBehavior#BLK_IN_FLIGHT_WHILE_QUEUED} the parked ones
+     * count too: before the fix they kept the reference they took at issue
+     * ({@code blk_aio_prwv}) while they waited (bug 009).
+     */
+    private int inFlightCount() {
+        int n = inFlight;
+        return parked > 0 && layer.loop().legacy().isOn(LegacyBehavior.BLK_IN_FLIGHT_WHILE_QUEUED) ? n + parked : n;
     }
 
     public boolean isQuiesced() {
@@ -250,7 +271,8 @@ public final class BlockBackend implements BlockParent {
 
     private void submit(BlkRequest r) {
         if (quiesceCounter > 0) {
-            queued.addLast(r); // waits for drained end; not in flight meanwhile
+            queued.addLast(r); // waits for drained end; not in flight meanwhile (see inFlightCount)
+            parked++;
             return;
         }
         BlockNode n = root();
@@ -424,6 +446,7 @@ public final class BlockBackend implements BlockParent {
             devOps.drainedEnd();
             BlkRequest r;
             while (quiesceCounter == 0 && (r = queued.pollFirst()) != null) {
+                parked--;
                 submit(r);
             }
         }
@@ -431,7 +454,7 @@ public final class BlockBackend implements BlockParent {
 
     @Override
     public boolean childDrainedPoll(BlockChild child) {
-        return inFlight > 0 || devOps.drainedPoll();
+        return inFlightCount() > 0 || devOps.drainedPoll();
     }
 
     @Override
@@ -447,7 +470,7 @@ public final class BlockBackend implements BlockParent {
 
     public String describe() {
         BlockNode n = root();
-        return "backend '" + name + "' -> " + (n == null ? "(no medium)" : "'" + n.name() + "'") + " in_flight=" + inFlight
+        return "backend '" + name + "' -> " + (n == null ? "(no medium)" : "'" + n.name() + "'") + " in_flight=" + inFlightCount()
                 + " quiesce=" + quiesceCounter + " queued=" + queued.size() + " iostatus=" + ioStatus
                 + " stopped_requests=" + stoppedRequests();
     }
