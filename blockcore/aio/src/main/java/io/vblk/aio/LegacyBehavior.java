@@ -20,10 +20,10 @@ public enum LegacyBehavior {
     RECURSIVE_LOCK_IN_INACTIVATE_ALL("seed 003: inactivateAll acquires the context lock once per node"),
     /** Seed 004: every poll, including a non-blocking poll from a foreign thread, accepts the notification. */
     NOTIFY_ACCEPT_IN_NONBLOCKING_POLL("seed 004: notifyAccept runs in non-blocking polls too"),
-    /** Bug 011 (eca0f3524a): a job's clean acquires the filter's context again before dropping the filter. */
-    ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)"),
     /** Bug 009 (7f16476fab): a request parked while its backend is drained keeps its in-flight reference. */
-    BLK_IN_FLIGHT_WHILE_QUEUED("bug 009: a request queued while the backend is drained keeps counting in flight");
+    BLK_IN_FLIGHT_WHILE_QUEUED("bug 009: a request queued while the backend is drained keeps counting in flight"),
+    /** Bug 011 (eca0f3524a): a job's clean acquires the filter's context again before dropping the filter. */
+    ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)");
 
     private final String description;
 
