@@ -163,6 +163,9 @@ final class AioNotifier {
     void aioNotifyAccept(boolean eventfdFired) {
         NOTIFIED.getAndSet(this, false);
         if (eventfdFired) {
+            if (visibility != null) {
+                visibility.syscall(); // the eventfd read
+            }
             eventfd.testAndClear();
         }
     }

@@ -166,6 +166,9 @@ final class AioPoll {
             return progress;
         } finally {
             lock.release();
+            if (visibility != null) {
+                visibility.endOfPoll();
+            }
         }
     }
 
@@ -190,6 +193,9 @@ final class AioPoll {
             return progress;
         } finally {
             lock.release();
+            if (visibility != null) {
+                visibility.endOfPoll();
+            }
         }
     }
 

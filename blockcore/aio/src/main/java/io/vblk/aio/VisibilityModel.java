@@ -19,8 +19,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * buffer: that thread reads its own store back at once (store forwarding),
  * every other thread keeps reading the old value. The buffer drains, in
  * order, only when its thread passes a full barrier: a {@link #fence} at a
- * site where QEMU has {@code smp_mb()}, or a system call (epoll_wait, an
- * eventfd write: {@link #syscall}). Atomic read-modify-writes are modelled
+ * site where QEMU has {@code smp_mb()}, a system call (epoll_wait, an
+ * eventfd read or write: {@link #syscall}), or at the latest the end of its
+ * current {@code aio_poll} iteration ({@link #endOfPoll}). Atomic read-modify-writes are modelled
  * as buffered stores too, since C11 orders a seq-cst RMW only against other
  * seq-cst accesses, not against the relaxed loads that follow it (the
  * pattern both fixes name). Nothing else is modelled: every other field keeps
@@ -138,6 +139,17 @@ public final class VisibilityModel {
 
     /** A system call in the calling thread (epoll_wait, an eventfd write): the kernel entry drains its buffer. */
     public void syscall() {
+        drain(Thread.currentThread());
+    }
+
+    /**
+     * The end of one {@code aio_poll} iteration in the calling thread: its
+     * buffer drains. A store buffer drains within a bounded time, and draining
+     * early is always a valid execution; the windows the fixes closed all lie
+     * inside one iteration (raise notify_me, read, sleep), so bounding a
+     * store's delay to one iteration keeps them and no more.
+     */
+    public void endOfPoll() {
         drain(Thread.currentThread());
     }
 
