@@ -14,7 +14,8 @@ import org.slf4j.LoggerFactory;
  * ({@code ctx->notifier}), all in util/async.c. Any thread may call
  * {@link #aioNotify()}; only the poll loop ({@link AioPoll}) announces a
  * blocking wait and accepts a notification, and it alone decides when it may
- * accept (seed 004).
+ * accept (seed 004). Under a scenario's {@link VisibilityModel} notify_me is
+ * a modelled field, so the barrier bug 006's fix added can be shown missing.
  */
 final class AioNotifier {
     /** The context's logger, so the aio_notify trace keeps its category. */

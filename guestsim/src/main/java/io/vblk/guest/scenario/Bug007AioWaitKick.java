@@ -51,6 +51,8 @@ public final class Bug007AioWaitKick implements Scenario {
                 "counts itself in num_waiters, reads the BH's 'done' flag and blocks in the main context.",
                 "io0 runs the BH: detach, done = true, aio_wait_kick(), which schedules the main loop's",
                 "wake-up BH only if it reads num_waiters > 0.",
+                "This is the visibility-model replay, not historic-bugs.md's logical variant (kick moved",
+                "before the condition write): the code keeps its order, only the barriers go.",
                 "Visibility model: a store to num_waiters or to 'done' stays in the storing thread's store",
                 "buffer (other threads read the old value) until that thread passes smp_mb() or a system",
                 "call (epoll_wait, an eventfd write); atomic RMWs are buffered too, as C11 orders them only",
