@@ -52,8 +52,9 @@ public final class AioWait {
             kickModelled();
             return;
         }
-        // Volatile accesses: the JVM orders the caller's (volatile) update of the
-        // condition before this read, which is bug 007's smp_mb() as well.
+        // A volatile read: the JVM orders it after a caller's volatile update of the
+        // condition (volatiles are sequentially consistent), which is what bug
+        // 007's smp_mb() provides in C.
         if (numWaiters.get() > 0) {
             kickBh.schedule();
         }
