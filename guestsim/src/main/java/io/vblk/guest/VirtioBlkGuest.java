@@ -5,6 +5,7 @@ import io.vblk.firmware.Platform;
 import io.vblk.firmware.VirtioPci;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioPciRegs;
+import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlkAbi;
 
 /**
@@ -54,7 +55,7 @@ public final class VirtioBlkGuest {
         if (!vp.reset(5_000_000_000L)) {
             throw new GuestDriverException("virtio-blk " + vp.name() + ": reset did not complete");
         }
-        int status = VirtioPci.S_ACKNOWLEDGE | VirtioPci.S_DRIVER;
+        int status = VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER;
         vp.setStatus(status);
         long offered = vp.deviceFeatures();
         if ((offered & VirtioFeatures.VERSION_1) == 0) {
@@ -64,12 +65,12 @@ public final class VirtioBlkGuest {
                 | VirtioBlkAbi.F_WRITE_ZEROES | (o.eventIdx() ? VirtioFeatures.EVENT_IDX : 0);
         long features = offered & wanted;
         vp.setDriverFeatures(features);
-        status |= VirtioPci.S_FEATURES_OK;
+        status |= VirtioStatus.FEATURES_OK;
         vp.setStatus(status);
-        if ((vp.status() & VirtioPci.S_FEATURES_OK) == 0) {
+        if ((vp.status() & VirtioStatus.FEATURES_OK) == 0) {
             throw fail(vp, "device refused features 0x" + Long.toHexString(features));
         }
-        long capacity = vp.deviceConfig(0, 8);
+        long capacity = vp.deviceConfig(VirtioBlkAbi.CFG_CAPACITY, 8);
         int nq = (features & VirtioBlkAbi.F_MQ) != 0 ? Math.max(1, (int) vp.deviceConfig(VirtioBlkAbi.CFG_NUM_QUEUES, 2)) : 1;
         nq = Math.min(nq, Math.min(o.maxQueues(), vp.numQueues()));
         int msix = cfg.findCapability(bdf, VirtioPciRegs.CAP_ID_MSIX);
@@ -98,7 +99,7 @@ public final class VirtioBlkGuest {
             vp.setQueueEnable();
             queues[q] = new BlkQueue(p, q, ring, vp.notifyAddress(), VECTOR_BASE + 1 + q, mem);
         }
-        status |= VirtioPci.S_DRIVER_OK;
+        status |= VirtioStatus.DRIVER_OK;
         vp.setStatus(status);
         return new VirtioBlkGuest(p, vp, features, capacity, queues);
     }
@@ -120,7 +121,7 @@ public final class VirtioBlkGuest {
     }
 
     private static GuestDriverException fail(VirtioPci vp, String why) {
-        vp.setStatus(VirtioPci.S_FAILED);
+        vp.setStatus(VirtioStatus.FAILED);
         return new GuestDriverException("virtio-blk " + vp.name() + ": " + why);
     }
 

@@ -31,7 +31,7 @@ final class UsedSignal {
         signalledUsed = now;
         boolean notify;
         if (eventIdx) {
-            int usedEvent = HostMemory.getU16LE(avail + 4 + 2L * size);
+            int usedEvent = HostMemory.getU16LE(avail + VirtioRing.usedEventOffset(size));
             notify = !valid || needEvent(usedEvent, now, old);
         } else {
             notify = (HostMemory.getU16LE(avail) & AVAIL_F_NO_INTERRUPT) == 0;

@@ -335,7 +335,7 @@ public final class VirtQueue {
         if (!enabled || broken) {
             return false;
         }
-        boolean work = HostMemory.getU16LE(avail + 2) != lastAvailIdx;
+        boolean work = HostMemory.getU16LE(avail + AVAIL_IDX) != lastAvailIdx;
         VarHandle.acquireFence();
         return work;
     }
@@ -360,7 +360,7 @@ public final class VirtQueue {
 
     /** Reads avail.idx, checks the driver did not run more than a queue ahead, then orders later reads after it. */
     private boolean refreshAvailIdx() {
-        int idx = HostMemory.getU16LE(avail + 2);
+        int idx = HostMemory.getU16LE(avail + AVAIL_IDX);
         int pending = (idx - lastAvailIdx) & 0xffff;
         if (pending > size) {
             return fail(String.format("avail.idx jumped from %d to %d: %d new entries in a queue of %d",
@@ -393,11 +393,11 @@ public final class VirtQueue {
             e.clear();
             return false;
         }
-        int head = HostMemory.getU16LE(avail + 4 + 2L * (lastAvailIdx & mask));
+        int head = HostMemory.getU16LE(avail + AVAIL_RING + 2L * (lastAvailIdx & mask));
         lastAvailIdx = (lastAvailIdx + 1) & 0xffff;
         if (eventIdx && notification) {
             // keep the driver kicking for anything after what was just taken
-            HostMemory.putShortLE(used + 4 + 8L * size, lastAvailIdx);
+            HostMemory.putShortLE(used + availEventOffset(size), lastAvailIdx);
         }
         if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
             e.clear();
@@ -432,7 +432,7 @@ public final class VirtQueue {
             return;
         }
         int slot = (usedIdx + pendingUsed) & mask;
-        long entry = used + 4 + 8L * slot;
+        long entry = used + USED_RING + (long) USED_ELEM_SIZE * slot;
         HostMemory.putIntLE(entry, e.head());
         HostMemory.putIntLE(entry + 4, writtenLen);
         pendingUsed++;
@@ -459,7 +459,7 @@ public final class VirtQueue {
         int old = usedIdx;
         int now = (old + n) & 0xffff;
         VarHandle.releaseFence();
-        HostMemory.putShortLE(used + 2, now);
+        HostMemory.putShortLE(used + USED_IDX, now);
         usedIdx = now;
         usedSignal.published(old, now);
         if (TRACE) {
@@ -492,7 +492,7 @@ public final class VirtQueue {
         }
         if (eventIdx) {
             if (enable) {
-                HostMemory.putShortLE(used + 4 + 8L * size, HostMemory.getU16LE(avail + 2));
+                HostMemory.putShortLE(used + availEventOffset(size), HostMemory.getU16LE(avail + AVAIL_IDX));
             }
         } else {
             HostMemory.putShortLE(used, enable ? 0 : USED_F_NO_NOTIFY);

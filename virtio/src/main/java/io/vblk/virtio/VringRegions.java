@@ -41,8 +41,8 @@ final class VringRegions {
                     descGpa, availGpa, usedGpa));
         }
         long d = mem.translate(descGpa, (long) DESC_SIZE * n);
-        long a = mem.translate(availGpa, 6 + 2L * n);
-        long u = mem.translate(usedGpa, 6 + 8L * n);
+        long a = mem.translate(availGpa, VirtioRing.availSize(n));
+        long u = mem.translate(usedGpa, VirtioRing.usedSize(n));
         if (d < 0 || a < 0 || u < 0) {
             return bad(String.format("ring outside RAM: desc [0x%x, +0x%x)%s, avail [0x%x, +0x%x)%s, used [0x%x, +0x%x)%s",
                     descGpa, DESC_SIZE * n, d < 0 ? " BAD" : "", availGpa, 6 + 2 * n, a < 0 ? " BAD" : "",

@@ -29,6 +29,7 @@ import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.HostMemory;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioPciTransport;
+import io.vblk.virtio.VirtioRing;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlk;
 import io.vblk.virtio.blk.VirtioBlkConfig;
@@ -111,15 +112,15 @@ final class VirtioBlkRig implements AutoCloseable {
         transport = new VirtioPciTransport(dev);
 
         long descGpa = RING;
-        long availGpa = descGpa + 16L * QSIZE;
-        long usedGpa = (availGpa + 6 + 2L * QSIZE + 3) & ~3L;
-        desc = mem.translate(descGpa, 16L * QSIZE);
-        availFlags = mem.translate(availGpa, 6 + 2L * QSIZE);
-        availIdxAddr = availFlags + 2;
-        availRing = availFlags + 4;
-        long used = mem.translate(usedGpa, 6 + 8L * QSIZE);
-        usedIdxAddr = used + 2;
-        usedRing = used + 4;
+        long availGpa = descGpa + VirtioRing.descTableSize(QSIZE);
+        long usedGpa = (availGpa + VirtioRing.availSize(QSIZE) + 3) & ~3L;
+        desc = mem.translate(descGpa, VirtioRing.descTableSize(QSIZE));
+        availFlags = mem.translate(availGpa, VirtioRing.availSize(QSIZE));
+        availIdxAddr = availFlags + VirtioRing.AVAIL_IDX;
+        availRing = availFlags + VirtioRing.AVAIL_RING;
+        long used = mem.translate(usedGpa, VirtioRing.usedSize(QSIZE));
+        usedIdxAddr = used + VirtioRing.USED_IDX;
+        usedRing = used + VirtioRing.USED_RING;
         for (int s = 0; s < SLOTS; s++) {
             long base = BUFFERS + SLOT_BYTES * s;
             hdrGpa[s] = base;

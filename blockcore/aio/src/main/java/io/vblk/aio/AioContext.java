@@ -55,12 +55,12 @@ public final class AioContext {
         this.name = name;
         this.loop = loop;
         this.fdmon = new FdMonEpoll(name);
-        this.notifier = new AioNotifier(name);
+        this.notifier = new AioNotifier(name, loop.legacy(), loop.visibilityModel());
         fdmon.add(notifier.fd(), LibC.EPOLLIN, AioNotifier.EPOLL_DATA);
         this.bhs = new BhList(this);
         this.fdHandlers = new AioHandlers(this, fdmon);
         this.timers = new TimerList(this);
-        this.poller = new AioPoll(this, notifier, bhs, fdHandlers, timers, fdmon, pollMaxNs);
+        this.poller = new AioPoll(this, notifier, bhs, fdHandlers, timers, fdmon, pollMaxNs, loop.visibilityModel());
         this.poolCompleter = new ThreadPool.Completer(this);
     }
 

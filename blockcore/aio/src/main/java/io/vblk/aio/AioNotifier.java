@@ -14,7 +14,8 @@ import org.slf4j.LoggerFactory;
  * ({@code ctx->notifier}), all in util/async.c. Any thread may call
  * {@link #aioNotify()}; only the poll loop ({@link AioPoll}) announces a
  * blocking wait and accepts a notification, and it alone decides when it may
- * accept (seed 004).
+ * accept (seed 004). Under a scenario's {@link VisibilityModel} notify_me is
+ * a modelled field, so the barrier bug 006's fix added can be shown missing.
  */
 final class AioNotifier {
     /** The context's logger, so the aio_notify trace keeps its category. */
@@ -47,9 +48,24 @@ final class AioNotifier {
     @SuppressWarnings("unused") // accessed through NOTIFIED
     private volatile boolean notified;
     private final AtomicLong eventfdWrites = new AtomicLong();
+    private final LegacySwitches legacy;
+    /**
+     * Null on the ordinary path. Under a scenario's store-buffer model,
+     * notify_me lives in {@link #modelledNotifyMe} and the poller's raise of
+     * it stays in its store buffer until a barrier (bug 006).
+     */
+    private final VisibilityModel visibility;
+    private final VisibilityModel.Field modelledNotifyMe;
 
     AioNotifier(String ctxName) {
+        this(ctxName, new LegacySwitches(), null);
+    }
+
+    AioNotifier(String ctxName, LegacySwitches legacy, VisibilityModel visibility) {
         this.ctxName = ctxName;
+        this.legacy = legacy;
+        this.visibility = visibility;
+        this.modelledNotifyMe = visibility == null ? null : visibility.field(ctxName + ".notify_me", 0);
     }
 
     /** The eventfd the fd monitor watches with {@link #EPOLL_DATA}. */
@@ -78,13 +94,27 @@ final class AioNotifier {
             return;
         }
         NOTIFIED.setVolatile(this, true);
-        if ((int) NOTIFY_ME.getVolatile(this) != 0) {
+        if (loadNotifyMeAfterBarrier() != 0) {
             eventfdWrites.incrementAndGet();
             eventfd.set();
         }
         if (TRACE) {
-            LOG.trace("aio_notify ctx={} notify_me={}", ctxName, (int) NOTIFY_ME.getVolatile(this));
+            LOG.trace("aio_notify ctx={} notify_me={}", ctxName, notifyMe());
         }
+    }
+
+    /**
+     * aio_notify's {@code smp_mb()} (both before and after bug 006's fix) and
+     * its read of notify_me. Under the model the barrier drains this thread's
+     * buffer, and the read sees the poller's raise only if the poller drained
+     * its own.
+     */
+    private int loadNotifyMeAfterBarrier() {
+        if (visibility == null) {
+            return (int) NOTIFY_ME.getVolatile(this);
+        }
+        visibility.fence("aio_notify");
+        return visibility.load(modelledNotifyMe, "aio_notify");
     }
 
     /**
@@ -94,11 +124,36 @@ final class AioNotifier {
      * {@link #leaveBlockingWait()} afterwards either way.
      */
     boolean enterBlockingWait() {
+        if (visibility != null) {
+            return enterBlockingWaitModelled();
+        }
+        // A volatile RMW: the JVM orders it before the volatile load below, so
+        // it is bug 006's explicit smp_mb() as well.
         NOTIFY_ME.getAndAdd(this, 2);
         return !(boolean) NOTIFIED.getVolatile(this);
     }
 
+    /**
+     * Bug 006 under the store-buffer model: the raise of notify_me is
+     * buffered, and only the fix's explicit {@code smp_mb()} publishes it
+     * before {@code notified} is read. Pre-fix, the atomic add was trusted to
+     * be the barrier, and C11 does not make it one for the relaxed read that
+     * follows: a notifier may read notify_me == 0 after this thread read
+     * notified == false, and neither wakes the other.
+     */
+    private boolean enterBlockingWaitModelled() {
+        visibility.add(modelledNotifyMe, 2);
+        if (!legacy.isOn(LegacyBehavior.NO_EXPLICIT_BARRIER_AFTER_NOTIFY_ME)) {
+            visibility.fence("aio_poll: smp_mb after raising notify_me");
+        }
+        return !(boolean) NOTIFIED.getVolatile(this);
+    }
+
     void leaveBlockingWait() {
+        if (visibility != null) {
+            visibility.add(modelledNotifyMe, -2); // QEMU: a store-release; it drains at the next barrier
+            return;
+        }
         NOTIFY_ME.getAndAdd(this, -2);
     }
 
@@ -109,6 +164,9 @@ final class AioNotifier {
     void aioNotifyAccept(boolean eventfdFired) {
         NOTIFIED.getAndSet(this, false);
         if (eventfdFired) {
+            if (visibility != null) {
+                visibility.syscall(); // the eventfd read
+            }
             eventfd.testAndClear();
         }
     }
@@ -117,8 +175,9 @@ final class AioNotifier {
         return (boolean) NOTIFIED.getVolatile(this);
     }
 
+    /** notify_me as other threads see it (under the model: its drained value). */
     int notifyMe() {
-        return (int) NOTIFY_ME.getVolatile(this);
+        return visibility == null ? (int) NOTIFY_ME.getVolatile(this) : modelledNotifyMe.visible();
     }
 
     long eventfdWrites() {

@@ -24,6 +24,8 @@ final class AioPoll {
     private final AioHandlers fdHandlers;
     private final TimerList timers;
     private final FdMonEpoll fdmon;
+    /** Null unless a memory-ordering scenario runs: then epoll_wait drains the thread's store buffer. */
+    private final VisibilityModel visibility;
     private final FdMonEpoll.Events homeEvents = new FdMonEpoll.Events();
     private final FdMonEpoll.Events foreignEvents = new FdMonEpoll.Events();
 
@@ -42,7 +44,7 @@ final class AioPoll {
     private long pollSuccesses;
 
     AioPoll(AioContext ctx, AioNotifier notifier, BhList bhs, AioHandlers fdHandlers, TimerList timers,
-            FdMonEpoll fdmon, long pollMaxNs) {
+            FdMonEpoll fdmon, long pollMaxNs, VisibilityModel visibility) {
         this.ctx = ctx;
         this.lock = ctx.lock();
         this.notifier = notifier;
@@ -51,6 +53,15 @@ final class AioPoll {
         this.timers = timers;
         this.fdmon = fdmon;
         this.pollMaxNs = pollMaxNs;
+        this.visibility = visibility;
+    }
+
+    /** epoll_wait: a system call, so under the visibility model it drains the caller's store buffer. */
+    private int fdmonWait(FdMonEpoll.Events events, long timeoutNs) {
+        if (visibility != null) {
+            visibility.syscall();
+        }
+        return fdmon.wait(events, timeoutNs);
     }
 
     void setPollMaxNs(long ns) {
@@ -116,14 +127,14 @@ final class AioPoll {
                     if (hook != null) {
                         hook.run();
                     }
-                    n = fdmon.wait(homeEvents, timeout);
+                    n = fdmonWait(homeEvents, timeout);
                 } finally {
                     for (int i = 0; i < held; i++) {
                         lock.acquire();
                     }
                 }
             } else if (fdHandlers.pollDisableCount > 0 || !pollStarted) {
-                n = fdmon.wait(homeEvents, 0);
+                n = fdmonWait(homeEvents, 0);
             } else if (!progress) {
                 // QEMU: "if polling is allowed, non-blocking aio_poll does not need the system
                 // call --- a single round of run_poll_handlers_once suffices". Every armed handler
@@ -155,6 +166,9 @@ final class AioPoll {
             return progress;
         } finally {
             lock.release();
+            if (visibility != null) {
+                visibility.endOfPoll();
+            }
         }
     }
 
@@ -165,7 +179,7 @@ final class AioPoll {
             if (ctx.isClosed()) {
                 return false;
             }
-            int n = fdmon.wait(foreignEvents, 0);
+            int n = fdmonWait(foreignEvents, 0);
             boolean notifierFired = foreignEvents.contains(n, AioNotifier.EPOLL_DATA);
             if (ctx.legacy().isOn(LegacyBehavior.NOTIFY_ACCEPT_IN_NONBLOCKING_POLL)) {
                 // The pre-fix aio_poll accepted unconditionally: a non-blocking
@@ -179,6 +193,9 @@ final class AioPoll {
             return progress;
         } finally {
             lock.release();
+            if (visibility != null) {
+                visibility.endOfPoll();
+            }
         }
     }
 

@@ -26,8 +26,20 @@ import java.util.function.BooleanSupplier;
 public final class AioWait {
     private final AtomicInteger numWaiters = new AtomicInteger();
     private volatile BottomHalf kickBh;
+    private final LegacySwitches switches;
+    /**
+     * Null on the ordinary path. Under a scenario's store-buffer model,
+     * num_waiters lives in {@link #modelledWaiters} and the waiter's count and
+     * the kicker's condition update stay in their store buffers until a
+     * barrier (bug 007).
+     */
+    private final VisibilityModel visibility;
+    private final VisibilityModel.Field modelledWaiters;
 
-    AioWait() {
+    AioWait(LegacySwitches legacy, VisibilityModel visibility) {
+        this.switches = legacy;
+        this.visibility = visibility;
+        this.modelledWaiters = visibility == null ? null : visibility.field("num_waiters", 0);
     }
 
     void bind(AioContext main) {
@@ -36,13 +48,61 @@ public final class AioWait {
 
     /** Wakes the main loop if it waits in {@link #pollWhile}: QEMU's {@code aio_wait_kick}. */
     public void kick() {
+        if (visibility != null) {
+            kickModelled();
+            return;
+        }
+        // A volatile read: the JVM orders it after a caller's volatile update of the
+        // condition (volatiles are sequentially consistent), which is what bug
+        // 007's smp_mb() provides in C.
         if (numWaiters.get() > 0) {
             kickBh.schedule();
         }
     }
 
+    /**
+     * Bug 007 under the store-buffer model. The fix's {@code smp_mb()}
+     * publishes the caller's update of the waited-on condition before
+     * num_waiters is read; pre-fix ("the barrier is in the caller", and no
+     * caller had one) the update may still sit in this thread's buffer while
+     * it reads a num_waiters that does not yet show the waiter.
+     */
+    private void kickModelled() {
+        if (!switches.isOn(LegacyBehavior.AIO_WAIT_KICK_WITHOUT_BARRIER)) {
+            visibility.fence("aio_wait_kick");
+        }
+        if (visibility.load(modelledWaiters, "aio_wait_kick") > 0) {
+            kickBh.schedule();
+        }
+    }
+
+    /** num_waiters as other threads see it (under the model: its drained value). */
     public int waiters() {
-        return numWaiters.get();
+        return visibility == null ? numWaiters.get() : modelledWaiters.visible();
+    }
+
+    /**
+     * AIO_WAIT_WHILE's {@code qatomic_inc(&num_waiters)} and the
+     * {@code smp_mb__after_rmw()} bug 007 added after it, so the kicker sees
+     * the waiter or the waiter sees the kicker's update of the condition.
+     */
+    private void countWaiter() {
+        if (visibility == null) {
+            numWaiters.incrementAndGet(); // a volatile RMW: ordered before the condition's volatile reads
+            return;
+        }
+        visibility.add(modelledWaiters, 1);
+        if (!switches.isOn(LegacyBehavior.AIO_WAIT_KICK_WITHOUT_BARRIER)) {
+            visibility.fence("AIO_WAIT_WHILE: smp_mb__after_rmw");
+        }
+    }
+
+    private void uncountWaiter() {
+        if (visibility == null) {
+            numWaiters.decrementAndGet();
+        } else {
+            visibility.add(modelledWaiters, -1);
+        }
     }
 
     /** Polls until {@code cond} is false; returns whether it had to poll at all. */
@@ -60,6 +120,11 @@ public final class AioWait {
             task.run();
             return;
         }
+        VisibilityModel model = ctx.mainLoop().visibilityModel();
+        if (model != null) {
+            runInHomeModelled(model, ctx, what, task);
+            return;
+        }
         AtomicBoolean done = new AtomicBoolean();
         ctx.bhScheduleOneshot(what, () -> {
             try {
@@ -72,15 +137,29 @@ public final class AioWait {
         pollWhile(ctx, () -> !done.get());
     }
 
+    /** {@link #runInHome} with its {@code done} flag (aio_wait_bh's {@code data->done}) under the store-buffer model. */
+    private static void runInHomeModelled(VisibilityModel model, AioContext ctx, String what, Runnable task) {
+        VisibilityModel.Field done = model.field(what + ": done", 0);
+        ctx.bhScheduleOneshot(what, () -> {
+            try {
+                task.run();
+            } finally {
+                model.set(done, 1);
+                ctx.aioWait().kick();
+            }
+        });
+        pollWhile(ctx, () -> model.load(done, "AIO_WAIT_WHILE condition") == 0);
+    }
+
     boolean pollWhileIn(AioContext ctx, BooleanSupplier cond) {
         boolean legacy = ctx.legacy().isOn(LegacyBehavior.POLL_WHILE_WITHOUT_BH_DRAIN);
         // Counted in both branches, as QEMU's AIO_WAIT_WHILE does: a kick from any
         // thread then wakes a main loop waiting, even on its own context.
-        numWaiters.incrementAndGet();
+        countWaiter();
         try {
             return ctx.inHomeThread() ? waitInHome(ctx, cond, legacy) : waitFromMain(ctx, cond, legacy);
         } finally {
-            numWaiters.decrementAndGet();
+            uncountWaiter();
         }
     }
 

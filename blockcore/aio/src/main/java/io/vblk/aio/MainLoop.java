@@ -29,7 +29,8 @@ public final class MainLoop implements AutoCloseable {
 
     private final String name;
     private final LegacySwitches legacy;
-    private final AioWait aioWait = new AioWait();
+    private final VisibilityModel visibility;
+    private final AioWait aioWait;
     private final AioContext ctx;
     private final EventLoopThread thread;
     private final ThreadPool threadPool;
@@ -48,8 +49,19 @@ public final class MainLoop implements AutoCloseable {
     }
 
     public MainLoop(String name, LegacySwitches legacy) {
+        this(name, legacy, null);
+    }
+
+    /**
+     * A main loop whose contexts and wait registry run under {@code visibility}
+     * (null: the JVM's own ordering, as everywhere outside the memory-ordering
+     * scenarios of bugs 006 and 007).
+     */
+    public MainLoop(String name, LegacySwitches legacy, VisibilityModel visibility) {
         this.name = name;
         this.legacy = legacy;
+        this.visibility = visibility;
+        this.aioWait = new AioWait(legacy, visibility);
         this.ctx = new AioContext(name, this, 0);
         aioWait.bind(ctx);
         this.threadPool = new ThreadPool(name + "-worker", 16);
@@ -76,6 +88,11 @@ public final class MainLoop implements AutoCloseable {
 
     public AioWait aioWait() {
         return aioWait;
+    }
+
+    /** The store-buffer model this machine runs under, or null (the JVM's ordering). */
+    public VisibilityModel visibilityModel() {
+        return visibility;
     }
 
     public ThreadPool threadPool() {
@@ -153,6 +170,10 @@ public final class MainLoop implements AutoCloseable {
             sb.append(c.describe());
         }
         sb.append(threadPool.describe());
+        sb.append("aio_wait: num_waiters=").append(aioWait.waiters()).append('\n');
+        if (visibility != null) {
+            sb.append(visibility.describe());
+        }
         List<Diagnostic> ds = new ArrayList<>(diagnostics.values());
         for (Diagnostic d : ds) {
             sb.append("--- ").append(d.title).append(" ---\n");

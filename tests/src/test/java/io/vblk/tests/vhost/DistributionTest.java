@@ -21,8 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
  * The release as a user installs it: the tarball that {@code mvn package}
  * leaves in cli/target, unpacked into an empty directory outside the
  * checkout, run with an empty home (no ~/.m2) and nothing of the source tree:
- * it names its version and commit, boots the simulated guest, and serves a
- * disk that {@code vblk boot --vhost-user} boots from.
+ * it names its version and commit, boots the simulated guest (from its own
+ * disk and from a qcow2 image it must probe), and serves a disk that
+ * {@code vblk boot --vhost-user} boots from.
  */
 class DistributionTest {
     private static final Duration BOUND = Duration.ofSeconds(120);
@@ -52,6 +53,15 @@ class DistributionTest {
         assertTrue(boot.out.contains("boots                  1 (all MBR OK)"), boot.out);
 
         Path disk = Tools.bootDisk(dir.resolve("disk.raw"), "DIST", 1 << 20);
+        // a qcow2 image, probed: the shaded jar must still find the qcow2 format through its services file,
+        // or the probe falls back to raw and the boot sector it reads is qcow2's header
+        Path qcow2 = dir.resolve("disk.qcow2");
+        Process convert = new ProcessBuilder(Tools.require("qemu-img").toString(), "convert", "-f", "raw", "-O",
+                "qcow2", disk.toString(), qcow2.toString()).redirectErrorStream(true).start();
+        assertEquals(0, waitFor(convert, "qemu-img convert"), new String(convert.getInputStream().readAllBytes()));
+        Result probed = run(home, dir, vblk.toString(), "boot", "--quiet", "--image", qcow2.toString());
+        assertEquals(0, probed.code, "a qcow2 image boots from the release: " + probed.out);
+
         Path sock = dir.resolve("serve.sock");
         Path log = dir.resolve("serve.log");
         ProcessBuilder pb = new ProcessBuilder(vblk.toString(), "serve", "--socket", sock.toString(), "--image",

@@ -1,0 +1,60 @@
+package io.vblk.aio;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * The store-buffer model bugs 006 and 007 are replayed under: a thread reads
+ * its own buffered store at once, other threads read the old value until the
+ * storing thread passes a barrier, and a read that missed a buffered store is
+ * recorded.
+ */
+class VisibilityModelTest {
+
+    private static int loadElsewhere(VisibilityModel m, VisibilityModel.Field f) throws Exception {
+        CompletableFuture<Integer> r = new CompletableFuture<>();
+        Thread t = new Thread(() -> r.complete(m.load(f, "test")), "other");
+        t.start();
+        t.join(30_000);
+        return r.get(30, TimeUnit.SECONDS);
+    }
+
+    @Test
+    void aBufferedStoreIsInvisibleToOtherThreadsUntilTheStorerPassesABarrier() throws Exception {
+        VisibilityModel m = new VisibilityModel();
+        VisibilityModel.Field f = m.field("notify_me", 0);
+        m.add(f, 2);
+        assertEquals(2, m.load(f, "test"), "store forwarding: the storing thread reads its own store");
+        assertEquals(0, loadElsewhere(m, f), "another thread reads the old value");
+        assertEquals(0, f.visible());
+        assertEquals(1, m.staleLoads().size());
+        assertTrue(m.staleLoads().get(0).startsWith("'other' read notify_me=0 in test while '"
+                + Thread.currentThread().getName() + "' still had [notify_me += 2] in its store buffer"),
+                m.staleLoads().toString());
+        assertTrue(m.describe().contains("buffers [notify_me += 2]"), m.describe());
+
+        m.fence("smp_mb");
+        assertEquals(2, f.visible());
+        assertEquals(2, loadElsewhere(m, f), "drained by the barrier");
+        assertEquals(1, m.staleLoads().size(), "a read after the drain is not stale");
+
+        m.set(f, 7);
+        m.add(f, -2);
+        assertEquals(5, m.load(f, "test"));
+        m.syscall();
+        assertEquals(5, loadElsewhere(m, f));
+    }
+
+    @Test
+    void aMainLoopWithoutTheModelKeepsTheJvmsOrdering() {
+        try (MainLoop loop = new MainLoop()) {
+            assertEquals(null, loop.visibilityModel());
+            assertEquals(0, loop.context().notifyMe());
+        }
+    }
+}
