@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.regex.Pattern;
 
 /**
@@ -62,7 +63,8 @@ final class LeftBehind {
         if (VCPU.matcher(t.getName()).matches()) {
             return "vCPU";
         }
-        if (WORKER.matcher(t.getName()).matches()) {
+        if (WORKER.matcher(t.getName()).matches() && !(t instanceof ForkJoinWorkerThread)) {
+            // a ThreadPool's worker ("main-loop-worker-0"), not the JDK's common pool ("...commonPool-worker-1")
             return "thread-pool worker";
         }
         return null;

@@ -138,6 +138,7 @@ class ScenarioCommandTest {
         }, "vcpu7");
         vcpu.setDaemon(true);
         vcpu.start();
+        java.util.concurrent.ForkJoinPool.commonPool().submit(() -> { }).get(); // lingers idle: not the machine's
         MainLoop loop = new MainLoop("leaky-loop", new io.vblk.aio.LegacySwitches());
         IOThread io = loop.newIOThread("leaky-io");
         try {
@@ -147,6 +148,7 @@ class ScenarioCommandTest {
             assertTrue(all.contains("thread 'leaky-loop' (event loop"), all); // pins the event-loop thread class
             assertTrue(all.contains("thread 'leaky-io' (event loop"), all);
             assertTrue(all.contains("eventpoll descriptor(s) not closed"), all);
+            assertTrue(!all.contains("commonPool"), all);
         } finally {
             end.countDown();
             loop.close();
