@@ -62,6 +62,37 @@ public final class Seed000MirrorReset implements Scenario {
     }
 
     @Override
+    public String upstreamCommit() {
+        return "91af091f92";
+    }
+
+    @Override
+    public String summary() {
+        return "system_reset with a READY mirror on a dataplane: the drain in block_job_detach_aio_context "
+                + "never ran the job's BH (in_flight 0) and spun holding the IOThread's lock";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 000 (91af091f92, \"block: Drain BH in bdrv_drained_begin\"), second trace: the "
+                + "system_reset backtrace.\n"
+                + "Threads: the main loop, IOThread io0 (serving the boot disk's dataplane), vCPU 0 (the "
+                + "firmware).\n"
+                + "Steps: the machine boots from a disk on io0; a mirror to a new qcow2 image reaches READY and "
+                + "idles. The reset stops the dataplane, which moves source, filter and target back to the main "
+                + "loop while holding io0's lock; before the nodes leave io0 the job must pause: entering the "
+                + "idle job schedules its BH in io0.\n"
+                + "Fix: the drain's pollWhile, finding nothing in flight, still polls io0 without blocking "
+                + "until no progress: the job's BH runs, the job pauses, the move goes on, the firmware boots "
+                + "again; the mirror then completes, the device pivots to the target and boots from it.\n"
+                + "Legacy (POLL_WHILE_WITHOUT_BH_DRAIN) reverts the loop condition only: with in_flight 0 the "
+                + "drain does not poll at all, and the main loop spins holding io0's lock, as the upstream "
+                + "backtrace shows; the watchdog reports it.\n"
+                + "After the diagnosis the scenario turns the switch off so the spinning loop polls io0 and the "
+                + "machine closes.";
+    }
+
+    @Override
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         Path dir = Files.createTempDirectory("vblk-seed000r-");
         try {

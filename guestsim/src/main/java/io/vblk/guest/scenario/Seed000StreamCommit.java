@@ -65,6 +65,36 @@ public final class Seed000StreamCommit implements Scenario {
     }
 
     @Override
+    public String upstreamCommit() {
+        return "91af091f92";
+    }
+
+    @Override
+    public String summary() {
+        return "BDRV_POLL_WHILE stopped at in_flight 0 with a block job's completion BH pending: stream "
+                + "completing inside commit start's drained section hangs the main loop";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 000 (91af091f92, \"block: Drain BH in bdrv_drained_begin\"), first trace.\n"
+                + "Threads: the main loop only (the chain base <- mid <- top and both jobs live in the main "
+                + "context); no seam is needed.\n"
+                + "Steps: block-stream (top, base) and block-commit (top into base) are issued in one main-loop "
+                + "iteration; commit start drains top (the reopen's drained section) while the stream's last "
+                + "copy is in flight. The drained section's pollWhile runs the poll in which that copy "
+                + "completes; the stream job then ends its run and defers its completion to the main loop as a "
+                + "BH.\n"
+                + "Fix: pollWhile polls once more because that poll made progress, so the completion BH runs "
+                + "inside the drained section; the stream completes, commit finds no job to stop, commits and "
+                + "pivots the device to base.\n"
+                + "Legacy (POLL_WHILE_WITHOUT_BH_DRAIN) reverts only the loop condition: pollWhile returns as "
+                + "soon as the condition is false, the BH stays pending, the stream is neither paused nor "
+                + "completed, and the loop that stops it drains nothing (in_flight is 0) and never polls the "
+                + "main loop where the BH waits: the watchdog reports the main loop spinning.";
+    }
+
+    @Override
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         Path dir = Files.createTempDirectory("vblk-seed000-");
         try {

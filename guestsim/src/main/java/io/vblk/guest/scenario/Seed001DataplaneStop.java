@@ -48,6 +48,36 @@ public final class Seed001DataplaneStop implements Scenario {
     }
 
     @Override
+    public String upstreamCommit() {
+        return "c2b6428d38";
+    }
+
+    @Override
+    public String summary() {
+        return "dataplane stop tore down the irqfds while notify_guest_bh was still pending in an IOThread: the "
+                + "guest never gets its completion interrupt";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 001 (c2b6428d38, \"block: quiesce AioContext when detaching from it\"), dataplane half: "
+                + "\"guest I/O gets stuck if notify_guest_bh was scheduled but doesn't run\".\n"
+                + "Threads: the main loop (the stop), IOThreads io0 (backend, queue 0) and io1 (queue 1), vCPU "
+                + "1 (an interrupt-driven guest reading on queue 1). Seams: a blkdebug suspension holds the "
+                + "read in the backend; a LoopHold holds io1 before its next poll once it has completed the "
+                + "read (armed by a RequestObserver).\n"
+                + "Steps: the guest submits, kicks and waits for its interrupt; the main loop stops the "
+                + "dataplane; once the stop drains, the read is released, completes inside the drain, io1 "
+                + "pushes it to the used ring and schedules the batched notification BH, and is held before "
+                + "running it.\n"
+                + "Fix: the stop flushes every queue's pending notification while the irqfds still reach the "
+                + "guest.\n"
+                + "Legacy (NO_NOTIFY_FLUSH_ON_STOP) reverts only that flush: the stop finishes and releases the "
+                + "irqfds; io1 later signals an irqfd nobody listens to, and the guest waits forever (the count "
+                + "of lost signals is reported).";
+    }
+
+    @Override
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         LegacySwitches sw = new LegacySwitches();
         sw.set(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP, legacy);
@@ -75,6 +105,9 @@ public final class Seed001DataplaneStop implements Scenario {
                     }
                 }
             });
+            // the guest announces it waits for the interrupt (interrupts enabled, nothing to reap); a guest that
+            // reaches its first reap only after the completion would find it without any interrupt
+            CompletableFuture<Void> waiting = new CompletableFuture<>();
             CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
                 q1.bindTo(p);
                 q1.allocateSlots(1, 4096);
@@ -87,11 +120,13 @@ public final class Seed001DataplaneStop implements Scenario {
                         return q1.status(slot);
                     }
                     if (q1.enableInterrupts()) {
+                        waiting.complete(null);
                         irq.await(-1);
                     }
                 }
             });
             m.await("the read held in the backend", inBackend.reached(), Duration.ofSeconds(30));
+            m.await("the guest waiting for its interrupt", waiting, Duration.ofSeconds(30));
             long t0 = System.nanoTime();
             CompletableFuture<Void> stop = m.mainLoop().run("dataplane stop", () -> m.disk(0).dataplane().stopIoeventfd());
             try {

@@ -47,6 +47,33 @@ public final class Seed001DetachBh implements Scenario {
         return "detach-with-pending-bh";
     }
 
+    @Override
+    public String upstreamCommit() {
+        return "c2b6428d38";
+    }
+
+    @Override
+    public String summary() {
+        return "bdrv_set_aio_context detached a node without running the old context's pending BHs: a BH "
+                + "stranded in the IOThread keeps the node's in_flight raised";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 001 (c2b6428d38, \"block: quiesce AioContext when detaching from it\"), block-layer half.\n"
+                + "Threads: the main loop and IOThread io0; seam: a LoopHold holds io0 before its next poll "
+                + "(armed in the node's drain-begin hook, the same in both runs), so io0 has simply not run its "
+                + "BHs yet.\n"
+                + "Steps: a node in io0 is moved to the main context; the move's drain schedules the driver's "
+                + "drain-end hook as a BH in io0, counted in flight; then the node is drained in its new home.\n"
+                + "Fix: the move quiesces io0 with non-blocking polls from the main loop (allowed from a "
+                + "foreign thread), so the hook runs while the node still lives in io0 and the later drain "
+                + "completes at once.\n"
+                + "Legacy (NO_BH_QUIESCE_ON_DETACH) reverts only the quiesce: the node leaves with the BH "
+                + "stranded in io0 and in_flight 1; the drain in the main loop waits for a BH only io0 can run, "
+                + "and the watchdog reports the hang.";
+    }
+
     /** A null-like driver whose drain-begin hook arms the hold, and which records where its drain-end hook ran. */
     private static final class HookDriver extends BlockDriver {
         volatile Runnable onDrainBegin;

@@ -53,6 +53,35 @@ public final class Seed002SnapshotLock implements Scenario {
     }
 
     @Override
+    public String upstreamCommit() {
+        return "2d24b60b77";
+    }
+
+    @Override
+    public String summary() {
+        return "external_snapshot_prepare kept the AioContext acquired until clean: a second snapshot in the "
+                + "same transaction drains with the lock held twice and hangs";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 002 (2d24b60b77, \"block: don't keep AioContext acquired after "
+                + "external_snapshot_prepare()\").\n"
+                + "Threads: the main loop (the transaction), IOThread io0 (serving both disks), vCPU 0 (a "
+                + "Linux-like guest writing and verifying disk 1 through the driver).\n"
+                + "Steps: while the guest's I/O runs, a transaction of two blockdev-snapshot-sync actions, one "
+                + "per disk, runs in the main loop; each prepare takes io0's lock, drains its disk, creates and "
+                + "appends the overlay.\n"
+                + "Fix: each phase takes the lock for its own work and releases it at its end (prepare's goto "
+                + "out), so the second prepare's drain holds it once; pollWhile releases it, io0 completes the "
+                + "guest's requests, and both devices move to their overlays while the guest's verification "
+                + "keeps passing.\n"
+                + "Legacy (SNAPSHOT_LOCK_ACROSS_TRANSACTION) reverts the lock scope only: prepare keeps the "
+                + "lock until clean, the second prepare holds it twice, pollWhile releases it once and io0 can "
+                + "never take it: the watchdog reports the transaction hung with the lock depth in the dump.";
+    }
+
+    @Override
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         Path dir = Files.createTempDirectory("vblk-seed002-");
         try {

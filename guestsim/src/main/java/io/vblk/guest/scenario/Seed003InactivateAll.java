@@ -1,8 +1,10 @@
 package io.vblk.guest.scenario;
 
+import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
 import io.vblk.aio.LegacyBehavior;
 import io.vblk.aio.LegacySwitches;
+import io.vblk.aio.MainLoop;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockNode;
 import io.vblk.firmware.BootVerdict;
@@ -20,6 +22,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * Seed 003 end to end: a migration hand-off of a machine whose two disks
@@ -55,6 +58,37 @@ public final class Seed003InactivateAll implements Scenario {
     @Override
     public String title() {
         return "inactivate-all-recursive-lock";
+    }
+
+    @Override
+    public String upstreamCommit() {
+        return "bd6458e410";
+    }
+
+    @Override
+    public String summary() {
+        return "bdrv_inactivate_all acquired each node's AioContext once per node: migration's flush waits with "
+                + "the IOThread's lock held recursively and hangs";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 003 (bd6458e410, \"block: avoid recursive AioContext acquire in bdrv_inactivate_all()\").\n"
+                + "Threads: two machines (source and destination, the same images), each with a main loop, "
+                + "IOThread io0 and vCPU 0; both source disks are also exported from io0, which keeps their "
+                + "nodes there when the VM stops.\n"
+                + "Steps: the source guest writes a pattern; the destination is booted, probed and held paused "
+                + "(incoming); the hand-off pauses the source, flushes every disk and inactivates every node "
+                + "from the source's main loop.\n"
+                + "Fix: inactivateAll acquires io0's lock once per context; each node's flush waits with "
+                + "pollWhile, which releases it, so io0 completes the flushes; the destination activates, reads "
+                + "the pattern back and writes on.\n"
+                + "Legacy (RECURSIVE_LOCK_IN_INACTIVATE_ALL) reverts only the acquire loop: once per node, four "
+                + "nodes, depth 4; the first flush's wait releases one level and io0 never gets the lock: the "
+                + "watchdog reports the migration hung.\n"
+                + "After the diagnosis the scenario unwinds the hang instead of leaving the main loop stuck: a "
+                + "main-context BH (which the stuck wait still runs) polls io0 without blocking, as a lock "
+                + "holder may, until inactivateAll returns.";
     }
 
     @Override
@@ -98,6 +132,7 @@ public final class Seed003InactivateAll implements Scenario {
                 Staged<Void> stop = Staged.run("migration: stop, flush, inactivate all",
                         () -> MigrationHandoff.stopSource(src, hangBound));
                 if (stop.hung()) {
+                    unwind(src, ok);
                     return stop.result(this, legacy, hangBound, "inactivateAll holds io0's lock once per node; the "
                             + "flush's pollWhile releases it once and io0 never completes the flush");
                 }
@@ -111,6 +146,33 @@ public final class Seed003InactivateAll implements Scenario {
         } finally {
             Seed000StreamCommit.deleteTree(dir);
         }
+    }
+
+    /**
+     * Ends the diagnosed hang so the source closes with every loop stopped
+     * (closing it while its main loop is stuck in inactivateAll would leave
+     * that loop running until its contexts are closed under it). The stuck
+     * wait still runs main-context BHs; each run of this one polls io0
+     * without blocking — allowed from a thread that holds io0's lock, as the
+     * stuck main loop does — so the flushes io0 cannot complete are completed
+     * there, and reschedules itself while the main loop waits. Once
+     * inactivateAll has returned and nothing waits any more, it stops.
+     */
+    private static void unwind(Machine src, Duration bound) {
+        MainLoop loop = src.mainLoop();
+        AioContext io0 = src.iothread("io0").context();
+        CompletableFuture<Void> unwound = new CompletableFuture<>();
+        Runnable[] pump = new Runnable[1];
+        pump[0] = () -> {
+            if (loop.aioWait().waiters() == 0) {
+                unwound.complete(null);
+                return;
+            }
+            io0.poll(false);
+            loop.run("unwind: poll io0 for the stuck main loop", pump[0]);
+        };
+        loop.run("unwind: poll io0 for the stuck main loop", pump[0]);
+        src.await("the diagnosed hang to unwind", unwound, bound);
     }
 
     private void boot(Machine m) {

@@ -54,6 +54,36 @@ public final class Seed004MbrRead implements Scenario {
     }
 
     @Override
+    public String upstreamCommit() {
+        return "b37548fcd1";
+    }
+
+    @Override
+    public String summary() {
+        return "aio_notify_accept in a non-blocking aio_poll from the main thread ate the eventfd a sleeping "
+                + "IOThread needed: SeaBIOS spins on its MBR read";
+    }
+
+    @Override
+    public String explain() {
+        return "Seed 004 (b37548fcd1, \"aio: Do aio_notify_accept only during blocking aio_poll\").\n"
+                + "Threads: the main loop, IOThread io0 (the boot disk's dataplane and a scratch node), vCPU 0 "
+                + "(the firmware).\n"
+                + "Seams: the doorbell hook runs just before the firmware's first kick (the MBR read); a "
+                + "LoopHold holds io0 at its next sleep once its external fds are masked, announced in "
+                + "notify_me, so the race is replayed, not hoped for.\n"
+                + "Steps: the main loop moves the scratch node from io0 to the main context: drained begin "
+                + "disables io0's external handlers and wakes io0, which masks the ioeventfd and sleeps; "
+                + "drained end notifies io0 (the eventfd is written); the move quiesces io0 with a non-blocking "
+                + "poll from the main thread.\n"
+                + "Fix: only a blocking poll accepts the notification, so io0 wakes, re-arms its fds and serves "
+                + "the kick; the boot completes.\n"
+                + "Legacy (NOTIFY_ACCEPT_IN_NONBLOCKING_POLL) reverts the placement of notifyAccept: the "
+                + "foreign non-blocking poll accepts and eats the eventfd, io0 sleeps on with the ioeventfd "
+                + "masked, and the firmware reports a hang at the MBR read.";
+    }
+
+    @Override
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
             ScenarioResult r = attempt(legacy, hangBound);
