@@ -86,6 +86,12 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         return started;
     }
 
+    /** QEMU's {@code ioeventfd_started}: what bug 016's legacy notification choice reads. */
+    @Override
+    public boolean ioeventfdStarted() {
+        return started;
+    }
+
     /**
      * Serves the queues from other IOThreads (or, with null, from the main
      * loop): stops if running, remaps, and starts again if the driver is

@@ -23,7 +23,9 @@ public enum LegacyBehavior {
     /** Bug 007 (7455ff1aa0): no smp_mb in aio_wait_kick nor after AIO_WAIT_WHILE counts itself in num_waiters. */
     AIO_WAIT_KICK_WITHOUT_BARRIER("bug 007: aio_wait_kick and AIO_WAIT_WHILE order num_waiters and the condition by no smp_mb"),
     /** Bug 006 (5710a3e09f): aio_poll relies on the atomic add to notify_me as a barrier, without an explicit smp_mb. */
-    NO_EXPLICIT_BARRIER_AFTER_NOTIFY_ME("bug 006: aio_poll raises notify_me with no smp_mb before it reads the event sources");
+    NO_EXPLICIT_BARRIER_AFTER_NOTIFY_ME("bug 006: aio_poll raises notify_me with no smp_mb before it reads the event sources"),
+    /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
+    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread");
 
     private final String description;
 

@@ -20,4 +20,12 @@ public interface RequestObserver {
     /** A completion was pushed to the used ring; its interrupt is scheduled (queue context). */
     default void completed(int queue, int status) {
     }
+
+    /**
+     * A queue's batched guest notification ran (QEMU's {@code notify_guest_bh}
+     * reaching {@code virtio_notify_irqfd} or {@code virtio_notify}), in the
+     * thread that ran it; {@code irqfd} names the path taken.
+     */
+    default void notified(int queue, boolean irqfd) {
+    }
 }
