@@ -25,7 +25,9 @@ public enum LegacyBehavior {
     /** Bug 006 (5710a3e09f): aio_poll relies on the atomic add to notify_me as a barrier, without an explicit smp_mb. */
     NO_EXPLICIT_BARRIER_AFTER_NOTIFY_ME("bug 006: aio_poll raises notify_me with no smp_mb before it reads the event sources"),
     /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
-    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread");
+    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread"),
+    /** Bug 014 (75dcb4d790): dataplane stop drains while still started and tears its host notifiers down after the drains. */
+    HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards");
 
     private final String description;
 
