@@ -65,7 +65,10 @@ public final class Bug016IrqfdByThread implements Scenario {
                         + "thread on the interrupt state.",
                 "Legacy switch IRQFD_CHOICE_BY_IOEVENTFD_STATE restores exactly that condition (the dataplane's "
                         + "started flag) in VirtioBlk.signalGuest. The device counts every main-loop-path "
-                        + "notification made off the home thread, whatever the switch: fixed, none; legacy, io1's.");
+                        + "notification made off the home thread, whatever the switch: fixed, none; legacy, io1's. "
+                        + "vblk's PCI transport carries such an interrupt to the main loop in a BH, so the guest "
+                        + "still gets it: the failure is the broken invariant (QEMU's unsynchronised injection), "
+                        + "not a lost interrupt.");
     }
 
     @Override
