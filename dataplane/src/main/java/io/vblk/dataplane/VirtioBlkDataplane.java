@@ -230,7 +230,10 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
             AioContext backendCtx = blk.context();
             try (AioContextLock.Held h = backendCtx.inHomeThread() ? null : backendCtx.acquire()) {
                 blk.drain();
-                AioWait.pollWhile(backendCtx, dev::busy); // every popped request answered, not only the backend idle
+                if (!loop.legacy().isOn(LegacyBehavior.DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY)) {
+                    // Every popped request answered, not only the backend idle (bug 013: whole requests).
+                    AioWait.pollWhile(backendCtx, dev::busy);
+                }
             }
             if (!loop.legacy().isOn(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP)) {
                 for (int q = 0; q < n; q++) {

@@ -27,7 +27,9 @@ public enum LegacyBehavior {
     /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
     IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread"),
     /** Bug 014 (75dcb4d790): dataplane stop drains while still started and tears its host notifiers down after the drains. */
-    HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards");
+    HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards"),
+    /** Bug 013 (8f5e9a8ee1): a drain of a virtio-blk/vhost-user-blk backend waits for the block layer only, not for whole requests (push and notify). */
+    DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY("bug 013: draining the backend waits for its block-layer requests only, not until each request is pushed and notified");
 
     private final String description;
 

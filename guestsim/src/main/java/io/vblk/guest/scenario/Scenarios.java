@@ -23,6 +23,7 @@ public final class Scenarios {
         l.add(new Seed004MbrRead());
         l.add(new Bug006AsyncBarriers());
         l.add(new Bug007AioWaitKick());
+        l.add(new Bug013DrainWholeRequests());
         l.add(new Bug014HostNotifiersStop());
         l.add(new Bug016IrqfdByThread());
         return l;

@@ -240,8 +240,18 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         }
     }
 
+    /**
+     * QEMU's {@code .drained_poll}: a drain of the backend also waits for
+     * requests between contexts, so it ends only when each request was pushed
+     * and notified, not when the block layer is idle (bug 013, 8f5e9a8ee1, the
+     * vhost-user-blk export's in-flight counter). The legacy switch reverts to
+     * the block layer's requests only.
+     */
     @Override
     public boolean drainedPoll() {
+        if (homeContext().legacy().isOn(LegacyBehavior.DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY)) {
+            return false;
+        }
         return inTransit.get() > 0;
     }
 
@@ -379,6 +389,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             inTransit.incrementAndGet();
             qs.completions.push(r);
         }
+        observer.blockCompleted(qs.index, qs.ctx != blk.context() && !qs.ctx.inHomeThread());
     }
 
     /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
