@@ -86,6 +86,12 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         return started;
     }
 
+    /** QEMU's {@code ioeventfd_started}: what bug 016's legacy notification choice reads. */
+    @Override
+    public boolean ioeventfdStarted() {
+        return started;
+    }
+
     /**
      * Serves the queues from other IOThreads (or, with null, from the main
      * loop): stops if running, remaps, and starts again if the driver is
@@ -207,20 +213,27 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         }
         stopping = true;
         int n = dev.numQueues();
+        // Bug 014's switch: the pre-75dcb4d790 order, host notifiers cleaned up after the drains, 'started' still set.
+        boolean legacyOrder = loop.legacy().isOn(LegacyBehavior.HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN);
         try {
             for (int q = 0; q < n; q++) {
                 int queue = q;
                 AioWait.runInHome(ctx(q), "detach vq" + q, () -> dev.detachHostNotifier(queue));
             }
             attached = false;
-            for (int q = 0; q < n; q++) {
-                transport.setHostNotifierEnabled(q, false);
+            if (!legacyOrder) {
+                for (int q = 0; q < n; q++) {
+                    transport.setHostNotifierEnabled(q, false);
+                }
+                started = false; // before draining: drained-end must not re-attach (bug 014)
             }
-            started = false; // before draining: drained-end must not re-attach
             AioContext backendCtx = blk.context();
             try (AioContextLock.Held h = backendCtx.inHomeThread() ? null : backendCtx.acquire()) {
                 blk.drain();
-                AioWait.pollWhile(backendCtx, dev::busy); // every popped request answered, not only the backend idle
+                if (!loop.legacy().isOn(LegacyBehavior.DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY)) {
+                    // Every popped request answered, not only the backend idle (bug 013: whole requests).
+                    AioWait.pollWhile(backendCtx, dev::busy);
+                }
             }
             if (!loop.legacy().isOn(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP)) {
                 for (int q = 0; q < n; q++) {
@@ -239,6 +252,12 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
             } catch (BlockException e) {
                 LOG.info("{}: backend stays in '{}': {}", dev.name(), blk.context().name(), e.getMessage());
             }
+            if (legacyOrder) {
+                for (int q = 0; q < n; q++) {
+                    transport.setHostNotifierEnabled(q, false);
+                }
+                started = false;
+            }
             transport.setGuestNotifiers(false);
             for (int q = 0; q < n; q++) {
                 dev.kick(q); // kicks that came during the switch: served now, in main-loop mode
@@ -252,9 +271,18 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
 
     // ------------------------------------------------------------------ drained sections
 
+    /**
+     * Whether a drain callback stays out of a stop under way. Since bug 014's
+     * fix (75dcb4d790) the stop owns the notifiers while it drains; with the
+     * switch on, the callbacks key on {@code started} alone, as before it.
+     */
+    private boolean stopOwnsNotifiers() {
+        return stopping && !loop.legacy().isOn(LegacyBehavior.HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN);
+    }
+
     @Override
     public void drainedBegin() {
-        if (!started || stopping || !attached) {
+        if (!started || stopOwnsNotifiers() || !attached) {
             return;
         }
         for (int q = 0; q < dev.numQueues(); q++) {
@@ -265,7 +293,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
 
     @Override
     public boolean drainedEnd() {
-        if (!started || stopping) {
+        if (!started || stopOwnsNotifiers()) {
             return false;
         }
         if (!attached) {

@@ -20,14 +20,20 @@ public enum LegacyBehavior {
     RECURSIVE_LOCK_IN_INACTIVATE_ALL("seed 003: inactivateAll acquires the context lock once per node"),
     /** Seed 004: every poll, including a non-blocking poll from a foreign thread, accepts the notification. */
     NOTIFY_ACCEPT_IN_NONBLOCKING_POLL("seed 004: notifyAccept runs in non-blocking polls too"),
-    /** Bug 007 (7455ff1aa0): no smp_mb in aio_wait_kick nor after AIO_WAIT_WHILE counts itself in num_waiters. */
-    AIO_WAIT_KICK_WITHOUT_BARRIER("bug 007: aio_wait_kick and AIO_WAIT_WHILE order num_waiters and the condition by no smp_mb"),
     /** Bug 006 (5710a3e09f): aio_poll relies on the atomic add to notify_me as a barrier, without an explicit smp_mb. */
     NO_EXPLICIT_BARRIER_AFTER_NOTIFY_ME("bug 006: aio_poll raises notify_me with no smp_mb before it reads the event sources"),
+    /** Bug 007 (7455ff1aa0): no smp_mb in aio_wait_kick nor after AIO_WAIT_WHILE counts itself in num_waiters. */
+    AIO_WAIT_KICK_WITHOUT_BARRIER("bug 007: aio_wait_kick and AIO_WAIT_WHILE order num_waiters and the condition by no smp_mb"),
     /** Bug 009 (7f16476fab): a request parked while its backend is drained keeps its in-flight reference. */
     BLK_IN_FLIGHT_WHILE_QUEUED("bug 009: a request queued while the backend is drained keeps counting in flight"),
     /** Bug 011 (eca0f3524a): a job's clean acquires the filter's context again before dropping the filter. */
-    ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)");
+    ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)"),
+    /** Bug 013 (8f5e9a8ee1): a drain of a virtio-blk/vhost-user-blk backend waits for the block layer only, not for whole requests (push and notify). */
+    DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY("bug 013: draining the backend waits for its block-layer requests only, not until each request is pushed and notified"),
+    /** Bug 014 (75dcb4d790): dataplane stop drains while still started and tears its host notifiers down after the drains. */
+    HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards"),
+    /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
+    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread");
 
     private final String description;
 

@@ -1,5 +1,6 @@
 package io.vblk.guest.scenario;
 
+import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.LegacyBehavior;
@@ -128,6 +129,7 @@ public final class Bug011JobCleanAcquire implements Scenario {
                         jobs.stream("stream0", layer.node("top"), layer.node("top-backing2"), JobOptions.defaults()));
                 Staged<Integer> done = Staged.await(loop.watchdog(hangBound), "stream job concluded", stream.concluded());
                 if (done.hung()) {
+                    unwind(loop, io0.context(), stream, ok);
                     return done.result(this, legacy, hangBound, "the stream's clean holds io0's lock twice; the filter "
                             + "drop's pollWhile releases it once and io0 never runs the drain hook");
                 }
@@ -158,5 +160,28 @@ public final class Bug011JobCleanAcquire implements Scenario {
         } finally {
             Seed000StreamCommit.deleteTree(dir);
         }
+    }
+
+    /**
+     * Ends the diagnosed hang so the loops stop when the scenario closes
+     * them (closing a main loop stuck in the clean's drain would leave it
+     * running until its contexts are closed under it). A main-context BH,
+     * which the stuck wait still runs, hands io0's lock over once: it
+     * releases every level the main loop holds and takes them back; the lock
+     * is fair, so io0, queued on it in front of its drain hook, runs first.
+     * The drain then ends, the clean returns and the job concludes.
+     */
+    private static void unwind(MainLoop loop, AioContext ctx, Job stream, Duration bound) {
+        loop.run("unwind: hand io0's lock over once", () -> {
+            AioContextLock lock = ctx.lock();
+            int held = lock.holdCount();
+            for (int i = 0; i < held; i++) {
+                lock.release();
+            }
+            for (int i = 0; i < held; i++) {
+                lock.acquire(); // released by the clean's own lock sections as they close
+            }
+        });
+        loop.watchdog(bound).await("the diagnosed hang to unwind", stream.concluded());
     }
 }

@@ -25,6 +25,9 @@ public final class Scenarios {
         l.add(new Bug007AioWaitKick());
         l.add(new Bug009BlkInFlightWhileDrained());
         l.add(new Bug011JobCleanAcquire());
+        l.add(new Bug013DrainWholeRequests());
+        l.add(new Bug014HostNotifiersStop());
+        l.add(new Bug016IrqfdByThread());
         return l;
     }
 

@@ -28,4 +28,13 @@ public interface IoeventfdOps {
      * stopping): the device then processes them itself, in its home context.
      */
     boolean drainedEnd();
+
+    /**
+     * Whether the dataplane serves the queues now (QEMU's
+     * {@code ioeventfd_started && !ioeventfd_disabled}): false from the moment
+     * a stop begins draining. Only bug 016's legacy notification choice reads it.
+     */
+    default boolean ioeventfdStarted() {
+        return false;
+    }
 }

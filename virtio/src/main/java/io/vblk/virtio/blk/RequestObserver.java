@@ -20,4 +20,21 @@ public interface RequestObserver {
     /** A completion was pushed to the used ring; its interrupt is scheduled (queue context). */
     default void completed(int queue, int status) {
     }
+
+    /**
+     * The backend finished a request (backend context): its status is set;
+     * {@code handedOff} says the push and notify happen later, in the queue's
+     * own context (QEMU's trace point after {@code blk_co_preadv} returns in a
+     * request coroutine, before {@code vu_queue_push}).
+     */
+    default void blockCompleted(int queue, boolean handedOff) {
+    }
+
+    /**
+     * A queue's batched guest notification ran (QEMU's {@code notify_guest_bh}
+     * reaching {@code virtio_notify_irqfd} or {@code virtio_notify}), in the
+     * thread that ran it; {@code irqfd} names the path taken.
+     */
+    default void notified(int queue, boolean irqfd) {
+    }
 }

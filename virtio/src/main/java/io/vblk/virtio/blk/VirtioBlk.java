@@ -2,6 +2,7 @@ package io.vblk.virtio.blk;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
+import io.vblk.aio.LegacyBehavior;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockDevOps;
 import io.vblk.virtio.GuestMemory;
@@ -14,6 +15,7 @@ import static io.vblk.virtio.blk.VirtioBlkAbi.*;
 
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -58,6 +60,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private final AtomicInteger inFlight = new AtomicInteger();
     /** Requests between contexts (in a hand-off queue); a drain must wait for them. */
     private final AtomicInteger inTransit = new AtomicInteger();
+    /** Batches notified through the main-loop path off the home thread (bug 016's invariant). */
+    private final AtomicLong offThreadNotifications = new AtomicLong();
     private volatile HandoffQueue toBackend;
     private volatile IoeventfdOps ioeventfd;
     private volatile boolean drained;
@@ -236,8 +240,18 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         }
     }
 
+    /**
+     * QEMU's {@code .drained_poll}: a drain of the backend also waits for
+     * requests between contexts, so it ends only when each request was pushed
+     * and notified, not when the block layer is idle (bug 013, 8f5e9a8ee1, the
+     * vhost-user-blk export's in-flight counter). The legacy switch reverts to
+     * the block layer's requests only.
+     */
     @Override
     public boolean drainedPoll() {
+        if (homeContext().legacy().isOn(LegacyBehavior.DRAIN_WAITS_FOR_BLOCK_LAYER_ONLY)) {
+            return false;
+        }
         return inTransit.get() > 0;
     }
 
@@ -375,6 +389,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
             inTransit.incrementAndGet();
             qs.completions.push(r);
         }
+        observer.blockCompleted(qs.index, qs.ctx != blk.context() && !qs.ctx.inHomeThread());
     }
 
     /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
@@ -417,13 +432,43 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         }
     }
 
-    /** The interrupt for a queue's batch: its irqfd while a dataplane serves it, else from the home context. */
+    /**
+     * The interrupt for a queue's batch. The path is chosen by the thread, as
+     * QEMU has done since bfa36802d1 ({@code qemu_in_iothread()}): the
+     * notification BH of a queue served by an IOThread runs there and takes
+     * the irqfd ({@code viaIrqfd}, bound with the queue's context); a queue
+     * served by the main loop takes the main-loop path ({@code virtio_notify}).
+     * Bug 016's legacy switch restores the pre-fix condition, the device state
+     * {@code ioeventfd_started}: a stop clears it before draining, so a batch
+     * an IOThread completes inside that drain takes the main-loop path off the
+     * main thread. That path may be taken only in the home thread; a call from
+     * anywhere else is counted ({@link #offThreadNotifications()}), whatever the switch.
+     */
     void signalGuest(VirtQueue vq, boolean viaIrqfd) {
-        if (viaIrqfd) {
+        boolean irqfd = viaIrqfd;
+        if (homeContext().legacy().isOn(LegacyBehavior.IRQFD_CHOICE_BY_IOEVENTFD_STATE)) {
+            IoeventfdOps ops = ioeventfd;
+            irqfd = ops != null && ops.ioeventfdStarted();
+        }
+        if (irqfd) {
             notifyGuestIrqfd(vq);
         } else {
+            if (!homeContext().inHomeThread() && offThreadNotifications.getAndIncrement() == 0) {
+                LOG.warn("{} vq{}: guest notified through the main-loop path from thread '{}'", name(), vq.index(),
+                        Thread.currentThread().getName());
+            }
             notifyGuest(vq);
         }
+        observer.notified(vq.index(), irqfd);
+    }
+
+    /**
+     * How many batches were signalled through the main-loop path
+     * ({@code virtio_notify}, which QEMU runs under the BQL) from a thread
+     * other than the home thread: an invariant violation (bug 016).
+     */
+    public long offThreadNotifications() {
+        return offThreadNotifications.get();
     }
 
     @Override
