@@ -166,22 +166,31 @@ public final class Bug011JobCleanAcquire implements Scenario {
      * Ends the diagnosed hang so the loops stop when the scenario closes
      * them (closing a main loop stuck in the clean's drain would leave it
      * running until its contexts are closed under it). A main-context BH,
-     * which the stuck wait still runs, hands io0's lock over once: it
-     * releases every level the main loop holds and takes them back; the lock
-     * is fair, so io0, queued on it in front of its drain hook, runs first.
-     * The drain then ends, the clean returns and the job concludes.
+     * which the stuck wait still runs, hands io0's lock over whenever io0
+     * waits for it: it releases every level the main loop holds and takes
+     * them back; the lock is fair, so io0, queued on it, runs first. It
+     * reschedules itself until nothing waits in the main loop any more: the
+     * drain has ended, the clean returned and the job concluded.
      */
     private static void unwind(MainLoop loop, AioContext ctx, Job stream, Duration bound) {
-        loop.run("unwind: hand io0's lock over once", () -> {
+        Runnable[] pump = new Runnable[1];
+        pump[0] = () -> {
+            if (loop.aioWait().waiters() == 0) {
+                return;
+            }
             AioContextLock lock = ctx.lock();
-            int held = lock.holdCount();
-            for (int i = 0; i < held; i++) {
-                lock.release();
+            if (lock.isHeldByCurrentThread() && lock.hasWaiters()) {
+                int held = lock.holdCount();
+                for (int i = 0; i < held; i++) {
+                    lock.release();
+                }
+                for (int i = 0; i < held; i++) {
+                    lock.acquire(); // released by the clean's own lock sections as they close
+                }
             }
-            for (int i = 0; i < held; i++) {
-                lock.acquire(); // released by the clean's own lock sections as they close
-            }
-        });
+            loop.run("unwind: hand io0's lock over", pump[0]);
+        };
+        loop.run("unwind: hand io0's lock over", pump[0]);
         loop.watchdog(bound).await("the diagnosed hang to unwind", stream.concluded());
     }
 }
