@@ -15,6 +15,7 @@ import io.vblk.virtio.VirtioPciTransport;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.VirtioBlk;
 import io.vblk.virtio.blk.VirtioBlkAbi;
+import io.vblk.virtio.VirtioRing;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -245,8 +246,9 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             int n = vq.size();
             client.setState(VhostUserProtocol.SET_VRING_NUM, q, n);
             client.setState(VhostUserProtocol.SET_VRING_BASE, q, vq.lastAvailIdx());
-            client.setVringAddr(q, mem.translate(vq.descAddr(), 16L * n), mem.translate(vq.usedAddr(), 6 + 8L * n),
-                    mem.translate(vq.availAddr(), 6 + 2L * n));
+            client.setVringAddr(q, mem.translate(vq.descAddr(), VirtioRing.descTableSize(n)),
+                    mem.translate(vq.usedAddr(), VirtioRing.usedSize(n)),
+                    mem.translate(vq.availAddr(), VirtioRing.availSize(n)));
             client.setU64(VhostUserProtocol.SET_VRING_KICK, q, vq.hostNotifier().fd());
             client.setU64(VhostUserProtocol.SET_VRING_CALL, q, callFd(q));
         }

@@ -13,6 +13,7 @@ import io.vblk.virtio.VirtioDevice;
 import io.vblk.virtio.VirtioFeatures;
 import io.vblk.virtio.VirtioStatus;
 import io.vblk.virtio.blk.IoeventfdOps;
+import io.vblk.virtio.VirtioRing;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -324,8 +325,8 @@ final class VhostUserRings implements NotifierBus {
         VirtQueue vq = dev.queue(r.index);
         int n = r.num;
         long desc = mem.uaddrToGpa(r.descUaddr, 16L * n);
-        long avail = mem.uaddrToGpa(r.availUaddr, 6 + 2L * n);
-        long used = mem.uaddrToGpa(r.usedUaddr, 6 + 8L * n);
+        long avail = mem.uaddrToGpa(r.availUaddr, VirtioRing.availSize(n));
+        long used = mem.uaddrToGpa(r.usedUaddr, VirtioRing.usedSize(n));
         if (desc < 0 || avail < 0 || used < 0) {
             dev.virtioError(String.format("vhost-user ring %d: addresses desc 0x%x avail 0x%x used 0x%x are not in "
                     + "the memory table %s", r.index, r.descUaddr, r.availUaddr, r.usedUaddr, mem));
@@ -339,7 +340,7 @@ final class VhostUserRings implements NotifierBus {
         if (!vq.enable()) {
             return false; // the queue logged why and broke the device
         }
-        vq.setUsedIdx(gm.readU16(used + 2)); // libvhost-user resumes at used->idx too
+        vq.setUsedIdx(gm.readU16(used + VirtioRing.USED_IDX)); // libvhost-user resumes at used->idx too
         return true;
     }
 

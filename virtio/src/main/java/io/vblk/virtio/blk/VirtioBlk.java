@@ -186,7 +186,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     @Override
     protected void onConfigWrite(int offset, int size, long value) {
-        if (offset == 32 && size == 1 && hasFeature(F_CONFIG_WCE)) {
+        if (offset == CFG_WRITEBACK && size == 1 && hasFeature(F_CONFIG_WCE)) {
             writeback = value != 0;
             setConfigU8(CFG_WRITEBACK, writeback ? 1 : 0);
             LOG.debug("{}: write cache {}", name(), writeback ? "writeback" : "writethrough");
