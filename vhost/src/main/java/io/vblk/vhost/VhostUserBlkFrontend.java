@@ -384,7 +384,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** The guest wrote the config space (write-cache toggle): forwarded with SET_CONFIG. */
     @Override
     protected void onConfigWrite(int offset, int size, long value) {
-        if (offset != 32 || size != 1 || (negotiatedFeatures() & VirtioBlkAbi.F_CONFIG_WCE) == 0) {
+        if (offset != VirtioBlkAbi.CFG_WRITEBACK || size != 1 || (negotiatedFeatures() & VirtioBlkAbi.F_CONFIG_WCE) == 0) {
             return; // only writeback is writable (VIRTIO_BLK_F_CONFIG_WCE)
         }
         try {
