@@ -8,13 +8,11 @@ import io.vblk.aio.LoopHold;
 import io.vblk.block.BlkDebugDriver;
 import io.vblk.guest.BlkQueue;
 import io.vblk.guest.DiskSpec;
-import io.vblk.guest.InterruptLine;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.RequestObserver;
 import io.vblk.virtio.blk.VirtioBlk;
-import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.time.Duration;
 import java.util.List;
@@ -109,22 +107,7 @@ public final class Bug013DrainWholeRequests implements Scenario {
                     }
                 }
             });
-            CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
-                q1.bindTo(p);
-                q1.allocateSlots(1, 4096);
-                q1.submit(0, VirtioBlkAbi.T_IN, 0, 4096);
-                q1.kick();
-                InterruptLine irq = p.interrupts();
-                for (;;) {
-                    int slot = q1.reap();
-                    if (slot >= 0) {
-                        return q1.status(slot);
-                    }
-                    if (q1.enableInterrupts()) {
-                        irq.await(-1);
-                    }
-                }
-            });
+            CompletableFuture<Integer> guest = GuestRead.sectorZero(m, 1, q1, null);
             m.await("the read held in the backend", inBackend.reached(), Duration.ofSeconds(30));
             long t0 = System.nanoTime();
             String failure = null;

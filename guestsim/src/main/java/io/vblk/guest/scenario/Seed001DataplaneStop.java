@@ -8,12 +8,10 @@ import io.vblk.aio.LoopHold;
 import io.vblk.block.BlkDebugDriver;
 import io.vblk.guest.BlkQueue;
 import io.vblk.guest.DiskSpec;
-import io.vblk.guest.InterruptLine;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.RequestObserver;
-import io.vblk.virtio.blk.VirtioBlkAbi;
 
 import java.time.Duration;
 import java.util.List;
@@ -108,23 +106,7 @@ public final class Seed001DataplaneStop implements Scenario {
             // the guest announces it waits for the interrupt (interrupts enabled, nothing to reap); a guest that
             // reaches its first reap only after the completion would find it without any interrupt
             CompletableFuture<Void> waiting = new CompletableFuture<>();
-            CompletableFuture<Integer> guest = m.runOnVcpu(1, "read, then wait for its interrupt", p -> {
-                q1.bindTo(p);
-                q1.allocateSlots(1, 4096);
-                q1.submit(0, VirtioBlkAbi.T_IN, 0, 4096);
-                q1.kick();
-                InterruptLine irq = p.interrupts();
-                for (;;) {
-                    int slot = q1.reap();
-                    if (slot >= 0) {
-                        return q1.status(slot);
-                    }
-                    if (q1.enableInterrupts()) {
-                        waiting.complete(null);
-                        irq.await(-1);
-                    }
-                }
-            });
+            CompletableFuture<Integer> guest = GuestRead.sectorZero(m, 1, q1, waiting);
             m.await("the read held in the backend", inBackend.reached(), Duration.ofSeconds(30));
             m.await("the guest waiting for its interrupt", waiting, Duration.ofSeconds(30));
             long t0 = System.nanoTime();
