@@ -10,7 +10,6 @@ import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 import io.vblk.block.ChildRole;
-import io.vblk.block.qcow2.Qcow2;
 import io.vblk.job.BlockJobs;
 import io.vblk.job.Job;
 import io.vblk.job.JobOptions;
@@ -99,12 +98,7 @@ public final class Bug011JobCleanAcquire implements Scenario {
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         Path dir = Files.createTempDirectory("vblk-bug011-");
         try {
-            Path base = dir.resolve("base.qcow2");
-            Path mid = dir.resolve("mid.qcow2");
-            Path top = dir.resolve("top.qcow2");
-            Qcow2.create(base, SIZE);
-            Qcow2.create(mid, 0, CLUSTER, base.toString(), "qcow2");
-            Qcow2.create(top, 0, CLUSTER, mid.toString(), "qcow2");
+            Path top = Seed000StreamCommit.chain(dir);
             LegacySwitches sw = new LegacySwitches();
             Duration ok = Duration.ofSeconds(60);
             try (MainLoop loop = new MainLoop(sw); BlockLayer layer = new BlockLayer(loop);

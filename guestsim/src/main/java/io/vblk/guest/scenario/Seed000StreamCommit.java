@@ -98,12 +98,7 @@ public final class Seed000StreamCommit implements Scenario {
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         Path dir = Files.createTempDirectory("vblk-seed000-");
         try {
-            Path base = dir.resolve("base.qcow2");
-            Path mid = dir.resolve("mid.qcow2");
-            Path top = dir.resolve("top.qcow2");
-            Qcow2.create(base, SIZE);
-            Qcow2.create(mid, 0, CLUSTER, base.toString(), "qcow2");
-            Qcow2.create(top, 0, CLUSTER, mid.toString(), "qcow2");
+            Path top = chain(dir);
             LegacySwitches sw = new LegacySwitches();
             Duration ok = Duration.ofSeconds(60);
             try (MainLoop loop = new MainLoop(sw); BlockLayer layer = new BlockLayer(loop);
@@ -160,6 +155,17 @@ public final class Seed000StreamCommit implements Scenario {
         } finally {
             deleteTree(dir);
         }
+    }
+
+    /** base.qcow2 (1 MiB) <- mid.qcow2 <- top.qcow2 in {@code dir}, 64 KiB clusters; returns top. */
+    static Path chain(Path dir) throws java.io.IOException {
+        Path base = dir.resolve("base.qcow2");
+        Path mid = dir.resolve("mid.qcow2");
+        Path top = dir.resolve("top.qcow2");
+        Qcow2.create(base, SIZE);
+        Qcow2.create(mid, 0, CLUSTER, base.toString(), "qcow2");
+        Qcow2.create(top, 0, CLUSTER, mid.toString(), "qcow2");
+        return top;
     }
 
     static byte[] fill(int n, int seed) {
