@@ -10,8 +10,6 @@ import io.vblk.guest.scenario.Scenario;
 import io.vblk.guest.scenario.ScenarioResult;
 import io.vblk.guest.scenario.Scenarios;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -28,19 +26,13 @@ class ScenarioCommandTest {
             "seed-001", "c2b6428d38", "seed-001-dataplane", "c2b6428d38",
             "seed-002", "2d24b60b77", "seed-003", "bd6458e410", "seed-004", "b37548fcd1");
 
-    record Result(int code, String out, String err) {
-    }
-
-    static Result run(String... args) {
-        StringWriter out = new StringWriter();
-        StringWriter err = new StringWriter();
-        int code = Main.execute(new PrintWriter(out), new PrintWriter(err), args);
-        return new Result(code, out.toString(), err.toString());
+    private static BootCommandTest.Result run(String... args) {
+        return BootCommandTest.run(args);
     }
 
     @Test
     void listNamesEachSeedsUpstreamCommitAndWhatTheBugWas() {
-        Result r = run("scenario", "--list");
+        BootCommandTest.Result r = run("scenario", "--list");
         assertEquals(0, r.code(), r.err());
         for (Map.Entry<String, String> e : SEED_COMMITS.entrySet()) {
             Scenario s = Scenarios.byId(e.getKey());
@@ -53,7 +45,7 @@ class ScenarioCommandTest {
 
     @Test
     void explainTellsTheStory() {
-        Result r = run("scenario", "seed-004", "--explain");
+        BootCommandTest.Result r = run("scenario", "seed-004", "--explain");
         assertEquals(0, r.code(), r.err());
         assertTrue(r.out().startsWith("seed-004 notify-accept-in-nonblocking-poll\nupstream fix: b37548fcd1\nbug: "),
                 r.out());
@@ -65,7 +57,7 @@ class ScenarioCommandTest {
             assertTrue(story.contains("Fix:") && story.contains("Legacy (") && story.contains("Threads:"),
                     e.getKey() + ":\n" + story);
         }
-        Result unknown = run("scenario", "all", "--explain");
+        BootCommandTest.Result unknown = run("scenario", "all", "--explain");
         assertEquals(Main.EXIT_USAGE, unknown.code());
         assertTrue(unknown.err().contains("--explain needs a scenario id"), unknown.err());
     }
@@ -109,7 +101,7 @@ class ScenarioCommandTest {
 
     @Test
     void allRunsEveryScenarioBothWaysAndEndsWithTheTable() {
-        Result r = run("scenario", "all", "--bound", "1s");
+        BootCommandTest.Result r = run("scenario", "all", "--bound", "1s");
         assertEquals(0, r.code(), r.out() + r.err());
         assertTrue(!r.out().contains("LEFT BEHIND"), r.out());
         List<String> lines = r.out().lines().toList();
