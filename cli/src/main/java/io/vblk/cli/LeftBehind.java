@@ -23,8 +23,10 @@ import java.util.regex.Pattern;
  * vCPU threads, thread-pool workers — and the contexts it did not free,
  * seen by their kernel objects: each {@code AioContext} owns one epoll
  * instance (its fd monitor, QEMU's {@code fdmon-epoll}) and, when it uses
- * one, an io_uring. (eventfds are not counted: a machine's device
- * notifiers are not all closed by {@code Machine.close} yet.) A
+ * one, an io_uring; and the eventfds ({@code EventNotifier}s: a context's
+ * wake-up, a virtio-pci function's ioeventfds, irqfds and INTx notifier, a
+ * vhost-user ring's kick/call) that whoever made them must close when it is
+ * torn down. A
  * {@link #take() snapshot} before the run, {@link #since} after it: threads
  * that are finishing get a bounded wait; what is still there is named.
  */
@@ -34,7 +36,7 @@ final class LeftBehind {
     private static final Pattern VCPU = Pattern.compile("vcpu\\d+");
     private static final Pattern WORKER = Pattern.compile(".+-worker-\\d+");
     private static final Path FDS = Paths.get("/proc/self/fd");
-    private static final String[] KERNEL_OBJECTS = {"eventpoll", "io_uring"};
+    private static final String[] KERNEL_OBJECTS = {"eventpoll", "io_uring", "eventfd"};
 
     private final Set<Thread> threads;
     private final Map<String, Integer> kernelObjects;
@@ -44,7 +46,7 @@ final class LeftBehind {
         this.kernelObjects = kernelObjects;
     }
 
-    /** The machine threads and event-loop kernel objects alive now. */
+    /** The machine threads and event-loop kernel objects (epoll, io_uring, eventfd) alive now. */
     static LeftBehind take() {
         Set<Thread> ts = Collections.newSetFromMap(new IdentityHashMap<>());
         for (Thread t : Thread.getAllStackTraces().keySet()) {
@@ -98,8 +100,11 @@ final class LeftBehind {
     }
 
     private static String describe(String kernelObject) {
-        return kernelObject.equals("eventpoll") ? "a context's epoll instance: the context was not freed"
-                : "a context's io_uring: the context was not freed";
+        return switch (kernelObject) {
+            case "eventpoll" -> "a context's epoll instance: the context was not freed";
+            case "io_uring" -> "a context's io_uring: the context was not freed";
+            default -> "an EventNotifier (ioeventfd, irqfd, a context's wake-up) was not closed";
+        };
     }
 
     private static boolean join(Thread t, long millis) {
@@ -111,7 +116,7 @@ final class LeftBehind {
         return !t.isAlive();
     }
 
-    /** Counts this process's epoll and io_uring descriptors; empty where /proc is not there. */
+    /** Counts this process's epoll, io_uring and eventfd descriptors; empty where /proc is not there. */
     private static Map<String, Integer> kernelObjects() {
         Map<String, Integer> counts = new TreeMap<>();
         if (!Files.isDirectory(FDS)) {

@@ -148,14 +148,19 @@ public final class Machine implements AutoCloseable {
             VirtioPciTransport transport = new VirtioPciTransport(dev);
             transport.setInterruptSink(new IrqchipSink(irq));
             VirtioBlkDataplane dp = null;
-            if (spec.dataplane()) {
-                List<IOThread> ts = new ArrayList<>();
-                for (String t : spec.iothreads()) {
-                    ts.add(iothreads.get(t));
+            try {
+                if (spec.dataplane()) {
+                    List<IOThread> ts = new ArrayList<>();
+                    for (String t : spec.iothreads()) {
+                        ts.add(iothreads.get(t));
+                    }
+                    dp = new VirtioBlkDataplane(dev, transport, QueueMapping.roundRobin(ts, spec.queues()), loop);
+                } else {
+                    blk.pin("served by the main loop (no dataplane)");
                 }
-                dp = new VirtioBlkDataplane(dev, transport, QueueMapping.roundRobin(ts, spec.queues()), loop);
-            } else {
-                blk.pin("served by the main loop (no dataplane)");
+            } catch (RuntimeException e) {
+                transport.close(); // not in disks yet, so close() would not find its eventfds
+                throw e;
             }
             int slot = FIRST_DISK_SLOT + i;
             pci.plug(slot, new VirtioPciFunction(transport));
@@ -521,6 +526,12 @@ public final class Machine implements AutoCloseable {
             }
         }
         irq.close();
+        for (Disk d : disks) {
+            // the function's eventfds (INTx, one per MSI-X vector; any ioeventfd a failed stop left assigned):
+            // QEMU's event_notifier_cleanup as the device is unrealized. Last, once the vCPUs, the event loops
+            // and the interrupt controller that waited on them are gone, so nothing signals or polls a closed fd.
+            d.transport().close();
+        }
         if (ram.regions().get(0).fd() >= 0) {
             ram.close(); // the shared memfd of a vhost-user machine: nothing of ours touches it any more
         }
