@@ -4,12 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vblk.aio.AioContextLock;
 import io.vblk.aio.Errno;
 import io.vblk.block.BlockNode;
 import io.vblk.block.ChildRole;
 import io.vblk.block.qcow2.Qcow2;
 import io.vblk.guest.Machine;
 import io.vblk.job.BlockJobs;
+import io.vblk.job.CopyJob;
 import io.vblk.job.Graph;
 import io.vblk.job.Job;
 import io.vblk.job.JobOptions;
@@ -21,6 +23,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -34,6 +37,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * A mirror or active commit cancelled once READY ends gracefully (ret 0, no
  * pivot).
  */
+@Tag("concurrency")
 class JobCancelTest {
     private static final long SEED = 0x9e3779b97f4a7c15L;
 
@@ -64,7 +68,11 @@ class JobCancelTest {
         try (Machine m = JobRigs.machine(c[2], true); BlockJobs jobs = new BlockJobs(m.blockLayer())) {
             JobRigs.Guest g = new JobRigs.Guest(m, model, new AtomicLong(), steps);
             g.progress(50);
-            JobOptions o = JobOptions.defaults().withChunk(65536);
+            // Speed 1 byte/s: the job sleeps (for hours) after its first step that copies data, so it cannot run
+            // ahead of the hook below. It starts inside jobs.stream/commit/mirror and steps in io0: without this
+            // hold a starved main loop set the hook after io0 had run the whole job, and the cancel never came
+            // (issue 21: "stream cancelled after 1 steps" ended with cancelled=false, progress 8388608/8388608).
+            JobOptions o = JobOptions.defaults().withChunk(65536).withSpeed(1);
             AtomicBoolean cancelAsked = new AtomicBoolean();
             Job j = JobRigs.main(m, "start " + kind, () -> {
                 BlockNode top = Graph.skipFilters(m.disk(0).backend().root());
@@ -87,15 +95,27 @@ class JobCancelTest {
                         t.unref();
                         break;
                 }
-                Job stepping = job;
-                job.setStepHook(n -> {
-                    if (n == steps && cancelAsked.compareAndSet(false, true)) {
-                        // right here, at the step boundary in the job's context: a cancel sent through the main loop
-                        // could arrive after the last step, when the job is already completing and refuses it
-                        stepping.cancel(false);
-                    }
-                });
                 return job;
+            });
+            JobRigs.main(m, "arm the step hook, then lift the speed limit", () -> {
+                // Under io0's lock no step completes, so whether the first data step is already done (the job asleep
+                // after it) is a fact, not a guess; the hook then counts the data steps after that one.
+                try (AioContextLock.Held h = j.context().inHomeThread() ? null : j.context().acquire()) {
+                    int before = ((CopyJob) j).copiedBytes() > 0 ? 1 : 0;
+                    j.setStepHook(n -> {
+                        if (n + before == steps && cancelAsked.compareAndSet(false, true)) {
+                            // right here, at the step boundary in the job's context: a cancel sent through the main
+                            // loop could arrive after the last step, when the job is already completing and refuses it
+                            j.cancel(false);
+                        }
+                    });
+                    if (before == steps && cancelAsked.compareAndSet(false, true)) {
+                        j.cancel(false); // the job sleeps right after that step: nothing else can happen first
+                    } else {
+                        jobs.setSpeed("job0", 0);
+                    }
+                }
+                return null;
             });
             boolean readyKind = kind.equals("commit-active") || kind.equals("mirror");
             if (readyKind) {
