@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -14,6 +15,7 @@ import org.junit.jupiter.api.Test;
  * storing thread passes a barrier, and a read that missed a buffered store is
  * recorded.
  */
+@Tag("concurrency")
 class VisibilityModelTest {
 
     private static int loadElsewhere(VisibilityModel m, VisibilityModel.Field f) throws Exception {
