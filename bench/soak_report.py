@@ -28,6 +28,22 @@ def one_line(s, limit=160):
     return s if len(s) <= limit else s[:limit - 3] + '...'
 
 
+def print_by_class(tests):
+    classes = {}
+    for (module, cls, name), t in tests.items():
+        c = classes.setdefault((module, cls), {'cases': 0, 'runs': 0, 'failures': 0, 'first': None})
+        c['cases'] += 1
+        c['runs'] += t['runs']
+        c['failures'] += t['failures']
+        if t['first'] and c['first'] is None:
+            c['first'] = f"{name}: {one_line(t['first'])}" + (f" (seed {t['seed']})" if t['seed'] else '')
+    print('| module | test class | test cases | runs (all cases) | failures | first failure (seed) |')
+    print('| --- | --- | ---: | ---: | ---: | --- |')
+    for (module, cls), c in sorted(classes.items()):
+        print(f"| {module} | {cls.split('.')[-1]} | {c['cases']} | {c['runs']} | {c['failures']} | "
+              f"{(c['first'] or '').replace('|', '/')} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('out')
@@ -36,6 +52,7 @@ def main():
     ap.add_argument('--hogs', default='?')
     ap.add_argument('--one-core', default='0')
     ap.add_argument('--wall', default='?')
+    ap.add_argument('--by-class', action='store_true', help='one row per test class (its test cases summed)')
     a = ap.parse_args()
 
     tests = {}  # (module, class, name) -> dict
@@ -82,18 +99,20 @@ def main():
     print(f"soak: {a.runs} run(s), {a.hogs} CPU hog(s){', one core' if a.one_core == '1' else ''}, "
           f"{a.wall} s wall; {len(tests)} tests")
     print()
-    print('| test | runs | failures | first failure (seed) |')
-    print('| --- | ---: | ---: | --- |')
-    failing = []
-    for key in sorted(tests, key=lambda k: (-tests[k]['failures'], k)):
+    if not a.by_class:
+        print('| test | runs | failures | first failure (seed) |')
+        print('| --- | ---: | ---: | --- |')
+    failing = [k for k in tests if tests[k]['failures']]
+    if a.by_class:
+        print_by_class(tests)
+    for key in ([] if a.by_class else sorted(tests, key=lambda k: (-tests[k]['failures'], k))):
         t = tests[key]
         module, cls, name = key
         first = one_line(t['first']) if t['first'] else ''
         if t['seed']:
             first += f" (seed {t['seed']})"
         print(f"| {cls.split('.')[-1]}.{name} | {t['runs']} | {t['failures']} | {first.replace('|', '/')} |")
-        if t['failures']:
-            failing.append(key)
+    failing.sort()
     total = sum(t['failures'] for t in tests.values())
     print()
     print(f"{total} failure(s) in {len(failing)} test(s); {len(bad_runs)} iteration(s) not clean")
