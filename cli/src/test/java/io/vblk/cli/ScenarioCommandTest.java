@@ -16,9 +16,11 @@ import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.regex.Pattern;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /** {@code vblk scenario}: the --list and --explain output, the table of 'all', and the left-behind check. */
+@Tag("concurrency")
 class ScenarioCommandTest {
     /** The seeds' upstream fixes (confirmed against the upstream commit texts). */
     private static final Map<String, String> SEED_COMMITS = Map.of(

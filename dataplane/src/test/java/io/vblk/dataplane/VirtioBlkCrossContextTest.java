@@ -13,6 +13,7 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,6 +39,7 @@ import io.vblk.virtio.blk.VirtioBlkAbi;
  * is a completion arriving back in the queue's context while another request
  * of the device still waits, queued, in the drained backend.
  */
+@Tag("concurrency")
 class VirtioBlkCrossContextTest {
 
     @TempDir

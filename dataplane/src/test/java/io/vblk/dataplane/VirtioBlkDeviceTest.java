@@ -15,6 +15,7 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -53,6 +54,7 @@ import io.vblk.virtio.blk.VirtioBlkAbi;
  * suspension (status reads 0 only after they finished, their completions are
  * not written into the rings, and the device works after re-initialisation).
  */
+@Tag("concurrency")
 class VirtioBlkDeviceTest {
 
     @TempDir

@@ -15,6 +15,7 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -43,6 +44,7 @@ import io.vblk.virtio.blk.VirtioBlkAbi;
  * with the backend in one of them (requests and completions crossing).
  * The seed is printed; {@code -Dvblk.random.seed=N} replays one.
  */
+@Tag("concurrency")
 class VirtioBlkRandomTest {
     static final int QUEUES = 4;
     static final int REQUESTS = 10_000;

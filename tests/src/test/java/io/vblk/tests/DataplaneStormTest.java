@@ -15,6 +15,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,6 +39,7 @@ import io.vblk.virtio.blk.VirtioBlkAbi;
  * The dataplane's transitions under guest I/O (issue 5): no request is lost
  * or answered twice, every read returns what was written, nothing hangs.
  */
+@Tag("concurrency")
 class DataplaneStormTest {
     private static final Duration BOUND = Duration.ofSeconds(120);
 

@@ -4,12 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vblk.aio.AioContextLock;
+import io.vblk.aio.AioWait;
 import io.vblk.aio.Errno;
 import io.vblk.block.BlockNode;
 import io.vblk.block.ChildRole;
 import io.vblk.block.qcow2.Qcow2;
 import io.vblk.guest.Machine;
 import io.vblk.job.BlockJobs;
+import io.vblk.job.CopyJob;
 import io.vblk.job.Graph;
 import io.vblk.job.Job;
 import io.vblk.job.JobOptions;
@@ -21,10 +24,12 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Cancelling a job at a random point — after a random number of copy steps,
@@ -34,6 +39,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * A mirror or active commit cancelled once READY ends gracefully (ret 0, no
  * pivot).
  */
+@Tag("concurrency")
 class JobCancelTest {
     private static final long SEED = 0x9e3779b97f4a7c15L;
 
@@ -64,7 +70,11 @@ class JobCancelTest {
         try (Machine m = JobRigs.machine(c[2], true); BlockJobs jobs = new BlockJobs(m.blockLayer())) {
             JobRigs.Guest g = new JobRigs.Guest(m, model, new AtomicLong(), steps);
             g.progress(50);
-            JobOptions o = JobOptions.defaults().withChunk(65536);
+            // Speed 1 byte/s: the job sleeps (for hours) after its first step that copies data, so it cannot run
+            // ahead of the hook below. It starts inside jobs.stream/commit/mirror and steps in io0: without this
+            // hold a starved main loop set the hook after io0 had run the whole job, and the cancel never came
+            // (issue 21: "stream cancelled after 1 steps" ended with cancelled=false, progress 8388608/8388608).
+            JobOptions o = JobOptions.defaults().withChunk(65536).withSpeed(1);
             AtomicBoolean cancelAsked = new AtomicBoolean();
             Job j = JobRigs.main(m, "start " + kind, () -> {
                 BlockNode top = Graph.skipFilters(m.disk(0).backend().root());
@@ -87,16 +97,9 @@ class JobCancelTest {
                         t.unref();
                         break;
                 }
-                Job stepping = job;
-                job.setStepHook(n -> {
-                    if (n == steps && cancelAsked.compareAndSet(false, true)) {
-                        // right here, at the step boundary in the job's context: a cancel sent through the main loop
-                        // could arrive after the last step, when the job is already completing and refuses it
-                        stepping.cancel(false);
-                    }
-                });
                 return job;
             });
+            armCancel(m, jobs, j, steps, cancelAsked, false);
             boolean readyKind = kind.equals("commit-active") || kind.equals("mirror");
             if (readyKind) {
                 g.progress(100);
@@ -157,5 +160,75 @@ class JobCancelTest {
         Path ref = dir.resolve("reference.raw");
         model.writeReference(ref);
         QemuImg.compare(c[2], ref);
+    }
+
+    /**
+     * The interleaving that lost issue 21's cancel, pinned: the step hook is
+     * armed only once the job has run ahead of it (its first data step done,
+     * the job asleep at 1 byte/s). The cancel still lands on its step: the job
+     * ends with ECANCELED having copied exactly that many chunks.
+     */
+    @ParameterizedTest(name = "stream cancelled after {0} steps, armed after its first step")
+    @ValueSource(ints = {1, 2})
+    void aCancelArmedAfterTheJobRanAheadStillLandsOnItsStep(int steps) throws Exception {
+        QemuImg.require();
+        DiskModel model = new DiskModel(JobRigs.SIZE);
+        Path[] c = JobRigs.chain(dir, model);
+        try (Machine m = JobRigs.machine(c[2], true); BlockJobs jobs = new BlockJobs(m.blockLayer())) {
+            JobRigs.Guest g = new JobRigs.Guest(m, model, new AtomicLong(), steps);
+            g.progress(50);
+            JobOptions o = JobOptions.defaults().withChunk(65536).withSpeed(1);
+            AtomicBoolean cancelAsked = new AtomicBoolean();
+            Job j = JobRigs.main(m, "start stream", () -> {
+                BlockNode top = Graph.skipFilters(m.disk(0).backend().root());
+                return jobs.stream("job0", top, top.child(ChildRole.BACKING).child(ChildRole.BACKING), o);
+            });
+            assertEquals(1, armCancel(m, jobs, j, steps, cancelAsked, true), "armed after the first data step");
+            int ret = m.await("job concluded", j.concluded(), JobRigs.OK);
+            assertEquals(-Errno.ECANCELED, ret, j.describe());
+            assertEquals(steps * 65536L, ((CopyJob) j).copiedBytes(), "cancelled right after step " + steps);
+            g.progress(100);
+            assertNull(g.finish(), "the guest's reads matched the model");
+            assertNull(JobRigs.verifyDevice(m, model), "every block of the device matches the model");
+            JobRigs.writeBack(m);
+        }
+        for (Path p : c) {
+            QemuImg.check(p);
+        }
+    }
+
+    /**
+     * Arms the cancel at data step {@code steps} of a job started at 1 byte/s
+     * (asleep after its first data step, so it cannot run ahead), then lifts
+     * the limit. Under the job context's lock no step completes, so whether
+     * that first step is done is a fact, not a guess; the hook counts the data
+     * steps after it. {@code afterFirstStep} first waits (AIO_WAIT_WHILE, kicked
+     * by the job's I/O) until the job has done that step. Returns how many
+     * data steps were done when the hook was armed (0 or 1).
+     */
+    private static int armCancel(Machine m, BlockJobs jobs, Job j, int steps, AtomicBoolean cancelAsked,
+            boolean afterFirstStep) {
+        CopyJob copy = (CopyJob) j;
+        return JobRigs.main(m, "arm the step hook, then lift the speed limit", () -> {
+            try (AioContextLock.Held h = j.context().inHomeThread() ? null : j.context().acquire()) {
+                if (afterFirstStep) {
+                    AioWait.pollWhile(j.context(), () -> copy.copiedBytes() == 0);
+                }
+                int before = copy.copiedBytes() > 0 ? 1 : 0;
+                j.setStepHook(n -> {
+                    if (n + before == steps && cancelAsked.compareAndSet(false, true)) {
+                        // right here, at the step boundary in the job's context: a cancel sent through the main
+                        // loop could arrive after the last step, when the job is already completing and refuses it
+                        j.cancel(false);
+                    }
+                });
+                if (before == steps && cancelAsked.compareAndSet(false, true)) {
+                    j.cancel(false); // the job sleeps right after that step: nothing else can happen first
+                } else {
+                    jobs.setSpeed("job0", 0);
+                }
+                return before;
+            }
+        });
     }
 }

@@ -18,6 +18,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -31,6 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * passes {@code qemu-img check}, and {@code qemu-img compare} finds it equal
  * to a raw image built from the model.
  */
+@Tag("concurrency")
 class JobDataTest {
     @TempDir
     Path dir;

@@ -19,12 +19,14 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Booting images made by the test, and a reset in the middle of the firmware's MBR read (issue 6). */
+@Tag("concurrency")
 class MachineBootEndToEndTest {
 
     /** A 4 MiB image with two partitions (FAT32 and swap, neither active) and the boot signature. */

@@ -30,10 +30,12 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The machine's control surface end to end: guest-triggered reset, stop/cont, and werror=stop (issue 6). */
+@Tag("concurrency")
 class MachineControlTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
 

@@ -25,6 +25,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,6 +39,7 @@ import org.junit.jupiter.api.io.TempDir;
  * read, the image passes {@code qemu-img check}, and {@code qemu-img compare}
  * reads exactly what vblk reads.
  */
+@Tag("concurrency")
 class MigrationTest {
     private static final int MIGRATIONS = 100;
 

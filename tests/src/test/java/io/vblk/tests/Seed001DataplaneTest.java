@@ -8,9 +8,11 @@ import io.vblk.guest.scenario.Seed001DataplaneStop;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /** Seed 001 at the dataplane: stopping must flush the pending guest notification. */
+@Tag("concurrency")
 class Seed001DataplaneTest {
 
     @Test

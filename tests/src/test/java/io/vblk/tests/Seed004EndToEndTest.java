@@ -8,9 +8,11 @@ import io.vblk.guest.scenario.Seed004MbrRead;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /** Seed 004 end to end: the firmware's MBR read hangs only with the pre-fix notify accept. */
+@Tag("concurrency")
 class Seed004EndToEndTest {
 
     @Test

@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -23,6 +24,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * the same steps complete (and the scenario's own checks — data, pivots,
  * boots — pass). Seed 004 has its own end-to-end test.
  */
+@Tag("concurrency")
 class SeedScenariosTest {
     private static final Duration HANG = Duration.ofSeconds(2);
     private static final Duration OK = Duration.ofSeconds(30);

@@ -21,6 +21,7 @@ import java.util.List;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -32,6 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * action fails leaves the graph, the device and the directory exactly as
  * they were.
  */
+@Tag("concurrency")
 class TransactionTest {
     @TempDir
     Path dir;

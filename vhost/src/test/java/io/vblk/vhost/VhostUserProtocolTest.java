@@ -33,6 +33,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -44,6 +45,7 @@ import org.junit.jupiter.api.io.TempDir;
  * was completed and signalled — memory-table changes under running rings,
  * and no descriptor leaked across connections.
  */
+@Tag("concurrency")
 class VhostUserProtocolTest {
     private static final Duration BOUND = Duration.ofSeconds(30);
 

@@ -17,6 +17,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -36,6 +37,7 @@ import io.vblk.testkit.Spin;
  * accesses, memory accesses at the BAR addresses the test "firmware"
  * assigned, guest RAM, and the eventfds the guest would wait on.
  */
+@Tag("concurrency")
 class VirtioPciTransportTest {
     static final long RAM_SIZE = 4 << 20;
     static final int QUEUES = 2;

@@ -2,6 +2,7 @@ package io.vblk.aio;
 
 import static org.junit.jupiter.api.Assertions.assertFalse;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -18,6 +19,7 @@ import org.junit.jupiter.api.Test;
  * the hang would need the 2017 notifier back, which is not what 2362a28ea1
  * changed.
  */
+@Tag("concurrency")
 class IOThreadStopTest {
 
     @Test

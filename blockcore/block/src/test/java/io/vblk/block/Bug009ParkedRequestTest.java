@@ -11,6 +11,7 @@ import io.vblk.aio.LegacySwitches;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -22,6 +23,7 @@ import org.junit.jupiter.api.Test;
  * drain waits for a request that can only resume after the drain.
  * (Scenario 009 stages the same with a guest request crossing from io1.)
  */
+@Tag("concurrency")
 class Bug009ParkedRequestTest {
     private static BlockBackend open(BlockTestSupport t) {
         return t.main("open", () -> {

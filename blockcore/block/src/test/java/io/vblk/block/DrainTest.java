@@ -10,8 +10,10 @@ import io.vblk.aio.IOThread;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
+@Tag("concurrency")
 class DrainTest {
 
     @Test

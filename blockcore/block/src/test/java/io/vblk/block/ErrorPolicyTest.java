@@ -14,9 +14,11 @@ import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+@Tag("concurrency")
 class ErrorPolicyTest {
 
     /** backend -> blkdebug -> raw -> file, in io0. */

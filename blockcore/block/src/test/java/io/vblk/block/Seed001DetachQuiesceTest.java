@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -32,6 +33,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * so the node cannot be drained in its new home, and when the BH finally
  * runs it does so after the node moved.
  */
+@Tag("concurrency")
 class Seed001DetachQuiesceTest {
 
     /** A null-like driver that records where its drain-end hook ran and arms a hold when told. */

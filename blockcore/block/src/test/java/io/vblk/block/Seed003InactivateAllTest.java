@@ -12,6 +12,7 @@ import io.vblk.aio.LegacySwitches;
 
 import java.nio.file.Path;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -23,6 +24,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * lock once: acquired once per context (fixed) that frees it; acquired once
  * per node (legacy) the IOThread never gets it.
  */
+@Tag("concurrency")
 class Seed003InactivateAllTest {
 
     @ParameterizedTest(name = "legacy={0}")

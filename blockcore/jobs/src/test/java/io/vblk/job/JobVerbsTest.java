@@ -13,6 +13,7 @@ import io.vblk.block.DrainedSection;
 
 import java.nio.file.Path;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -22,6 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
  * manual finalize and dismiss, cancel, speed limits, and the rate limiter's
  * arithmetic.
  */
+@Tag("concurrency")
 class JobVerbsTest {
     @TempDir
     Path dir;

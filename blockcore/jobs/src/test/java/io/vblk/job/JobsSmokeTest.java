@@ -13,10 +13,12 @@ import io.vblk.block.qcow2.Qcow2;
 
 import java.nio.file.Path;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Stream, commit and mirror on a qcow2 chain in the main loop, without a guest. */
+@Tag("concurrency")
 class JobsSmokeTest {
     @TempDir
     Path dir;

@@ -17,6 +17,7 @@ import io.vblk.block.IoVec;
 import java.nio.file.Path;
 import java.util.Arrays;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -26,6 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
  * read of the backing data is held by a blkdebug suspension between top and
  * mid while the device writes the range, then released.
  */
+@Tag("concurrency")
 class StreamInterlockTest {
     @TempDir
     Path dir;

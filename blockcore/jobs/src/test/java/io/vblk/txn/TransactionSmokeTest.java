@@ -24,10 +24,12 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** External snapshots in a transaction: success, abort, and seed 002's lock scope. */
+@Tag("concurrency")
 class TransactionSmokeTest {
     @TempDir
     Path dir;

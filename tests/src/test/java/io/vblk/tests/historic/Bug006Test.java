@@ -11,6 +11,7 @@ import io.vblk.guest.scenario.Scenarios;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -21,6 +22,7 @@ import org.junit.jupiter.api.Test;
  * the JVM's own ordering the legacy code completes as well: the hang is the
  * reordering the barrier forbids.
  */
+@Tag("concurrency")
 class Bug006Test {
     private static final Duration HANG = Duration.ofSeconds(2);
     private static final Duration OK = Duration.ofSeconds(30);

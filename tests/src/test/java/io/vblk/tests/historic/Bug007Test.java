@@ -11,6 +11,7 @@ import io.vblk.guest.scenario.Scenarios;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -20,6 +21,7 @@ import org.junit.jupiter.api.Test;
  * completes. On the JVM's own ordering the legacy code completes as well:
  * the hang is the reordering the barriers forbid, not a logic error.
  */
+@Tag("concurrency")
 class Bug007Test {
     private static final Duration HANG = Duration.ofSeconds(2);
     private static final Duration OK = Duration.ofSeconds(30);

@@ -13,6 +13,7 @@ import io.vblk.guest.scenario.Scenarios;
 import java.time.Duration;
 import java.util.List;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -21,6 +22,7 @@ import org.junit.jupiter.api.Test;
  * waits for it forever and the dump shows the parked request counted, without
  * the reference (fixed) the snapshot completes and the read is answered.
  */
+@Tag("concurrency")
 class Bug009Test {
     private static final Duration HANG = Duration.ofSeconds(2);
     private static final Duration OK = Duration.ofSeconds(30);

@@ -13,6 +13,7 @@ import io.vblk.guest.scenario.Scenarios;
 import java.time.Duration;
 import java.util.List;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -21,6 +22,7 @@ import org.junit.jupiter.api.Test;
  * main loop holding it once more while it waits in the filter drop's drain;
  * without it the same stream job concludes.
  */
+@Tag("concurrency")
 class Bug011Test {
     private static final Duration HANG = Duration.ofSeconds(2);
     private static final Duration OK = Duration.ofSeconds(30);

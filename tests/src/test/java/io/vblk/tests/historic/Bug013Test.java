@@ -10,6 +10,7 @@ import io.vblk.guest.scenario.Scenarios;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -18,6 +19,7 @@ import org.junit.jupiter.api.Test;
  * to io1 (push + notify pending); waiting for whole requests, the stop moves
  * it empty.
  */
+@Tag("concurrency")
 class Bug013Test {
     private final Bug013DrainWholeRequests s = new Bug013DrainWholeRequests();
 

@@ -11,6 +11,7 @@ import io.vblk.guest.scenario.Scenarios;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -18,6 +19,7 @@ import org.junit.jupiter.api.Test;
  * drains re-attach the queues' host-notifier handlers in io0, and they are
  * still registered after the stop; with the fix no handler remains.
  */
+@Tag("concurrency")
 class Bug014Test {
     private final Bug014HostNotifiersStop s = new Bug014HostNotifiersStop();
 

@@ -10,6 +10,7 @@ import io.vblk.guest.scenario.Scenarios;
 
 import java.time.Duration;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -17,6 +18,7 @@ import org.junit.jupiter.api.Test;
  * ioeventfd state, io1 notifies the guest through the main-loop path inside
  * the dataplane stop's drain; chosen by the thread, it takes the irqfd.
  */
+@Tag("concurrency")
 class Bug016Test {
     private final Bug016IrqfdByThread s = new Bug016IrqfdByThread();
 

@@ -25,6 +25,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -35,6 +36,7 @@ import picocli.CommandLine;
  * is not vblk: {@code qemu-storage-daemon --export type=vhost-user-blk}
  * (libvhost-user). The same firmware and Linux-like driver run unchanged.
  */
+@Tag("concurrency")
 class SimulatedMachineOverQemuStorageDaemonTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
 

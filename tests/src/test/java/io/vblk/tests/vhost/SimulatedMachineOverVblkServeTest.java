@@ -24,6 +24,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -49,6 +50,7 @@ import picocli.CommandLine;
  * driver unchanged) against an in-process {@code vblk serve}: the back-end is
  * the same VirtioBlk and dataplane, behind a UNIX socket.
  */
+@Tag("concurrency")
 class SimulatedMachineOverVblkServeTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
 

@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.Random;
 
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -26,6 +27,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * copy-on-write interleave; the node then moves back to the main loop, is
  * closed, and {@code qemu-img check} and {@code compare} judge the file.
  */
+@Tag("concurrency")
 class ConcurrencyTest {
 
     @BeforeAll
