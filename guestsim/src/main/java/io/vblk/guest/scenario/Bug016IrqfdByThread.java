@@ -7,15 +7,11 @@ import io.vblk.aio.LegacySwitches;
 import io.vblk.aio.LoopHold;
 import io.vblk.block.BlkDebugDriver;
 import io.vblk.guest.BlkQueue;
-import io.vblk.guest.DiskSpec;
-import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
-import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.RequestObserver;
 import io.vblk.virtio.blk.VirtioBlk;
 
 import java.time.Duration;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -73,12 +69,8 @@ public final class Bug016IrqfdByThread implements Scenario {
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         LegacySwitches sw = new LegacySwitches();
         sw.set(LegacyBehavior.IRQFD_CHOICE_BY_IOEVENTFD_STATE, legacy);
-        DiskSpec disk = DiskSpec.nullDevice(64L << 20).withQueues(2).withIothreads(List.of("io0", "io1"))
-                .withErrorInjection();
-        try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)).withLegacy(sw))) {
-            m.boot(); // the firmware assigns the BARs
-            LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
-            BlkQueue q1 = g.driver().queue(1);
+        try (Machine m = GuestRead.twoQueueMachine(sw)) {
+            BlkQueue q1 = GuestRead.queueOne(m);
             AioContext main = m.mainLoop().context();
             VirtioBlk dev = m.disk(0).device();
             BlkDebugDriver dbg = (BlkDebugDriver) m.disk(0).backend().root().driver();

@@ -1,20 +1,46 @@
 package io.vblk.guest.scenario;
 
+import io.vblk.aio.LegacySwitches;
 import io.vblk.guest.BlkQueue;
+import io.vblk.guest.DiskSpec;
 import io.vblk.guest.InterruptLine;
+import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
+import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.VirtioBlkAbi;
 
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The guest side the dataplane scenarios share: one 4 KiB read of sector 0
- * on a queue, then waiting for its completion interrupt as Linux does
- * (reap, re-enable interrupts, sleep on the line only if nothing came in
- * between), so a lost interrupt shows as a guest that never returns.
+ * What the dataplane scenarios share: their machine (two vCPUs, one
+ * two-queue null disk with queue 0 in io0 and queue 1 in io1, error
+ * injection to hold a request), and the guest's side, one 4 KiB read of
+ * sector 0 on a queue, then waiting for its completion interrupt as Linux
+ * does (reap, re-enable interrupts, sleep on the line only if nothing came
+ * in between), so a lost interrupt shows as a guest that never returns.
  */
 final class GuestRead {
     private GuestRead() {
+    }
+
+    /** The machine, started with {@code sw} and booted (the firmware assigns the BARs); the caller closes it. */
+    static Machine twoQueueMachine(LegacySwitches sw) {
+        DiskSpec disk = DiskSpec.nullDevice(64L << 20).withQueues(2).withIothreads(List.of("io0", "io1"))
+                .withErrorInjection();
+        Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)).withLegacy(sw));
+        try {
+            m.boot();
+            return m;
+        } catch (RuntimeException | Error e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    /** Queue 1 of the disk, as the Linux-like driver (probed on vCPU 0, both queues, EVENT_IDX) sets it up. */
+    static BlkQueue queueOne(Machine m) {
+        return LinuxGuest.probe(m, 0, 2, 256, true).driver().queue(1);
     }
 
     /**

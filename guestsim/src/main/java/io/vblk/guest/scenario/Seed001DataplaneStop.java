@@ -7,14 +7,10 @@ import io.vblk.aio.LegacySwitches;
 import io.vblk.aio.LoopHold;
 import io.vblk.block.BlkDebugDriver;
 import io.vblk.guest.BlkQueue;
-import io.vblk.guest.DiskSpec;
-import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
-import io.vblk.guest.MachineConfig;
 import io.vblk.virtio.blk.RequestObserver;
 
 import java.time.Duration;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -79,12 +75,8 @@ public final class Seed001DataplaneStop implements Scenario {
     public ScenarioResult run(boolean legacy, Duration hangBound) throws Exception {
         LegacySwitches sw = new LegacySwitches();
         sw.set(LegacyBehavior.NO_NOTIFY_FLUSH_ON_STOP, legacy);
-        DiskSpec disk = DiskSpec.nullDevice(64L << 20).withQueues(2).withIothreads(List.of("io0", "io1"))
-                .withErrorInjection();
-        try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)).withLegacy(sw))) {
-            m.boot(); // the firmware assigns the BARs
-            LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
-            BlkQueue q1 = g.driver().queue(1);
+        try (Machine m = GuestRead.twoQueueMachine(sw)) {
+            BlkQueue q1 = GuestRead.queueOne(m);
             AioContext io1 = m.iothread("io1").context();
             BlkDebugDriver dbg = (BlkDebugDriver) m.disk(0).backend().root().driver();
             BlkDebugDriver.Suspension inBackend = dbg.suspend("the guest's read", BlkDebugDriver.Op.READ, 0, 4096);
