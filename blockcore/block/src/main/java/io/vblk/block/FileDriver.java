@@ -111,6 +111,32 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         submit(OP_ZEROES, offset, bytes, null, flags, cb);
     }
 
+    /**
+     * Where the file has data and where holes: QEMU's {@code find_allocation}
+     * (block/file-posix.c) with {@code SEEK_DATA}/{@code SEEK_HOLE}. A hole
+     * reads as zeroes; a file system without the calls reports all data.
+     * Two {@code lseek}s on the calling thread, as QEMU does in its coroutine.
+     */
+    @Override
+    public BlockStatus blockStatus(long offset, long bytes) {
+        if (bytes <= 0 || offset >= length) {
+            return BlockStatus.data(Math.max(0, bytes));
+        }
+        long d = FileIo.lseek(fd, offset, FileIo.SEEK_DATA);
+        if (d < 0) {
+            // ENXIO: no data at or after offset, the rest is a trailing hole
+            return Native.getLastError() == FileIo.ENXIO ? BlockStatus.zero(bytes) : BlockStatus.data(bytes);
+        }
+        if (d > offset) {
+            return BlockStatus.zero(Math.min(bytes, d - offset));
+        }
+        long h = FileIo.lseek(fd, offset, FileIo.SEEK_HOLE);
+        if (h <= offset) {
+            return BlockStatus.data(bytes);
+        }
+        return BlockStatus.data(Math.min(bytes, h - offset));
+    }
+
     /** Sets the file's length (format drivers preallocating or shrinking); control path, blocking briefly. */
     public int truncate(long newLength) {
         if (FileIo.ftruncate(fd, newLength) < 0) {
