@@ -12,7 +12,7 @@ import picocli.CommandLine.Command;
 @Command(name = "vblk", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.%n"
                 + "Logging: set VBLK_LOG=debug|info|warn|error (default warn).",
-        subcommands = {BootCommand.class, BenchCommand.class, ScenarioCommand.class, ServeCommand.class,
+        subcommands = {BootCommand.class, BenchCommand.class, ScenarioCommand.class, ServeCommand.class, NbdCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     /** Exit code: a hang was detected (the watchdog's dump was printed). */

@@ -1,5 +1,6 @@
 package io.vblk.nbd;
 
+import io.vblk.aio.AioContextLock;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
 import io.vblk.aio.Watchdog;
@@ -8,6 +9,8 @@ import io.vblk.block.BlockNode;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 
 /**
@@ -23,6 +26,7 @@ final class NbdEnv implements AutoCloseable {
     final IOThread io = loop.newIOThread("nbd-io");
     final Path socket;
     final NbdServer server;
+    private final List<BlockNode> opened = new ArrayList<>();
 
     NbdEnv(Path dir) {
         socket = dir.resolve("nbd.sock");
@@ -42,6 +46,7 @@ final class NbdEnv implements AutoCloseable {
         return main("open " + name, () -> {
             BlockNode n = layer.openImage(name, img, format, readOnly);
             layer.setAioContext(n, io.context());
+            opened.add(n);
             return n;
         });
     }
@@ -63,6 +68,14 @@ final class NbdEnv implements AutoCloseable {
     public void close() {
         try {
             watchdog().await("nbd-server-stop", main("nbd-server-stop", server::stop));
+            main("close nodes", () -> {
+                for (BlockNode n : opened) {
+                    try (AioContextLock.Held h = n.context().acquire()) {
+                        n.unref(); // the last reference: the image is written back and closed
+                    }
+                }
+                return null;
+            });
         } finally {
             io.close();
             layer.close();

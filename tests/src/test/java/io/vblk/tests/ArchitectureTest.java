@@ -48,6 +48,7 @@ class ArchitectureTest {
         ALLOWED.put("io.vblk.dataplane..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.virtio", "io.vblk.virtio.blk"));
         ALLOWED.put("io.vblk.vhost..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.virtio", "io.vblk.virtio.blk",
                 "io.vblk.dataplane.."));
+        ALLOWED.put("io.vblk.nbd..", Set.of("io.vblk.aio", "io.vblk.block"));
         ALLOWED.put("io.vblk.testkit..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.virtio", "io.vblk.virtio.blk"));
         ALLOWED.put("io.vblk.firmware..", Set.of());
         ALLOWED.put("io.vblk.guest..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2", "io.vblk.job",
@@ -58,7 +59,7 @@ class ArchitectureTest {
                 "io.vblk.firmware..", "io.vblk.guest.."));
         ALLOWED.put("io.vblk.cli..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2", "io.vblk.job",
                 "io.vblk.txn", "io.vblk.virtio", "io.vblk.virtio.blk", "io.vblk.dataplane..", "io.vblk.vhost..",
-                "io.vblk.firmware..", "io.vblk.guest..", "io.vblk.bench.."));
+                "io.vblk.firmware..", "io.vblk.guest..", "io.vblk.bench..", "io.vblk.nbd.."));
     }
 
     private static JavaClasses main;
