@@ -53,8 +53,14 @@ public final class NbdExport implements NbdNegotiation.Target {
         return description;
     }
 
+    /**
+     * The node the export serves now: its backend's root, which a mirror or
+     * active commit pivots to the new node (QEMU's {@code blk_bs(exp->blk)}),
+     * or the node it was created on once the backend let go.
+     */
     public BlockNode node() {
-        return node;
+        BlockNode r = blk.root();
+        return r != null ? r : node;
     }
 
     BlockBackend backend() {
@@ -66,7 +72,7 @@ public final class NbdExport implements NbdNegotiation.Target {
     }
 
     public AioContext context() {
-        return node.context();
+        return node().context();
     }
 
     @Override
