@@ -112,9 +112,10 @@ final class NbdClient {
     /** Sends the greeting and starts watching the socket; main loop. */
     void start() {
         flushBh = ctx.bhNew("nbd-flush:" + peer, this::flushNow);
+        long limit = server.handshakeNanos();
         handshakeTimer = ctx.timerNew("nbd-handshake:" + peer,
-                () -> close("no NBD_OPT_GO within " + HANDSHAKE_SECONDS + " s", true));
-        handshakeTimer.modInNs(TimeUnit.SECONDS.toNanos(HANDSHAKE_SECONDS));
+                () -> close("the handshake did not end within " + TimeUnit.NANOSECONDS.toMillis(limit) + " ms", true));
+        handshakeTimer.modInNs(limit);
         negOut.clear();
         neg.greeting(negOut);
         out.copy(negOut);

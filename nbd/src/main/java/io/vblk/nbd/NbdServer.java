@@ -10,6 +10,7 @@ import io.vblk.block.BlockException;
 import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
@@ -18,6 +19,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.slf4j.Logger;
@@ -47,6 +49,7 @@ public final class NbdServer {
     private final Set<NbdClient> clients = new LinkedHashSet<>();
     private final AtomicLong accepted = new AtomicLong();
     private boolean stopped;
+    private volatile long handshakeNanos = TimeUnit.SECONDS.toNanos(NbdClient.HANDSHAKE_SECONDS);
     private CompletableFuture<Void> stopFuture;
 
     private final NbdNegotiation.Targets targets = new NbdNegotiation.Targets() {
@@ -107,6 +110,18 @@ public final class NbdServer {
     /** The TCP port listened on (the kernel's pick for port 0), or -1 on a UNIX socket. */
     public int port() {
         return listener.port();
+    }
+
+    /** How long a client may take from connecting to NBD_OPT_GO (QEMU's {@code handshake-max-seconds}). */
+    public void setHandshakeTimeout(Duration d) {
+        if (d.isNegative() || d.isZero()) {
+            throw new IllegalArgumentException("the handshake timeout must be positive, not " + d);
+        }
+        handshakeNanos = d.toNanos();
+    }
+
+    long handshakeNanos() {
+        return handshakeNanos;
     }
 
     AioContext mainContext() {
@@ -231,6 +246,15 @@ public final class NbdServer {
         }
         maybeDeleted(e);
         return e.deleted;
+    }
+
+    /** {@link #removeExport} by the export's id, as {@code block-export-del id=} names it. */
+    public CompletableFuture<Void> removeExportById(String id, boolean hard) {
+        NbdExport e = exportById(id);
+        if (e == null) {
+            throw new NbdException("export '" + id + "' does not exist");
+        }
+        return removeExport(e.name(), hard);
     }
 
     /** A client chose {@code e} (main loop). */

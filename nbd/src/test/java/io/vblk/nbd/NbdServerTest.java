@@ -302,6 +302,99 @@ class NbdServerTest {
         }
     }
 
+    @Test
+    void aSilentClientIsDroppedAfterTheHandshakeTimeoutAndOthersAreNot(@TempDir Path dir) throws Exception {
+        Path img = patterned(dir);
+        try (NbdEnv env = new NbdEnv(dir)) {
+            BlockNode n = env.open("disk0", img, "raw", true);
+            env.export("d", n, false);
+            assertTimeoutPreemptively(DEADLINE, () -> {
+                try (NbdTestClient good = new NbdTestClient(env.socket).connect("d", false, false)) {
+                    env.main("timeout", () -> {
+                        env.server.setHandshakeTimeout(Duration.ofMillis(300));
+                        return null;
+                    });
+                    try (NbdTestClient silent = new NbdTestClient(env.socket)) {
+                        silent.greet(); // and then says nothing
+                        silent.out.flush();
+                        assertTrue(silent.closedByServer(), "the handshake timer closes a client that never chooses");
+                    }
+                    good.request(CMD_READ, 0, 1, 0, 4096, null);
+                    assertArrayEquals(new long[] {0, 1}, good.simpleReply(), "a client in transmission has no timer");
+                    assertArrayEquals(block(0, 4096), good.readFully(4096));
+                }
+            });
+        }
+    }
+
+    /**
+     * Block status of a qcow2 whose L2 tables are not resident makes the node
+     * load them synchronously, polling its context inside the client's fd
+     * handler; pipelined reads complete meanwhile. Every reply must still
+     * come once, with the right extents and data.
+     */
+    @Test
+    void pipelinedBlockStatusOfAQcow2AndReadsAnswerCorrectly(@TempDir Path dir) throws Exception {
+        Path img = dir.resolve("q.qcow2");
+        Tools.ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img.toString(), "64M");
+        java.util.List<String> io = new java.util.ArrayList<>(java.util.List.of("qemu-io", "-f", "qcow2"));
+        for (int k = 1; k < 64; k += 2) {
+            io.add("-c");
+            io.add("write -P 0xaa " + k + "M 64k");
+        }
+        io.add(img.toString());
+        Tools.ok(io.toArray(new String[0]));
+        try (NbdEnv env = new NbdEnv(dir)) {
+            BlockNode n = env.open("disk0", img, "qcow2", true);
+            env.export("q", n, false);
+            assertTimeoutPreemptively(DEADLINE, () -> {
+                try (NbdTestClient c = new NbdTestClient(env.socket).connect("q", true, true)) {
+                    for (int k = 0; k < 64; k++) {
+                        c.request(CMD_BLOCK_STATUS, 0, 2L * k, (long) k * MIB, MIB, null);
+                        c.request(CMD_READ, 0, 2L * k + 1, (long) k * MIB, 128 * 1024, null);
+                    }
+                    boolean[] seen = new boolean[128];
+                    for (int i = 0; i < 128; i++) {
+                        NbdTestClient.Chunk ch = c.chunk();
+                        int h = (int) ch.handle();
+                        assertTrue(h >= 0 && h < 128 && !seen[h], "handle " + h + " answered once");
+                        seen[h] = true;
+                        int k = h / 2;
+                        boolean data = k % 2 == 1;
+                        ByteBuffer b = ByteBuffer.wrap(ch.data());
+                        if (h % 2 == 0) {
+                            assertEquals(REPLY_TYPE_BLOCK_STATUS, ch.type(), "block status of MiB " + k);
+                            assertEquals(META_ID_BASE_ALLOCATION, b.getInt());
+                            if (data) {
+                                assertEquals(16 + 4, ch.data().length, "two extents at MiB " + k);
+                                assertEquals(65536, b.getInt());
+                                assertEquals(0, b.getInt(), "data");
+                                assertEquals(MIB - 65536, b.getInt());
+                                assertEquals(STATE_HOLE | STATE_ZERO, b.getInt());
+                            } else {
+                                assertEquals(8 + 4, ch.data().length, "one extent at MiB " + k);
+                                assertEquals(MIB, b.getInt());
+                                assertEquals(STATE_HOLE | STATE_ZERO, b.getInt());
+                            }
+                        } else {
+                            assertEquals(REPLY_TYPE_OFFSET_DATA, ch.type());
+                            assertEquals((long) k * MIB, b.getLong());
+                            for (int j = 0; j < 128 * 1024; j++) {
+                                byte want = data && j < 65536 ? (byte) 0xaa : 0;
+                                if (b.get() != want) {
+                                    throw new AssertionError("byte " + j + " of MiB " + k);
+                                }
+                            }
+                        }
+                    }
+                    c.request(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 500, 0, 4 * MIB, null);
+                    NbdTestClient.Chunk one = c.chunk();
+                    assertEquals(4 + 8, one.data().length, "REQ_ONE: a single extent");
+                }
+            });
+        }
+    }
+
     static void sparse(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
