@@ -112,8 +112,11 @@ final class NbdCommand implements Callable<Integer> {
             try {
                 wd.await("nbd-server-stop", wd.call("nbd-server-stop", server::stop));
                 wd.call("close " + image, () -> {
-                    try (AioContextLock.Held h = node.context().acquire()) {
+                    AioContextLock.Held h = node.context().acquire();
+                    try {
                         node.unref(); // the last reference: qcow2 writes back its metadata, the file is closed
+                    } finally {
+                        h.close();
                     }
                     return null;
                 });

@@ -183,13 +183,16 @@ public final class NbdServer {
             throw new NbdException("cannot export read-only node '" + node.name() + "' as writable");
         }
         BlockBackend blk = layer.newBackend("nbd-export:" + id);
-        try (AioContextLock.Held held = node.context().acquire()) {
+        AioContextLock.Held held = node.context().acquire(); // the graph edge is changed under the node's lock
+        try {
             blk.attach(node);
             blk.setReadOnly(!writable);
             blk.pin("exported over NBD as '" + name + "'");
         } catch (BlockException e) {
             layer.removeBackend(blk);
             throw e;
+        } finally {
+            held.close();
         }
         NbdExport e = new NbdExport(id, name, description, node, blk, writable);
         exports.put(name, e);
@@ -280,12 +283,15 @@ public final class NbdServer {
             return;
         }
         exports.remove(e.name(), e);
-        try (AioContextLock.Held held = e.context().acquire()) {
+        AioContextLock.Held held = e.context().acquire();
+        try {
             layer.removeBackend(e.backend()); // waits for the backend's requests: none, every client is gone
         } catch (RuntimeException ex) {
             LOG.error("NBD: releasing node '{}' of export '{}' failed", e.node().name(), e.name(), ex);
             e.deleted.completeExceptionally(ex);
             return;
+        } finally {
+            held.close();
         }
         LOG.info("NBD: export '{}' deleted", e.name());
         e.deleted.complete(null);
