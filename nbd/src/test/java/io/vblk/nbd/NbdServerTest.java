@@ -395,6 +395,50 @@ class NbdServerTest {
         }
     }
 
+    /** Seeded garbage from many clients, in the handshake and in transmission: each is closed, none disturbs the rest. */
+    @Test
+    void garbageFromManyClientsIsClosedAndNeverDisturbsAWellBehavedOne(@TempDir Path dir) throws Exception {
+        Path img = patterned(dir);
+        byte[] before = Files.readAllBytes(img);
+        long seed = Long.getLong("nbd.garbage.seed", 22L);
+        java.util.Random rnd = new java.util.Random(seed);
+        try (NbdEnv env = new NbdEnv(dir)) {
+            BlockNode n = env.open("disk0", img, "raw", false);
+            env.export("w", n, true);
+            assertTimeoutPreemptively(DEADLINE, () -> {
+                try (NbdTestClient good = new NbdTestClient(env.socket).connect("w", true, false)) {
+                    java.util.List<NbdTestClient> bad = new java.util.ArrayList<>();
+                    for (int i = 0; i < 16; i++) {
+                        NbdTestClient c = new NbdTestClient(env.socket);
+                        if (i % 2 == 0) {
+                            c.greet(); // garbage as options
+                        } else {
+                            c.connect("w", i % 4 == 1, false); // garbage as requests
+                        }
+                        byte[] junk = new byte[1 + rnd.nextInt(8192)];
+                        rnd.nextBytes(junk);
+                        c.out.write(junk);
+                        c.out.flush();
+                        bad.add(c);
+                    }
+                    for (int i = 0; i < bad.size(); i++) {
+                        NbdTestClient c = bad.get(i);
+                        while (c.in.read() >= 0) {
+                            // whatever the server answered before it gave up; it must end with a close
+                        }
+                        c.close();
+                    }
+                    good.request(CMD_READ, 0, 9, 3 * 4096, 8192, null);
+                    NbdTestClient.Chunk ch = good.chunk();
+                    assertEquals(9, ch.handle());
+                    assertArrayEquals(block(3 * 4096, 8192), Arrays.copyOfRange(ch.data(), 8, ch.data().length),
+                            "seed " + seed);
+                }
+            });
+        }
+        assertArrayEquals(before, Files.readAllBytes(img), "garbage never reached the disk (seed " + seed + ")");
+    }
+
     static void sparse(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
