@@ -554,6 +554,9 @@ final class NbdClient {
             return;
         }
         int err = ret < 0 ? errnoToNbd(ret) : 0;
+        if (LOG.isTraceEnabled()) {
+            LOG.trace("nbd_co_send_reply {}: {} handle {} error {}", peer, commandName(r.type), r.handle, err);
+        }
         if (ret < 0) {
             LOG.debug("nbd {}: {} offset {} length {} failed: {}", peer, commandName(r.type), r.offset, r.length,
                     Errno.name(-ret));

@@ -439,6 +439,31 @@ class NbdServerTest {
         assertArrayEquals(before, Files.readAllBytes(img), "garbage never reached the disk (seed " + seed + ")");
     }
 
+    /** A node left in the main loop (no IOThread, as a daemon without iothread= keeps it) is served from there. */
+    @Test
+    void aNodeInTheMainLoopIsServedFromTheMainLoop(@TempDir Path dir) throws Exception {
+        Path img = patterned(dir);
+        try (NbdEnv env = new NbdEnv(dir)) {
+            BlockNode n = env.main("open", () -> env.layer.openImage("disk0", img, "raw", false));
+            try {
+                env.export("m", n, true);
+                String out = Tools.ok("qemu-io", "-f", "raw", "-c", "write -P 0x66 64k 64k", "-c", "read -P 0x66 64k 64k",
+                        "-c", "read -P 0x20 128k 4k", env.uri("m"));
+                assertTrue(out.contains("read 65536/65536 bytes") && !out.contains("fail"), out);
+            } finally {
+                env.remove("m", true);
+                env.main("close", () -> {
+                    n.unref();
+                    return null;
+                });
+            }
+        }
+        byte[] disk = Files.readAllBytes(img);
+        byte[] want = new byte[65536];
+        Arrays.fill(want, (byte) 0x66);
+        assertArrayEquals(want, Arrays.copyOfRange(disk, 65536, 131072));
+    }
+
     static void sparse(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
