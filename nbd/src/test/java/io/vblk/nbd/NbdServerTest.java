@@ -464,6 +464,41 @@ class NbdServerTest {
         assertArrayEquals(want, Arrays.copyOfRange(disk, 65536, 131072));
     }
 
+    /**
+     * More requests than a connection keeps in flight, whose replies exceed
+     * what it queues, sent before any reply is read: reading pauses (in-flight
+     * limit, queued-reply limit, a full socket) and resumes as the client
+     * reads, and every request is answered once with its data.
+     */
+    @Test
+    void aClientFarAheadOfItsRepliesIsThrottledAndFullyAnswered(@TempDir Path dir) throws Exception {
+        Path img = patterned(dir);
+        try (NbdEnv env = new NbdEnv(dir)) {
+            BlockNode n = env.open("disk0", img, "raw", true);
+            env.export("d", n, false);
+            assertTimeoutPreemptively(DEADLINE, () -> {
+                try (NbdTestClient c = new NbdTestClient(env.socket).connect("d", false, false)) {
+                    int count = 3 * NbdClient.MAX_IN_FLIGHT + 100;
+                    int len = 256 * 1024; // 292 x 256 KiB: more than MAX_QUEUED_REPLY_BYTES
+                    assertTrue((long) count * len > NbdClient.MAX_QUEUED_REPLY_BYTES);
+                    for (int i = 0; i < count; i++) {
+                        c.request(CMD_READ, 0, i, (long) (i % 32) * len, len, null);
+                    }
+                    boolean[] seen = new boolean[count];
+                    for (int i = 0; i < count; i++) {
+                        long[] r = c.simpleReply();
+                        assertEquals(0, r[0]);
+                        int h = (int) r[1];
+                        assertTrue(!seen[h], "handle " + h + " answered twice");
+                        seen[h] = true;
+                        byte[] data = c.readFully(len);
+                        assertArrayEquals(block((long) (h % 32) * len, len), data, "data of handle " + h);
+                    }
+                }
+            });
+        }
+    }
+
     static void sparse(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
