@@ -64,6 +64,16 @@ final class LibRbd {
 
     static native long rbd_aio_get_return_value(long completion);
 
+    static native long rbd_aio_get_arg(long completion);
+
+    /** {@code EVENT_TYPE_EVENTFD}: librbd writes 1 to the eventfd after queueing each completion. */
+    static final int EVENT_TYPE_EVENTFD = 2;
+
+    static native int rbd_set_image_notification(long image, int fd, int type);
+
+    /** Takes up to {@code max} finished completions (created with a null callback) into {@code comps}. */
+    static native int rbd_poll_io_events(long image, long comps, int max);
+
     static native void rbd_aio_release(long completion);
 
     static native int rbd_aio_readv(long image, long iov, int iovcnt, long offset, long completion);

@@ -85,7 +85,7 @@ final class RbdCompletions {
         }
     }
 
-    private static RbdRequest lookup(long id) {
+    static RbdRequest lookup(long id) {
         AtomicReferenceArray<RbdRequest> chunk = TABLE.get((int) (id >>> CHUNK_BITS));
         return chunk == null ? null : chunk.get((int) (id & (CHUNK - 1)));
     }

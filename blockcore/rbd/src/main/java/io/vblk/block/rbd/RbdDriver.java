@@ -1,6 +1,8 @@
 package io.vblk.block.rbd;
 
 import io.vblk.aio.AioContext;
+import io.vblk.aio.AioHandler;
+import io.vblk.aio.EventNotifier;
 import io.vblk.aio.BottomHalf;
 import io.vblk.aio.Errno;
 import io.vblk.block.BlockCompletion;
@@ -11,6 +13,8 @@ import io.vblk.block.BlockStatus;
 import io.vblk.block.IoVec;
 
 import com.sun.jna.Memory;
+
+import io.netty.util.internal.PlatformDependent;
 
 import java.util.ArrayDeque;
 import java.util.concurrent.atomic.AtomicReference;
@@ -25,13 +29,17 @@ import org.slf4j.LoggerFactory;
  * <p>Requests are submitted in the node's home context with
  * {@code rbd_aio_readv}/{@code rbd_aio_writev} on the caller's own segments
  * (no bounce buffer), {@code rbd_aio_flush}, {@code rbd_aio_discard} and
- * {@code rbd_aio_write_zeroes}. librbd completes them on its own threads;
- * {@link RbdCompletions} pushes each finished request onto this driver's
- * lock-free stack and schedules one bottom half in the home context, which
- * completes the whole batch there (QEMU's {@code qemu_rbd_completion_cb} →
- * {@code aio_bh_schedule_oneshot} → {@code qemu_rbd_completion_bh}). Nothing
- * on librbd's thread touches the node (DESIGN rules 2 and 10). A context move
- * happens drained, so the stack is empty when the BH is replaced.
+ * {@code rbd_aio_write_zeroes}. librbd completes them on its own threads and
+ * they reach the home context one of two ways ({@link RbdCompletionMode}):
+ * with {@code CALLBACK}, {@link RbdCompletions} pushes each finished request
+ * onto this driver's lock-free stack and schedules one bottom half in the home
+ * context, which completes the whole batch there (QEMU's
+ * {@code qemu_rbd_completion_cb} → {@code aio_bh_schedule_oneshot} →
+ * {@code qemu_rbd_completion_bh}); with {@code EVENTFD}, librbd signals an
+ * eventfd the home context watches, and its handler takes the completions
+ * with {@code rbd_poll_io_events}. Nothing on librbd's thread touches the
+ * node (DESIGN rules 2 and 10). A context move happens drained, so nothing is
+ * pending when the BH or fd handler moves to the new context.
  */
 public final class RbdDriver extends BlockDriver {
     private static final Logger LOG = LoggerFactory.getLogger(RbdDriver.class);
@@ -51,11 +59,37 @@ public final class RbdDriver extends BlockDriver {
     private long submitted;
     private long completedCount;
     private final DiffState diff = new DiffState();
+    private final RbdCompletionMode mode;
+    /** EVENTFD mode: the eventfd librbd signals, watched by {@link #handler} in the home context. */
+    private EventNotifier notifier;
+    private AioHandler handler;
+    /** EVENTFD mode: room for {@link #EVENT_BATCH} {@code rbd_completion_t}s taken by one poll. */
+    private static final int EVENT_BATCH = 64;
+    private final Memory events = new Memory(8L * EVENT_BATCH);
+    private final long eventsAddr = Memory.nativeValue(events);
 
-    private RbdDriver(RbdConnection conn) {
+    private RbdDriver(RbdConnection conn, RbdCompletionMode mode) {
         this.conn = conn;
         this.options = conn.options();
         this.size = conn.size();
+        this.mode = mode;
+        if (mode == RbdCompletionMode.EVENTFD) {
+            notifier = new EventNotifier();
+            try {
+                notifyOn(conn);
+            } catch (RuntimeException e) {
+                notifier.close();
+                throw e;
+            }
+        }
+    }
+
+    /** {@code rbd_set_image_notification}: completions of {@code c}'s image signal {@link #notifier}. */
+    private void notifyOn(RbdConnection c) {
+        int r = LibRbd.rbd_set_image_notification(c.image(), notifier.fd(), LibRbd.EVENT_TYPE_EVENTFD);
+        if (r < 0) {
+            throw RbdConnection.fail(r, "rbd_set_image_notification on " + options.toFilename());
+        }
     }
 
     /**
@@ -64,7 +98,22 @@ public final class RbdDriver extends BlockDriver {
      * {@code layer.addNode(name, driver, options.opensReadOnly())}.
      */
     public static RbdDriver open(RbdOptions o) {
-        return new RbdDriver(RbdConnection.open(o));
+        return open(o, RbdCompletionMode.configured());
+    }
+
+    /** As {@link #open(RbdOptions)} with the completion path chosen explicitly (benchmarks, tests). */
+    public static RbdDriver open(RbdOptions o, RbdCompletionMode mode) {
+        RbdConnection c = RbdConnection.open(o);
+        try {
+            return new RbdDriver(c, mode);
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+    }
+
+    public RbdCompletionMode completionMode() {
+        return mode;
     }
 
     public RbdOptions options() {
@@ -128,8 +177,13 @@ public final class RbdDriver extends BlockDriver {
     }
 
     private RbdRequest take(int type, long offset, long bytes, IoVec qiov, BlockCompletion cb) {
-        if (completionBh == null) { // first request in this context (home thread): the BH the callbacks schedule
-            completionBh = node().context().bhNew("rbd-completion " + node().name(), this::completionBh);
+        if (mode == RbdCompletionMode.CALLBACK) {
+            if (completionBh == null) { // first request in this context (home thread): the BH callbacks schedule
+                completionBh = node().context().bhNew("rbd-completion " + node().name(), this::completionBh);
+            }
+        } else if (handler == null) { // first request in this context: watch librbd's eventfd here
+            handler = node().context().setFdHandler(new AioHandler.Builder("rbd-completion " + node().name(),
+                    notifier.fd()).onRead(this::pollEvents));
         }
         RbdRequest r = pool.pollFirst();
         if (r == null) {
@@ -149,7 +203,8 @@ public final class RbdDriver extends BlockDriver {
 
     /** {@code rbd_aio_create_completion} with the request's id as the callback argument. */
     private boolean create(RbdRequest r) {
-        int ret = LibRbd.rbd_aio_create_completion(r.id, RbdCompletions.CALLBACK_FN, r.completionOut());
+        long fn = mode == RbdCompletionMode.CALLBACK ? RbdCompletions.CALLBACK_FN : 0; // eventfd: no callback
+        int ret = LibRbd.rbd_aio_create_completion(r.id, fn, r.completionOut());
         if (ret < 0) {
             finish(r, ret);
             return false;
@@ -193,6 +248,38 @@ public final class RbdDriver extends BlockDriver {
             r.next = null;
             completedCount++;
             finish(r, r.ret);
+        }
+    }
+
+    /**
+     * EVENTFD mode, the eventfd handler in the home context: takes every
+     * completion librbd queued on the image ({@code rbd_poll_io_events}),
+     * reads its request id and result, releases it and ends the request.
+     */
+    private void pollEvents() {
+        notifier.testAndClear();
+        for (;;) {
+            int n = LibRbd.rbd_poll_io_events(conn.image(), eventsAddr, EVENT_BATCH);
+            if (n < 0) {
+                LOG.error("rbd_poll_io_events {}: {}", options.toFilename(), RbdConnection.errnoName(-n));
+                return;
+            }
+            for (int i = 0; i < n; i++) {
+                long c = PlatformDependent.getLong(eventsAddr + 8L * i);
+                long id = LibRbd.rbd_aio_get_arg(c);
+                long ret = LibRbd.rbd_aio_get_return_value(c);
+                LibRbd.rbd_aio_release(c);
+                RbdRequest r = RbdCompletions.lookup(id);
+                if (r == null || r.driver != this) {
+                    LOG.error("librbd completed unknown request id {} (ret {}): dropped", id, ret);
+                    continue;
+                }
+                completedCount++;
+                finish(r, ret);
+            }
+            if (n < EVENT_BATCH) {
+                return;
+            }
         }
     }
 
@@ -304,6 +391,15 @@ public final class RbdDriver extends BlockDriver {
             LOG.warn("reopening {} read-write: {}", options.toFilename(), e.getMessage());
             return -Errno.EIO;
         }
+        if (notifier != null) {
+            try {
+                notifyOn(rw);
+            } catch (BlockException e) {
+                rw.close();
+                LOG.warn("reopening {} read-write: {}", options.toFilename(), e.getMessage());
+                return -Errno.EIO;
+            }
+        }
         RbdConnection old = conn;
         conn = rw;
         old.close();
@@ -330,6 +426,10 @@ public final class RbdDriver extends BlockDriver {
         if (bh != null) {
             bh.delete();
         }
+        if (handler != null) {
+            handler.remove();
+            handler = null;
+        }
     }
 
     @Override
@@ -345,6 +445,10 @@ public final class RbdDriver extends BlockDriver {
         if (bh != null) {
             bh.delete();
         }
+        if (handler != null) {
+            handler.remove();
+            handler = null;
+        }
         if (pool.size() != all.size()) {
             LOG.error("closing {} with {} librbd request(s) still in flight: their buffers are kept",
                     options.toFilename(), all.size() - pool.size());
@@ -356,11 +460,15 @@ public final class RbdDriver extends BlockDriver {
             pool.clear();
         }
         conn.close();
+        if (notifier != null) {
+            notifier.close(); // after rbd_close: librbd no longer writes it
+        }
     }
 
     @Override
     public String describe() {
-        return "rbd " + options.toFilename() + " size=" + size + " submitted=" + submitted + " completed="
+        return "rbd " + options.toFilename() + " completions=" + mode.name().toLowerCase(java.util.Locale.ROOT)
+                + " size=" + size + " submitted=" + submitted + " completed="
                 + completedCount + " requests=" + all.size() + " idle=" + pool.size();
     }
 

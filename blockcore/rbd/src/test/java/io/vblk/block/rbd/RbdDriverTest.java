@@ -39,6 +39,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The {@code rbd} driver through the BlockNode API against a one-node Ceph
@@ -325,12 +327,14 @@ class RbdDriverTest {
         assertTrue(layer.nodes().isEmpty(), "no node is left from a failed open: " + layer.nodes());
     }
 
-    @Test
-    void completionsRunInTheHomeContextAcrossMovesUnderIo() throws Exception {
+    @ParameterizedTest
+    @EnumSource(RbdCompletionMode.class)
+    void completionsRunInTheHomeContextAcrossMovesUnderIo(RbdCompletionMode mode) throws Exception {
         String img = newImage(8 * MIB);
         IOThread io0 = loop.newIOThread("io0");
         BlockBackend blk = main("open", () -> {
-            BlockNode n = layer.openProtocol("disk", cluster.filename(img), false);
+            BlockNode n = layer.addNode("disk", RbdDriver.open(cluster.options(img), mode), false);
+            assertEquals(mode, ((RbdDriver) n.driver()).completionMode());
             BlockBackend be = layer.newBackend("blk0");
             be.attach(n);
             n.unref();
@@ -368,10 +372,11 @@ class RbdDriverTest {
         });
     }
 
-    @Test
-    void closingANodeWithRequestsInFlightWaitsForThemAndCompletesEach() throws Exception {
+    @ParameterizedTest
+    @EnumSource(RbdCompletionMode.class)
+    void closingANodeWithRequestsInFlightWaitsForThemAndCompletesEach(RbdCompletionMode mode) throws Exception {
         String img = newImage(8 * MIB);
-        BlockNode n = open(cluster.filename(img));
+        BlockNode n = main("open", () -> layer.addNode("disk", RbdDriver.open(cluster.options(img), mode), false));
         int count = 32;
         AtomicInteger ok = new AtomicInteger();
         AtomicInteger calls = new AtomicInteger();
