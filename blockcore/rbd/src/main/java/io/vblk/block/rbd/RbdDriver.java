@@ -372,7 +372,7 @@ public final class RbdDriver extends BlockDriver {
 
     @Override
     public boolean needsReopen(boolean readOnly) {
-        return !readOnly && options.opensReadOnly() && conn.options() == options;
+        return !readOnly && conn.options().opensReadOnly();
     }
 
     /** Read-only to read-write: a snapshot cannot be written; a read-only open is reopened read-write. */

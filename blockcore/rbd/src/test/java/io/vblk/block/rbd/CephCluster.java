@@ -134,6 +134,12 @@ public final class CephCluster implements AutoCloseable {
         }
     }
 
+    /** SIGKILLs the OSD (its pid file): the cluster stops answering I/O. */
+    public void killOsd() throws IOException {
+        long pid = Long.parseLong(Files.readString(dir.resolve("run/osd.0.pid")).trim());
+        ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
+    }
+
     /** Kills the daemons by pid and deletes the directory. */
     @Override
     public void close() throws IOException, InterruptedException {
