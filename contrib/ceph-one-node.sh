@@ -26,22 +26,34 @@ cmd=$1
 dir=$2
 shift 2
 limit=${CEPH_ONE_NODE_TIMEOUT:-180}
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")   # the watcher runs it from anywhere
 
 log() { echo "ceph-one-node: $*" >&2; }
 
+alive() { # running, not a zombie (an init that does not reap leaves those behind)
+  [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
 stop_cluster() {
-  local d=$1 pidfile pid
-  for pidfile in "$d"/run/*.pid; do
+  local d=$1 pidfile pid pids=() i
+  for pidfile in "$d"/run/mon.*.pid "$d"/run/osd.*.pid; do
     [ -e "$pidfile" ] || continue
     pid=$(cat "$pidfile" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    [ -n "$pid" ] || continue
+    kill -KILL "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done
+  # SIGKILL is asynchronous: a dying daemon may still create files, so wait (bounded) before deleting
+  for pid in "${pids[@]}"; do
+    for i in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
   done
   # the watcher of a `start --watch` ends here too (it is what may be calling us)
   if [ -e "$d/run/watcher.pid" ]; then
     pid=$(cat "$d/run/watcher.pid")
-    [ "$pid" != "$$" ] && [ "$pid" != "${BASHPID:-$$}" ] && kill -TERM "$pid" 2>/dev/null || true
+    # its own session and process group (setsid): the group takes its `tail` along
+    [ "$pid" != "$$" ] && [ "$pid" != "${BASHPID:-$$}" ] && kill -TERM -- "-$pid" 2>/dev/null || true
   fi
-  rm -rf "$d"
+  rm -rf "$d" 2>/dev/null || rm -rf "$d"
 }
 
 free_port() {
@@ -57,9 +69,9 @@ EOF
 
 start_cluster() {
   local d=$1 watch=${2:-}
-  for tool in ceph-mon ceph-osd ceph monmaptool ceph-authtool rbd uuidgen python3 timeout; do
+  for tool in ceph-mon ceph-osd ceph monmaptool ceph-authtool rbd python3 timeout; do
     command -v "$tool" >/dev/null 2>&1 || {
-      log "missing $tool: apt-get install --no-install-recommends ceph-mon ceph-osd ceph-common uuid-runtime python3"
+      log "missing $tool: apt-get install --no-install-recommends ceph-mon ceph-osd ceph-common"
       exit 3
     }
   done
@@ -71,9 +83,9 @@ start_cluster() {
   fi
   mkdir -p "$d/run" "$d/log" "$d/mon/a" "$d/osd/0"
   local fsid port osd_uuid
-  fsid=$(uuidgen)
+  fsid=$(python3 -c 'import uuid; print(uuid.uuid4())')
   port=$(free_port)
-  osd_uuid=$(uuidgen)
+  osd_uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
   cat >"$d/ceph.conf" <<EOF
 [global]
 fsid = $fsid
@@ -125,7 +137,7 @@ EOF
 
   if [ -n "$watch" ]; then
     # the watcher: when $watch exits, stop the cluster. setsid: it outlives this script.
-    setsid bash -c 'tail --pid="$1" -f /dev/null; exec "$2" stop "$3"' watcher "$watch" "$0" "$d" \
+    setsid bash -c 'tail --pid="$1" -f /dev/null; exec "$2" stop "$3"' watcher "$watch" "$self" "$d" \
       </dev/null >/dev/null 2>&1 &
     echo $! >"$d/run/watcher.pid"
   fi
