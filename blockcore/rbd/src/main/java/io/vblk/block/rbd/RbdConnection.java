@@ -46,6 +46,14 @@ final class RbdConnection implements AutoCloseable {
 
     /** Connects and opens the image; a {@link BlockException} names the monitors, pool or image that failed. */
     static RbdConnection open(RbdOptions o) {
+        try {
+            // run the bindings' registration now, so a missing library is one clear error at open
+            Class.forName(LibRados.class.getName(), true, RbdConnection.class.getClassLoader());
+            Class.forName(LibRbd.class.getName(), true, RbdConnection.class.getClassLoader());
+        } catch (ClassNotFoundException | LinkageError e) {
+            throw new BlockException("rbd: cannot load " + LibRados.SONAME + " / " + LibRbd.SONAME
+                    + " (Debian: apt-get install librados2 librbd1): " + e);
+        }
         RbdConnection c = new RbdConnection(o);
         try {
             c.connect();
