@@ -9,6 +9,7 @@ import io.vblk.bench.HtmlReport;
 import io.vblk.bench.Sweep;
 import io.vblk.bench.Units;
 import io.vblk.block.BlockException;
+import io.vblk.block.BlockLayer;
 import io.vblk.block.qcow2.Qcow2;
 import io.vblk.guest.IoPattern;
 import io.vblk.vhost.VhostUserException;
@@ -67,9 +68,10 @@ final class BenchCommand implements Callable<Integer> {
             description = "randread, randwrite, read, write, randrw or randrw:PCT (reads %%; default ${DEFAULT-VALUE}).")
     String rw;
 
-    @Option(names = "--backend", paramLabel = "null|file|qcow2", defaultValue = "null",
+    @Option(names = "--backend", paramLabel = "null|file|qcow2|rbd:...", defaultValue = "null",
             description = "null (reads zeroes, discards writes), file (raw) or qcow2; file and qcow2 use a "
-                    + "temporary, fully written image unless --image is given (default ${DEFAULT-VALUE}).")
+                    + "temporary, fully written image unless --image is given; rbd:pool/image[:conf=FILE] runs on "
+                    + "that existing RBD image, raw (default ${DEFAULT-VALUE}).")
     String backend;
 
     @Option(names = "--image", paramLabel = "FILE", description = "Image to run on (file or qcow2 backend). "
@@ -224,8 +226,20 @@ final class BenchCommand implements Callable<Integer> {
         BenchConfig d = BenchConfig.defaults();
         boolean dp = Units.parseOnOff("dataplane", dataplane);
         int nio = Units.parseInt("iothreads", iothreads);
-        BenchConfig.Backend be = BenchConfig.Backend.parse(backend);
-        if (image != null) {
+        Path img = image;
+        String fmt = format;
+        if (BlockLayer.findProtocol(backend) != null) { // --backend rbd:pool/image: a protocol's image, raw
+            if (image != null) {
+                throw new IllegalArgumentException("--backend " + backend + " names the image: drop --image");
+            }
+            img = Path.of(backend);
+            fmt = "raw";
+        }
+        BenchConfig.Backend be = img != image ? BenchConfig.Backend.FILE : BenchConfig.Backend.parse(backend);
+        if (image != null && BlockLayer.findProtocol(image.toString()) != null) {
+            be = BenchConfig.Backend.FILE;
+            fmt = format == null ? "raw" : format;
+        } else if (image != null) {
             if (!Files.isRegularFile(image)) {
                 throw new IllegalArgumentException("--image '" + image + "' is not an existing file");
             }
@@ -245,8 +259,8 @@ final class BenchCommand implements Callable<Integer> {
         }
         long bsBytes = Units.parseBytes("bs", bs);
         return new BenchConfig(nio, Units.parseInt("queues", queues), Units.parseInt("qd", qd),
-                (int) Math.min(Integer.MAX_VALUE, bsBytes), pattern, be, image,
-                image != null && format == null && be == BenchConfig.Backend.QCOW2 ? "qcow2" : format,
+                (int) Math.min(Integer.MAX_VALUE, bsBytes), pattern, be, img,
+                img != null && fmt == null && be == BenchConfig.Backend.QCOW2 ? "qcow2" : fmt,
                 Units.parseBytes("size", size), Units.parseDurationNs("runtime", runtime),
                 Units.parseDurationNs("ramp", ramp), dp, Units.parseOnOff("guest-poll", guestPoll),
                 Units.parseLong("poll-max-ns", pollMaxNs), verify, d.seed(),

@@ -2,6 +2,7 @@ package io.vblk.cli;
 
 import io.vblk.bench.Units;
 import io.vblk.block.BlockException;
+import io.vblk.block.BlockLayer;
 import io.vblk.vhost.VhostUserBlkServer;
 import io.vblk.vhost.VhostUserEvents;
 import io.vblk.vhost.VhostUserException;
@@ -37,7 +38,8 @@ final class ServeCommand implements Callable<Integer> {
             description = "UNIX socket to listen on (a stale socket file is replaced).")
     Path socket;
 
-    @Option(names = "--image", paramLabel = "FILE", description = "Disk image to serve.")
+    @Option(names = "--image", paramLabel = "FILE", description = "Disk image to serve: a file, or an RBD image as "
+            + "rbd:pool/image[@snap][:conf=FILE][:id=USER] (QEMU's filename form).")
     Path image;
 
     @Option(names = "--null", paramLabel = "SIZE",
@@ -112,7 +114,7 @@ final class ServeCommand implements Callable<Integer> {
         if ((image == null) == (nullSize == null)) {
             return "give exactly one of --image FILE and --null SIZE";
         }
-        if (image != null) {
+        if (image != null && BlockLayer.findProtocol(image.toString()) == null) { // a protocol's image checks itself
             String p = ImageChecks.check(image);
             if (p != null) {
                 return p;

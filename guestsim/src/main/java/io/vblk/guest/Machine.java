@@ -507,6 +507,17 @@ public final class Machine implements AutoCloseable {
                         LOG.debug("teardown: dataplane stop failed", e);
                     }
                 }
+                // close the disks (QEMU's bdrv_close_all at exit): a network disk releases what it holds in its
+                // cluster (an RBD image's exclusive lock and watch), or the next client waits for it to time out
+                for (Disk d : disks) {
+                    if (d.backend() != null) {
+                        try {
+                            layer.removeBackend(d.backend());
+                        } catch (RuntimeException e) {
+                            LOG.debug("teardown: closing disk {} failed", d.slot(), e);
+                        }
+                    }
+                }
             }).get(10, java.util.concurrent.TimeUnit.SECONDS);
         } catch (Exception e) {
             LOG.debug("teardown: main loop did not answer ({}); closing anyway", e.toString());

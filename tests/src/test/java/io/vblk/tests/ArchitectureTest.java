@@ -39,6 +39,7 @@ class ArchitectureTest {
         ALLOWED.put("io.vblk.aio", Set.of());
         ALLOWED.put("io.vblk.block", Set.of("io.vblk.aio"));
         ALLOWED.put("io.vblk.block.qcow2", Set.of("io.vblk.aio", "io.vblk.block"));
+        ALLOWED.put("io.vblk.block.rbd", Set.of("io.vblk.aio", "io.vblk.block"));
         // jobs and transactions reach formats through BlockDriver / BlockFormat only (a format by name, from the
         // registry), so they name no format package although their module depends on qcow2's
         ALLOWED.put("io.vblk.job", Set.of("io.vblk.aio", "io.vblk.block"));

@@ -15,6 +15,7 @@ import java.util.ServiceLoader;
  */
 public final class BlockDriverRegistry {
     private static final List<BlockFormat> DISCOVERED = discover();
+    private static final List<BlockProtocol> PROTOCOLS = discoverProtocols();
 
     private BlockDriverRegistry() {
     }
@@ -22,6 +23,17 @@ public final class BlockDriverRegistry {
     /** Raw first, then every format a module registered, in class-path order. */
     public static List<BlockFormat> formats() {
         return DISCOVERED;
+    }
+
+    /** Every protocol driver a module registered ({@code rbd}), in class-path order; the file protocol is built in. */
+    public static List<BlockProtocol> protocols() {
+        return PROTOCOLS;
+    }
+
+    private static List<BlockProtocol> discoverProtocols() {
+        List<BlockProtocol> out = new ArrayList<>();
+        ServiceLoader.load(BlockProtocol.class, BlockDriverRegistry.class.getClassLoader()).forEach(out::add);
+        return List.copyOf(out);
     }
 
     private static List<BlockFormat> discover() {

@@ -115,6 +115,42 @@ public final class BlockLayer implements AutoCloseable {
         }
     }
 
+    /**
+     * The registered protocol whose "NAME:" prefix starts {@code filename}, or
+     * null for a host path: QEMU's {@code bdrv_find_protocol}. As there, a
+     * prefix counts only before the first '/', so "./rbd:x" is a file.
+     */
+    public static BlockProtocol findProtocol(String filename) {
+        int colon = filename.indexOf(':');
+        int slash = filename.indexOf('/');
+        if (colon <= 0 || (slash >= 0 && slash < colon)) {
+            return null;
+        }
+        String prefix = filename.substring(0, colon);
+        for (BlockProtocol p : BlockDriverRegistry.protocols()) {
+            if (p.name().equals(prefix)) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    /** A protocol node for {@code filename}: a registered protocol's ("rbd:pool/image") or a host file's. */
+    public BlockNode openProtocol(String name, String filename, boolean readOnly) {
+        BlockProtocol p = findProtocol(filename);
+        if (p == null) {
+            return openFile(name, Path.of(filename), readOnly);
+        }
+        checkNodeName(name);
+        BlockDriver d = p.open(filename, readOnly);
+        try {
+            return addNode(name, d, readOnly);
+        } catch (RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
     public BlockNode openNull(String name, NullDriver.Options o) {
         return addNode(name, new NullDriver(o), false);
     }
@@ -154,7 +190,7 @@ public final class BlockLayer implements AutoCloseable {
     public BlockNode openImage(String name, Path path, String format, boolean readOnly, boolean openBacking) {
         checkMainLoop("open an image");
         checkNodeName(name);
-        BlockNode file = openFile(name + "-file", path, readOnly);
+        BlockNode file = openProtocol(name + "-file", path.toString(), readOnly);
         try {
             BlockFormat f = format == null ? probe(file) : format(format);
             BlockDriver d = f.open(this, name, file, readOnly);

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# RBD race on one one-node cluster (contrib/ceph-one-node.sh), same run, interleaved:
+#   fio --ioengine=rbd           the floor: librbd with nothing in between
+#   vblk bench --backend rbd:    in-process: simulated guest -> virtio-blk -> rbd driver
+#   vblk serve  + vhost-user     vblk's rbd driver behind vhost-user-blk
+#   qsd rbd     + vhost-user     qemu-storage-daemon's driver=rbd behind vhost-user-blk
+# The front-end of both vhost-user rows is vblk bench's simulated Linux guest.
+# usage: bench/rbd-race.sh [REPEATS] [SECONDS] [WHO...]   (prints one line per measurement, then the medians)
+#   WHO: fio inproc vblk qsd (default all four), and inproc-callback / inproc-eventfd for the in-process driver
+#   with its completion path forced (-Dvblk.rbd.completion=...)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+reps=${1:-3}
+secs=${2:-8}
+shift $(( $# > 2 ? 2 : $# ))
+who_list=("$@")
+[ ${#who_list[@]} -gt 0 ] || who_list=(fio inproc vblk qsd)
+jar=$here/cli/target/vblk.jar
+java=(java --enable-native-access=ALL-UNNAMED -jar "$jar")
+work=$(mktemp -d /tmp/vblk-rbd-race.XXXXXX)
+cl=$work/cluster
+"$here/contrib/ceph-one-node.sh" start "$cl" --watch $$ >/dev/null
+conf=$cl/ceph.conf
+export CEPH_CONF=$conf
+cleanup() { "$here/contrib/ceph-one-node.sh" stop "$cl" || true; rm -rf "$work"; }
+trap cleanup EXIT
+rbd create --size 256M rbd/race
+rbd bench --io-type write --io-pattern seq --io-size 4M --io-total 256M rbd/race >/dev/null  # every object exists
+results=$work/results.txt
+
+iops_vblk() { sed -n 's/^  IOPS *\([0-9,]*\).*/\1/p' | tr -d ,; }
+
+run_fio() { # pattern
+  fio --name=floor --ioengine=rbd --clientname=admin --pool=rbd --rbdname=race --rw="$1" --bs=4k --iodepth=32 \
+      --direct=1 --time_based --runtime="$secs" --ramp_time=2 --output-format=json 2>/dev/null \
+    | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(int(j["read"]["iops"]+j["write"]["iops"]))'
+}
+
+run_inproc() { # pattern [completion mode]
+  local opts=()
+  [ -n "${2:-}" ] && opts=("-Dvblk.rbd.completion=$2")
+  java --enable-native-access=ALL-UNNAMED "${opts[@]}" -jar "$jar" bench --backend "rbd:rbd/race:conf=$conf" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s \
+    2>/dev/null | iops_vblk
+}
+
+wait_sock() { local s=$1 i; for i in $(seq 1 600); do [ -S "$s" ] && return 0; sleep 0.1; done; return 1; }
+
+run_vblk_serve() {
+  local s=$work/vblk.sock
+  "${java[@]}" serve --socket "$s" --image "rbd:rbd/race:conf=$conf" >"$work/serve.log" 2>&1 &
+  local pid=$!
+  wait_sock "$s"
+  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s 2>/dev/null | iops_vblk
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+}
+
+run_qsd() {
+  local s=$work/qsd.sock
+  qemu-storage-daemon --object iothread,id=io0 \
+    --blockdev "driver=rbd,node-name=disk0,pool=rbd,image=race,conf=$conf,cache.direct=on" \
+    --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$s,writable=on,iothread=io0" \
+    >"$work/qsd.log" 2>&1 &
+  local pid=$!
+  wait_sock "$s"
+  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s 2>/dev/null | iops_vblk
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+}
+
+for r in $(seq 1 "$reps"); do
+  for rw in randread randwrite; do
+    order=("${who_list[@]}")
+    if (( r % 2 == 0 )); then # every other round the other way round
+      order=(); for (( i=${#who_list[@]}-1; i>=0; i-- )); do order+=("${who_list[i]}"); done
+    fi
+    for who in "${order[@]}"; do
+      case $who in
+        fio) v=$(run_fio "$rw") ;;
+        inproc) v=$(run_inproc "$rw") ;;
+        inproc-callback) v=$(run_inproc "$rw" callback) ;;
+        inproc-eventfd) v=$(run_inproc "$rw" eventfd) ;;
+        vblk) v=$(run_vblk_serve "$rw") ;;
+        qsd) v=$(run_qsd "$rw") ;;
+      esac
+      echo "rep=$r rw=$rw who=$who iops=$v" | tee -a "$results"
+    done
+  done
+done
+python3 - "$results" <<'PY'
+import sys, statistics, collections
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=") for kv in line.split())
+    d[(f["rw"], f["who"])].append(int(f["iops"] or 0))
+whos = []
+for (rw, who) in d:
+    if who not in whos:
+        whos.append(who)
+base = whos[0]
+for rw in ("randread", "randwrite"):
+    b = statistics.median(d[(rw, base)])
+    for who in whos:
+        v = d[(rw, who)]; m = statistics.median(v)
+        print(f"{rw:9} {who:16} median {m:8.0f} IOPS  min {min(v):6} max {max(v):6}  x {base} {m/b:5.2f}")
+PY
