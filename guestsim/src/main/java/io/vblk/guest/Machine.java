@@ -445,6 +445,29 @@ public final class Machine implements AutoCloseable {
         });
     }
 
+    /**
+     * The device side of {@code device_del} for disk {@code i}, as QEMU runs
+     * it when the guest did not reset the device first: stop its dataplane,
+     * then {@link VirtioBlk#unrealize()} (drain the backend, tear the queues
+     * down). vblk has no PCI hot-unplug: the function stays on the bus and
+     * its disk stays in {@link #disks()}; the device answers nothing more.
+     * Runs in the main loop (called from elsewhere, it waits for it there).
+     */
+    public void unrealizeDisk(int i) {
+        Disk d = disks.get(i);
+        if (d.device() == null) {
+            throw new IllegalStateException("disk " + i + " is a vhost-user disk: its device is in the back-end");
+        }
+        if (!loop.context().inHomeThread()) {
+            watchdog(Duration.ofSeconds(120)).run("unrealize disk " + i, () -> unrealizeDisk(i));
+            return;
+        }
+        if (d.dataplane() != null) {
+            d.dataplane().stopIoeventfd();
+        }
+        d.device().unrealize();
+    }
+
     private void pauseForError() {
         LOG.warn("a disk stopped on an I/O error: pausing the machine");
         pause();

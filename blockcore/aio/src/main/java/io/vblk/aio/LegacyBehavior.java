@@ -33,7 +33,9 @@ public enum LegacyBehavior {
     /** Bug 014 (75dcb4d790): dataplane stop drains while still started and tears its host notifiers down after the drains. */
     HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards"),
     /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
-    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread");
+    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread"),
+    /** Bug 017 (7bfde688fb): virtio_blk_device_unrealize tears the device down without draining its backend first. */
+    NO_DRAIN_IN_UNREALIZE("bug 017: virtio-blk's unrealize tears the device down without blk_drain");
 
     private final String description;
 
