@@ -35,7 +35,9 @@ public enum LegacyBehavior {
     /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
     IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread"),
     /** Bug 017 (7bfde688fb): virtio_blk_device_unrealize tears the device down without draining its backend first. */
-    NO_DRAIN_IN_UNREALIZE("bug 017: virtio-blk's unrealize tears the device down without blk_drain");
+    NO_DRAIN_IN_UNREALIZE("bug 017: virtio-blk's unrealize tears the device down without blk_drain"),
+    /** Bug 018 (3c18a92dc4): a thread that runs no event loop counts as the main context's home thread, BQL or not. */
+    MAIN_CONTEXT_HOME_WITHOUT_BQL("bug 018: any thread that is no IOThread is the main context's home thread, without the BQL");
 
     private final String description;
 

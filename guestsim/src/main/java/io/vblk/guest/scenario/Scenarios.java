@@ -29,6 +29,7 @@ public final class Scenarios {
         l.add(new Bug014HostNotifiersStop());
         l.add(new Bug016IrqfdByThread());
         l.add(new Bug017UnrealizeDrain());
+        l.add(new Bug018DelegateMainPoll());
         return l;
     }
 
