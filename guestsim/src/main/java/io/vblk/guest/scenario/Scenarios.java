@@ -30,6 +30,7 @@ public final class Scenarios {
         l.add(new Bug016IrqfdByThread());
         l.add(new Bug017UnrealizeDrain());
         l.add(new Bug018DelegateMainPoll());
+        l.add(new Bug019EnableNotificationBarrier());
         return l;
     }
 

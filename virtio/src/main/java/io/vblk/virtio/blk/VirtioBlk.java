@@ -332,6 +332,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
                 vq.setNotification(true);
             }
         } while (suppress && !drained && !vq.isBroken() && !vq.isEmpty());
+        observer.kicksEnabled(vq.index());
     }
 
     /** Parse, then execute the outcome: QEMU's {@code virtio_blk_handle_request}. */
