@@ -39,7 +39,9 @@ public enum LegacyBehavior {
     /** Bug 018 (3c18a92dc4): a thread that runs no event loop counts as the main context's home thread, BQL or not. */
     MAIN_CONTEXT_HOME_WITHOUT_BQL("bug 018: any thread that is no IOThread is the main context's home thread, without the BQL"),
     /** Bug 019 ("virtio: add missing mb() on enable notification"): re-enabling kicks has no smp_mb before the ring is re-checked. */
-    NO_MB_ON_ENABLE_NOTIFICATION("bug 019: virtio_queue_set_notification(vq, 1) has no smp_mb before the caller re-reads avail.idx");
+    NO_MB_ON_ENABLE_NOTIFICATION("bug 019: virtio_queue_set_notification(vq, 1) has no smp_mb before the caller re-reads avail.idx"),
+    /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
+    THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first");
 
     private final String description;
 

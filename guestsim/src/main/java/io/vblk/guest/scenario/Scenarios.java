@@ -31,6 +31,7 @@ public final class Scenarios {
         l.add(new Bug017UnrealizeDrain());
         l.add(new Bug018DelegateMainPoll());
         l.add(new Bug019EnableNotificationBarrier());
+        l.add(new Bug020ThreadPoolNestedPoll());
         return l;
     }
 
