@@ -70,7 +70,7 @@ public final class Bug019EnableNotificationBarrier implements Scenario {
                         + "and the guest waits for both completions.",
                 "Fix: the smp_mb after the avail_event store drains it before io1 re-reads avail.idx, so the guest reads "
                         + "avail_event = 1 and kicks for its second read: io1 pops it, both complete.",
-                "Legacy (" + LegacyBehavior.NO_MB_ON_ENABLE_NOTIFICATION + ", switched on after boot and probe) removes "
+                "Legacy (" + LegacyBehavior.NO_MB_ON_ENABLE_NOTIFICATION + "), switched on after boot and probe, removes "
                         + "exactly that barrier: io1 read avail.idx = 1 (empty) with avail_event = 1 still buffered, "
                         + "the guest reads the old avail_event = 0, vring_need_event says no kick, and the second "
                         + "read sits in the ring: the guest waits for it until the watchdog reports the hang. (The "
