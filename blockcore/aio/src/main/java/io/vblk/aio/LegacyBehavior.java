@@ -38,7 +38,7 @@ public enum LegacyBehavior {
     NO_DRAIN_IN_UNREALIZE("bug 017: virtio-blk's unrealize tears the device down without blk_drain"),
     /** Bug 018 (3c18a92dc4): a thread that runs no event loop counts as the main context's home thread, BQL or not. */
     MAIN_CONTEXT_HOME_WITHOUT_BQL("bug 018: any thread that is no IOThread is the main context's home thread, without the BQL"),
-    /** Bug 019 ("virtio: add missing mb() on enable notification"): re-enabling kicks has no smp_mb before the ring is re-checked. */
+    /** Bug 019 (the smp_mb in virtio_queue_set_notification; upstream id not confirmed): re-enabling kicks has no smp_mb before the ring is re-checked. */
     NO_MB_ON_ENABLE_NOTIFICATION("bug 019: virtio_queue_set_notification(vq, 1) has no smp_mb before the caller re-reads avail.idx"),
     /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
     THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first");

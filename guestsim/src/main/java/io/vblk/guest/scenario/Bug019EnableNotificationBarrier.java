@@ -20,11 +20,13 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * Bug 019, QEMU "virtio: add missing mb() on enable notification" (the
- * sibling of a281ebc11a6's barrier on the interrupt side): the device
- * re-enabled guest kicks and re-read avail.idx with no barrier between, so
- * it could miss a request the driver did not kick for, replayed under the
- * store-buffer {@link VisibilityModel}.
+ * Bug 019, the {@code smp_mb()} in QEMU's {@code virtio_queue_set_notification}
+ * ("Expose avail event/used flags before caller checks the avail idx"; the
+ * fix that added it is, from memory, "virtio: add missing mb() on enable
+ * notification", a sibling of a281ebc11a6, and its id is not confirmed
+ * here): without it the device re-enabled guest kicks and re-read avail.idx
+ * with no barrier between, so it could miss a request the driver did not
+ * kick for. Replayed under the store-buffer {@link VisibilityModel}.
  */
 public final class Bug019EnableNotificationBarrier implements Scenario {
     @Override
@@ -45,9 +47,9 @@ public final class Bug019EnableNotificationBarrier implements Scenario {
 
     @Override
     public String summary() {
-        return "\"virtio: add missing mb() on enable notification\": virtio_queue_set_notification(vq, 1) stored "
-                + "avail_event with no smp_mb before the avail.idx re-check: the device saw an empty ring, the driver "
-                + "saw the old avail_event and did not kick";
+        return "virtio_queue_set_notification(vq, 1) stored avail_event with no smp_mb before the avail.idx "
+                + "re-check: the device saw an empty ring, the driver saw the old avail_event and did not kick "
+                + "(the fix that added the barrier: not confirmed here)";
     }
 
     @Override
