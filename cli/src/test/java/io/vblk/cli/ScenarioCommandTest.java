@@ -33,7 +33,8 @@ class ScenarioCommandTest {
             "017-unrealize-drain", new String[] {"7bfde688fb", "NO_DRAIN_IN_UNREALIZE"},
             "018-delegate-main-poll", new String[] {"3c18a92dc4", "MAIN_CONTEXT_HOME_WITHOUT_BQL"},
             "019-enable-notification-mb", new String[] {"", "NO_MB_ON_ENABLE_NOTIFICATION"},
-            "020-thread-pool-nested-poll", new String[] {"3c80ca158c", "THREAD_POOL_BH_NOT_RESCHEDULED"});
+            "020-thread-pool-nested-poll", new String[] {"3c80ca158c", "THREAD_POOL_BH_NOT_RESCHEDULED"},
+            "021-drain-before-remove-bs", new String[] {"4295c5fc61", "NO_DRAIN_IN_BLK_REMOVE_BS"});
 
     private static BootCommandTest.Result run(String... args) {
         return BootCommandTest.run(args);
@@ -77,7 +78,7 @@ class ScenarioCommandTest {
         assertEquals(ids.size(), ids.stream().distinct().count(), ids.toString());
         int at = ids.indexOf("016-irqfd-by-thread");
         assertEquals(List.of("017-unrealize-drain", "018-delegate-main-poll", "019-enable-notification-mb",
-                "020-thread-pool-nested-poll"), ids.subList(at + 1, at + 5));
+                "020-thread-pool-nested-poll", "021-drain-before-remove-bs"), ids.subList(at + 1, at + 6));
         String list = run("scenario", "--list").out();
         for (Map.Entry<String, String[]> e : EXTRAS.entrySet()) {
             Scenario s = Scenarios.byId(e.getKey());

@@ -41,7 +41,9 @@ public enum LegacyBehavior {
     /** Bug 019 (the smp_mb in virtio_queue_set_notification; upstream id not confirmed): re-enabling kicks has no smp_mb before the ring is re-checked. */
     NO_MB_ON_ENABLE_NOTIFICATION("bug 019: virtio_queue_set_notification(vq, 1) has no smp_mb before the caller re-reads avail.idx"),
     /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
-    THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first");
+    THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first"),
+    /** Bug 021 (4295c5fc61): ejecting a backend's medium (blk_remove_bs) drops the root child without draining the backend. */
+    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight");
 
     private final String description;
 

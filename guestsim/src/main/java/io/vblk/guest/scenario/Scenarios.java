@@ -32,6 +32,7 @@ public final class Scenarios {
         l.add(new Bug018DelegateMainPoll());
         l.add(new Bug019EnableNotificationBarrier());
         l.add(new Bug020ThreadPoolNestedPoll());
+        l.add(new Bug021DrainBeforeRemoveBs());
         return l;
     }
 
