@@ -28,6 +28,14 @@ class ScenarioCommandTest {
             "seed-001", "c2b6428d38", "seed-001-dataplane", "c2b6428d38",
             "seed-002", "2d24b60b77", "seed-003", "bd6458e410", "seed-004", "b37548fcd1");
 
+    /** The fixes issue 20's extras replay: id -> {upstream commit ("" where not confirmed), legacy switch}. */
+    private static final Map<String, String[]> EXTRAS = Map.of(
+            "017-unrealize-drain", new String[] {"7bfde688fb", "NO_DRAIN_IN_UNREALIZE"},
+            "018-delegate-main-poll", new String[] {"3c18a92dc4", "MAIN_CONTEXT_HOME_WITHOUT_BQL"},
+            "019-enable-notification-mb", new String[] {"", "NO_MB_ON_ENABLE_NOTIFICATION"},
+            "020-thread-pool-nested-poll", new String[] {"3c80ca158c", "THREAD_POOL_BH_NOT_RESCHEDULED"},
+            "021-drain-before-remove-bs", new String[] {"4295c5fc61", "NO_DRAIN_IN_BLK_REMOVE_BS"});
+
     private static BootCommandTest.Result run(String... args) {
         return BootCommandTest.run(args);
     }
@@ -62,6 +70,32 @@ class ScenarioCommandTest {
         BootCommandTest.Result unknown = run("scenario", "all", "--explain");
         assertEquals(Main.EXIT_USAGE, unknown.code());
         assertTrue(unknown.err().contains("--explain needs a scenario id"), unknown.err());
+    }
+
+    @Test
+    void theExtrasFollowBug016WithTheirCommitSwitchAndStory() {
+        List<String> ids = Scenarios.all().stream().map(Scenario::id).toList();
+        assertEquals(ids.size(), ids.stream().distinct().count(), ids.toString());
+        int at = ids.indexOf("016-irqfd-by-thread");
+        assertEquals(List.of("017-unrealize-drain", "018-delegate-main-poll", "019-enable-notification-mb",
+                "020-thread-pool-nested-poll", "021-drain-before-remove-bs"), ids.subList(at + 1, at + 6));
+        String list = run("scenario", "--list").out();
+        for (Map.Entry<String, String[]> e : EXTRAS.entrySet()) {
+            Scenario s = Scenarios.byId(e.getKey());
+            String commit = e.getValue()[0];
+            String sw = e.getValue()[1];
+            assertEquals(commit, s.upstreamCommit(), e.getKey());
+            assertTrue(Pattern.compile("(?m)^" + Pattern.quote(e.getKey()) + " +" + (commit.isEmpty() ? "-" : commit)
+                    + " +" + Pattern.quote(s.title() + ": " + s.summary()) + "$").matcher(list).find(), list);
+            BootCommandTest.Result r = run("scenario", e.getKey(), "--explain");
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().startsWith(e.getKey() + " " + s.title() + "\nupstream fix: "
+                    + (commit.isEmpty() ? "(not confirmed)" : commit) + "\nbug: "), r.out());
+            for (String part : new String[] {"Threads:", "Steps", "Fix:", "Legacy (" + sw + ")"}) {
+                assertTrue(r.out().contains(part), part + " in\n" + r.out());
+            }
+            assertEquals(sw, io.vblk.aio.LegacyBehavior.valueOf(sw).name());
+        }
     }
 
     @Test

@@ -3,6 +3,7 @@ package io.vblk.guest;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.IOThread;
 import io.vblk.aio.MainLoop;
+import io.vblk.aio.VisibilityModel;
 import io.vblk.aio.Watchdog;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockLayer;
@@ -85,9 +86,9 @@ public final class Machine implements AutoCloseable {
     private volatile long resets;
     private volatile CompletableFuture<BootVerdict> guestResetBoot;
 
-    private Machine(MachineConfig cfg) {
+    private Machine(MachineConfig cfg, VisibilityModel model) {
         this.cfg = cfg;
-        this.loop = new MainLoop(cfg.legacy());
+        this.loop = new MainLoop("main-loop", cfg.legacy(), model);
         this.layer = new BlockLayer(loop);
         for (String name : cfg.iothreads()) {
             iothreads.put(name, loop.newIOThread(name, cfg.pollMaxNs()));
@@ -110,7 +111,16 @@ public final class Machine implements AutoCloseable {
 
     /** Builds and starts a machine; a bad image or option is an exception with a clear message. */
     public static Machine start(MachineConfig cfg) {
-        Machine m = new Machine(cfg);
+        return start(cfg, null);
+    }
+
+    /**
+     * A machine whose event loops and virtqueues run under a scenario's
+     * store-buffer {@code model} (the memory-ordering bugs; null: the JVM's
+     * own ordering, as {@link #start(MachineConfig)}).
+     */
+    public static Machine start(MachineConfig cfg, VisibilityModel model) {
+        Machine m = new Machine(cfg, model);
         try {
             m.watchdog(Duration.ofSeconds(60)).run("machine setup", m::plugDisks);
             return m;
@@ -443,6 +453,29 @@ public final class Machine implements AutoCloseable {
                 dp.startIoeventfd();
             }
         });
+    }
+
+    /**
+     * The device side of {@code device_del} for disk {@code i}, as QEMU runs
+     * it when the guest did not reset the device first: stop its dataplane,
+     * then {@link VirtioBlk#unrealize()} (drain the backend, tear the queues
+     * down). vblk has no PCI hot-unplug: the function stays on the bus and
+     * its disk stays in {@link #disks()}; the device answers nothing more.
+     * Runs in the main loop (called from elsewhere, it waits for it there).
+     */
+    public void unrealizeDisk(int i) {
+        Disk d = disks.get(i);
+        if (d.device() == null) {
+            throw new IllegalStateException("disk " + i + " is a vhost-user disk: its device is in the back-end");
+        }
+        if (!loop.context().inHomeThread()) {
+            watchdog(Duration.ofSeconds(120)).run("unrealize disk " + i, () -> unrealizeDisk(i));
+            return;
+        }
+        if (d.dataplane() != null) {
+            d.dataplane().stopIoeventfd();
+        }
+        d.device().unrealize();
     }
 
     private void pauseForError() {

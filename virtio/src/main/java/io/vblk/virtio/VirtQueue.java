@@ -1,5 +1,9 @@
 package io.vblk.virtio;
 
+import io.vblk.aio.LegacyBehavior;
+import io.vblk.aio.LegacySwitches;
+import io.vblk.aio.VisibilityModel;
+
 import java.lang.invoke.VarHandle;
 
 import io.vblk.aio.AioHandler;
@@ -114,6 +118,11 @@ public final class VirtQueue {
 
     private long pops;
     private long pushes;
+
+    /** The machine's legacy switches (bug 019's barrier); null for a queue outside a device. */
+    private LegacySwitches legacy;
+    /** Null unless a memory-ordering scenario runs: then the kick-suppression store is buffered (bug 019). */
+    private VisibilityModel visibility;
 
     /**
      * @param owner    name for logs (the device's)
@@ -492,12 +501,52 @@ public final class VirtQueue {
         }
         if (eventIdx) {
             if (enable) {
-                HostMemory.putShortLE(used + availEventOffset(size), HostMemory.getU16LE(avail + AVAIL_IDX));
+                storeSuppression(used + availEventOffset(size), HostMemory.getU16LE(avail + AVAIL_IDX), "avail_event");
             }
         } else {
-            HostMemory.putShortLE(used, enable ? 0 : USED_F_NO_NOTIFY);
+            storeSuppression(used, enable ? 0 : USED_F_NO_NOTIFY, "used.flags");
         }
         if (enable) {
+            fenceAfterEnable();
+        }
+    }
+
+    /**
+     * The machine's ordering context, from the device that adds the queue:
+     * its legacy switches and, in a memory-ordering scenario, its store-buffer
+     * model.
+     */
+    void bindOrdering(LegacySwitches switches, VisibilityModel model) {
+        this.legacy = switches;
+        this.visibility = model;
+    }
+
+    /** used.flags or avail_event: under a scenario's model the store waits in this thread's store buffer. */
+    private void storeSuppression(long addr, int v, String what) {
+        VisibilityModel vm = visibility;
+        if (vm == null) {
+            HostMemory.putShortLE(addr, v);
+            return;
+        }
+        vm.storeLater(owner + " vq" + index + " " + what + " = " + v, () -> HostMemory.putShortLE(addr, v));
+    }
+
+    /**
+     * QEMU's {@code smp_mb()} in {@code virtio_queue_set_notification}:
+     * expose the suppression field before the caller re-reads avail.idx, or
+     * the driver may read the old field after the device read the old index,
+     * and neither kicks nor pops. {@link LegacyBehavior#NO_MB_ON_ENABLE_NOTIFICATION}
+     * removes exactly this barrier.
+     */
+    private void fenceAfterEnable() {
+        LegacySwitches sw = legacy;
+        if (sw != null && sw.isOn(LegacyBehavior.NO_MB_ON_ENABLE_NOTIFICATION)) {
+            return;
+        }
+        VisibilityModel vm = visibility;
+        if (vm != null) {
+            vm.fence("virtio_queue_set_notification");
+        } else {
             VarHandle.fullFence();
         }
     }

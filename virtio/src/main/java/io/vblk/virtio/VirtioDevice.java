@@ -162,6 +162,7 @@ public abstract class VirtioDevice {
         }
         int index = queueList.size();
         VirtQueue vq = new VirtQueue(name, index, maxSize, mem, this::queueBroken);
+        vq.bindOrdering(home.legacy(), home.mainLoop().visibilityModel());
         queueList.add(vq);
         kickBhList.add(home.bhNew(name + "-vq" + index + "-kick", () -> directKick(index)));
         queues = queueList.toArray(new VirtQueue[0]);

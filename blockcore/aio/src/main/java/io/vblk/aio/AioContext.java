@@ -99,8 +99,20 @@ public final class AioContext {
         return t instanceof EventLoopThread ? ((EventLoopThread) t).context() : null;
     }
 
+    /**
+     * Whether the calling thread is this context's home: its event-loop
+     * thread. A thread that runs no event loop is home to no context — for
+     * the main context, QEMU's {@code in_aio_context_home_thread} says "only
+     * if it holds the BQL" since 3c18a92dc4, and vblk's BQL is the main
+     * loop's thread; such a thread waits by delegation ({@link AioWait}).
+     * {@link LegacyBehavior#MAIN_CONTEXT_HOME_WITHOUT_BQL} restores the
+     * pre-fix answer: any thread that is no IOThread counts as the main
+     * context's home.
+     */
     public boolean inHomeThread() {
-        return Thread.currentThread() == home;
+        Thread t = Thread.currentThread();
+        return t == home || (!(t instanceof EventLoopThread) && isMain()
+                && legacy().isOn(LegacyBehavior.MAIN_CONTEXT_HOME_WITHOUT_BQL));
     }
 
     public Thread homeThread() {

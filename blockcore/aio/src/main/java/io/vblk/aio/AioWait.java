@@ -16,7 +16,8 @@ import java.util.function.BooleanSupplier;
  * lock once, block in the main context until an iothread {@link #kick()}s it,
  * re-acquire, and once the condition is false keep polling the iothread's
  * context without blocking until it makes no progress. Waiting between two
- * IOThreads is refused.
+ * IOThreads is refused. A thread that runs no event loop polls nothing: it
+ * waits for the kicks ({@link #waitDelegated}, bug 018's fix).
  *
  * <p>Lock depth: the wait releases the caller's hold on the context lock
  * exactly once, as QEMU does. Callers therefore never hold it recursively
@@ -35,6 +36,12 @@ public final class AioWait {
      */
     private final VisibilityModel visibility;
     private final VisibilityModel.Field modelledWaiters;
+    /** Wakes the threads waiting by delegation ({@link #waitDelegated}); guards {@link #kicks}. */
+    private final Object delegatedKick = new Object();
+    /** Kicks seen while a delegated waiter waited; guarded by {@link #delegatedKick}. */
+    private long kicks;
+    /** Threads in {@link #waitDelegated}: written under {@link #delegatedKick}, read by {@link #kick()}. */
+    private volatile int delegatedWaiters;
 
     AioWait(LegacySwitches legacy, VisibilityModel visibility) {
         this.switches = legacy;
@@ -57,6 +64,17 @@ public final class AioWait {
         // 007's smp_mb() provides in C.
         if (numWaiters.get() > 0) {
             kickBh.schedule();
+            wakeDelegated();
+        }
+    }
+
+    /** The half of {@link #kick()} for waiters that do not poll: they wait on a monitor, not in a context. */
+    private void wakeDelegated() {
+        if (delegatedWaiters > 0) {
+            synchronized (delegatedKick) {
+                kicks++;
+                delegatedKick.notifyAll();
+            }
         }
     }
 
@@ -73,6 +91,7 @@ public final class AioWait {
         }
         if (visibility.load(modelledWaiters, "aio_wait_kick") > 0) {
             kickBh.schedule();
+            wakeDelegated();
         }
     }
 
@@ -157,7 +176,10 @@ public final class AioWait {
         // thread then wakes a main loop waiting, even on its own context.
         countWaiter();
         try {
-            return ctx.inHomeThread() ? waitInHome(ctx, cond, legacy) : waitFromMain(ctx, cond, legacy);
+            if (ctx.inHomeThread()) {
+                return waitInHome(ctx, cond, legacy);
+            }
+            return AioContext.current() == null ? waitDelegated(ctx, cond) : waitFromMain(ctx, cond, legacy);
         } finally {
             uncountWaiter();
         }
@@ -181,6 +203,60 @@ public final class AioWait {
             }
             busy = ctx.poll(c);
             waited |= c || busy;
+        }
+    }
+
+    /**
+     * The wait of a thread that runs no event loop (a migration thread, a
+     * worker; QEMU: one without the BQL): it polls no context, because a
+     * context has one poller, its home thread, and the notify_me handshake
+     * relies on that (3c18a92dc4, "aio-wait: delegate polling of main
+     * AioContext if BQL not held"). The home threads run the work; this
+     * thread releases {@code ctx}'s lock once, as AIO_WAIT_WHILE does, and
+     * sleeps until the next {@link #kick()}, then re-checks. The kick count
+     * is read before the condition, so a kick between the check and the
+     * sleep is not lost.
+     */
+    private boolean waitDelegated(AioContext ctx, BooleanSupplier cond) {
+        AioContextLock lock = ctx.lock();
+        boolean waited = false;
+        synchronized (delegatedKick) {
+            delegatedWaiters++;
+        }
+        try {
+            for (;;) {
+                long seen;
+                synchronized (delegatedKick) {
+                    seen = kicks;
+                }
+                if (!cond.getAsBoolean()) {
+                    return waited;
+                }
+                waited = true;
+                boolean held = lock.isHeldByCurrentThread();
+                if (held) {
+                    lock.release();
+                }
+                try {
+                    synchronized (delegatedKick) {
+                        while (kicks == seen) {
+                            delegatedKick.wait();
+                        }
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.util.concurrent.CancellationException("interrupted while '"
+                            + Thread.currentThread().getName() + "' waited on AioContext '" + ctx.name() + "'");
+                } finally {
+                    if (held) {
+                        lock.acquire();
+                    }
+                }
+            }
+        } finally {
+            synchronized (delegatedKick) {
+                delegatedWaiters--;
+            }
         }
     }
 

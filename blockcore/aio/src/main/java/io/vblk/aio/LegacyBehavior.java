@@ -33,7 +33,17 @@ public enum LegacyBehavior {
     /** Bug 014 (75dcb4d790): dataplane stop drains while still started and tears its host notifiers down after the drains. */
     HOST_NOTIFIERS_TORN_DOWN_AFTER_STOP_DRAIN("bug 014: dataplane stop drains with the dataplane still started and cleans up the host notifiers afterwards"),
     /** Bug 016 (bfa36802d1): virtio-blk picks the irqfd or the main-loop notification path by the dataplane's started flag, not by the thread. */
-    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread");
+    IRQFD_CHOICE_BY_IOEVENTFD_STATE("bug 016: the guest-notification path is chosen by the ioeventfd state, not by the thread"),
+    /** Bug 017 (7bfde688fb): virtio_blk_device_unrealize tears the device down without draining its backend first. */
+    NO_DRAIN_IN_UNREALIZE("bug 017: virtio-blk's unrealize tears the device down without blk_drain"),
+    /** Bug 018 (3c18a92dc4): a thread that runs no event loop counts as the main context's home thread, BQL or not. */
+    MAIN_CONTEXT_HOME_WITHOUT_BQL("bug 018: any thread that is no IOThread is the main context's home thread, without the BQL"),
+    /** Bug 019 (the smp_mb in virtio_queue_set_notification; upstream id not confirmed): re-enabling kicks has no smp_mb before the ring is re-checked. */
+    NO_MB_ON_ENABLE_NOTIFICATION("bug 019: virtio_queue_set_notification(vq, 1) has no smp_mb before the caller re-reads avail.idx"),
+    /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
+    THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first"),
+    /** Bug 021 (4295c5fc61): ejecting a backend's medium (blk_remove_bs) drops the root child without draining the backend. */
+    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight");
 
     private final String description;
 

@@ -136,7 +136,8 @@ public final class ThreadPool {
         }
     }
 
-    void shutdown() {
+    /** Stops the workers: each ends once the queue is empty (an idle one at once). Jobs queued still run. */
+    public void shutdown() {
         lock.lock();
         try {
             shutdown = true;
@@ -170,9 +171,19 @@ public final class ThreadPool {
         @SuppressWarnings("unused") // accessed through HEAD
         private volatile ThreadPoolJob done;
         private final BottomHalf bh;
+        private final LegacySwitches legacy;
+        /**
+         * Finished jobs taken from {@link #done} and not yet completed, in
+         * submission order: a field, not a local, so a nested run of the BH
+         * (from a poll inside a completion) continues the same batch.
+         * Home thread (or lock holder) only.
+         */
+        private ThreadPoolJob pending;
+        private ThreadPoolJob pendingTail;
 
         Completer(AioContext ctx) {
             this.bh = ctx.bhNew("thread-pool-completion", this::completeAll);
+            this.legacy = ctx.legacy();
         }
 
         void push(ThreadPoolJob job) {
@@ -184,19 +195,28 @@ public final class ThreadPool {
             bh.schedule();
         }
 
+        /**
+         * QEMU's {@code thread_pool_completion_bh}: completes every finished
+         * job in submission order. Before each completion that leaves others
+         * behind it, the BH schedules itself (3c80ca158c, "thread-pool: avoid
+         * deadlock in nested aio_poll() calls"): a completion that polls for
+         * a job finished in the same batch then runs this BH from its nested
+         * poll and completes the rest. {@link LegacyBehavior#THREAD_POOL_BH_NOT_RESCHEDULED}
+         * drops exactly that schedule.
+         */
         private void completeAll() {
-            ThreadPoolJob list = (ThreadPoolJob) HEAD.getAndSet(this, null);
-            ThreadPoolJob fifo = null;
-            while (list != null) { // reverse the LIFO push order
-                ThreadPoolJob n = list.next;
-                list.next = fifo;
-                fifo = list;
-                list = n;
-            }
-            while (fifo != null) {
-                ThreadPoolJob j = fifo;
-                fifo = j.next;
+            takeFinished();
+            while (pending != null) {
+                ThreadPoolJob j = pending;
+                pending = j.next;
+                if (pending == null) {
+                    pendingTail = null;
+                }
                 j.next = null;
+                boolean rescheduled = pending != null && !legacy.isOn(LegacyBehavior.THREAD_POOL_BH_NOT_RESCHEDULED);
+                if (rescheduled) {
+                    bh.schedule();
+                }
                 try {
                     j.complete(j.ret);
                 } catch (ClosedContextException | VirtualMachineError e) {
@@ -204,7 +224,35 @@ public final class ThreadPool {
                 } catch (Throwable e) {
                     j.ctx.logFailure("thread-pool completion", e);
                 }
+                if (rescheduled) {
+                    // This loop goes on itself; jobs pushed meanwhile (their push scheduled the BH too) are
+                    // taken just below, so the self-schedule can go: QEMU's qemu_bh_cancel after the callback.
+                    bh.cancel();
+                }
+                takeFinished();
             }
+        }
+
+        /** Moves the jobs workers pushed (a LIFO) to the tail of {@link #pending}, oldest first. */
+        private void takeFinished() {
+            ThreadPoolJob list = (ThreadPoolJob) HEAD.getAndSet(this, null);
+            ThreadPoolJob fifo = null;
+            ThreadPoolJob last = list;
+            while (list != null) { // reverse the LIFO push order
+                ThreadPoolJob n = list.next;
+                list.next = fifo;
+                fifo = list;
+                list = n;
+            }
+            if (fifo == null) {
+                return;
+            }
+            if (pendingTail == null) {
+                pending = fifo;
+            } else {
+                pendingTail.next = fifo;
+            }
+            pendingTail = last;
         }
     }
 }

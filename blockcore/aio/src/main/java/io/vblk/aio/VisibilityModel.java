@@ -11,7 +11,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * A store-buffer model of weak memory ordering for the few shared fields
  * whose ordering a historic QEMU fix was about: {@code ctx->notify_me} (bug
  * 006), {@code global_aio_wait.num_waiters} and the {@code done} flag of
- * {@code aio_wait_bh_oneshot} (bug 007). The JVM keeps volatile accesses
+ * {@code aio_wait_bh_oneshot} (bug 007), and the device's kick-suppression
+ * field in a virtqueue (bug 019, {@link #storeLater}). The JVM keeps volatile accesses
  * sequentially consistent, so it cannot show what an ARM host did to QEMU;
  * this model can, deterministically.
  *
@@ -62,14 +63,25 @@ public final class VisibilityModel {
         }
     }
 
-    /** One buffered store: an add (an RMW such as notify_me += 2) or a plain set. */
-    private record Pending(Field field, boolean add, int value) {
+    /**
+     * One buffered store: an add (an RMW such as notify_me += 2), a plain set,
+     * or a store to memory the model does not hold ({@code memory}: guest RAM,
+     * written when the buffer drains; {@code field} is null then).
+     */
+    private record Pending(Field field, boolean add, int value, String what, Runnable memory) {
+        Pending(Field field, boolean add, int value) {
+            this(field, add, value, null, null);
+        }
+
         int applyTo(int v) {
             return add ? v + value : value;
         }
 
         @Override
         public String toString() {
+            if (memory != null) {
+                return what;
+            }
             return field.name + (add ? (value >= 0 ? " += " + value : " -= " + -value) : " = " + value);
         }
     }
@@ -91,6 +103,17 @@ public final class VisibilityModel {
     /** Buffers {@code field = value} in the calling thread. */
     public synchronized void set(Field field, int value) {
         buffers.computeIfAbsent(Thread.currentThread(), k -> new ArrayList<>()).add(new Pending(field, false, value));
+    }
+
+    /**
+     * Buffers a store to memory outside the model (a field of a guest's
+     * virtqueue, say) in the calling thread: {@code store} writes it when the
+     * buffer drains, so until then every other thread reads the old value
+     * from that memory. The storing thread must not read it back.
+     */
+    public synchronized void storeLater(String what, Runnable store) {
+        buffers.computeIfAbsent(Thread.currentThread(), k -> new ArrayList<>())
+                .add(new Pending(null, false, 0, what, store));
     }
 
     /**
@@ -159,7 +182,11 @@ public final class VisibilityModel {
             return;
         }
         for (Pending p : mine) {
-            p.field.visible.updateAndGet(p::applyTo);
+            if (p.memory != null) {
+                p.memory.run();
+            } else {
+                p.field.visible.updateAndGet(p::applyTo);
+            }
         }
         mine.clear();
     }
@@ -167,6 +194,12 @@ public final class VisibilityModel {
     /** Loads that missed another thread's buffered store, oldest first. */
     public List<String> staleLoads() {
         return List.copyOf(staleLoads);
+    }
+
+    /** What {@code t} has buffered now ("[vq1 avail_event = 1]"), for a scenario's verdict. */
+    public synchronized String buffered(Thread t) {
+        List<Pending> l = buffers.get(t);
+        return l == null ? "[]" : l.toString();
     }
 
     /** The buffers and stale loads, for the watchdog's dump. */

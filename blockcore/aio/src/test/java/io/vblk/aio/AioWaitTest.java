@@ -119,4 +119,44 @@ class AioWaitTest {
             assertTrue(e.getMessage().contains("only its home thread or the main loop"), e.getMessage());
         }
     }
+    /**
+     * Bug 018's fix: a thread that runs no event loop polls nothing. It releases
+     * the context's lock once while it waits (the BH below needs it) and the
+     * BH's kick wakes it; with the pre-fix home rule it would block-poll the
+     * main context beside the main loop, which the poll refuses.
+     */
+    @Test
+    void aThreadWithoutAnEventLoopWaitsForTheKickAndPollsNothing() throws Exception {
+        for (boolean legacy : new boolean[] {false, true}) {
+            LegacySwitches sw = new LegacySwitches();
+            sw.set(LegacyBehavior.MAIN_CONTEXT_HOME_WITHOUT_BQL, legacy);
+            try (MainLoop loop = new MainLoop(sw)) {
+                AioContext main = loop.context();
+                AtomicBoolean done = new AtomicBoolean();
+                java.util.concurrent.CompletableFuture<Boolean> waited = new java.util.concurrent.CompletableFuture<>();
+                Thread t = new Thread(() -> {
+                    try (AioContextLock.Held h = main.acquire()) {
+                        main.bhScheduleOneshot("set and kick", () -> {
+                            done.set(true);
+                            loop.aioWait().kick();
+                        });
+                        waited.complete(AioWait.pollWhile(main, () -> !done.get()));
+                    } catch (Throwable e) {
+                        waited.completeExceptionally(e);
+                    }
+                }, "worker");
+                t.start();
+                if (legacy) {
+                    IllegalStateException e = assertThrows(IllegalStateException.class,
+                            () -> loop.watchdog(Loops.OK).await("legacy wait", waited));
+                    assertTrue(e.getMessage().contains("from thread 'worker': only its home thread 'main-loop' may block"),
+                            e.getMessage());
+                } else {
+                    assertTrue(loop.watchdog(Loops.OK).await("delegated wait", waited));
+                    assertTrue(done.get());
+                }
+                t.join();
+            }
+        }
+    }
 }

@@ -53,6 +53,26 @@ class VisibilityModelTest {
     }
 
     /**
+     * Bug 019's guest-RAM store: it is written to that memory only when the
+     * storing thread's buffer drains, in order with its other stores.
+     */
+    @Test
+    void aStoreToMemoryOutsideTheModelIsWrittenWhenTheBufferDrains() {
+        VisibilityModel m = new VisibilityModel();
+        VisibilityModel.Field f = m.field("notify_me", 0);
+        java.util.concurrent.atomic.AtomicInteger ram = new java.util.concurrent.atomic.AtomicInteger();
+        m.storeLater("vq1 avail_event = 1", () -> ram.set(1));
+        m.add(f, 2);
+        assertEquals(0, ram.get(), "not written while buffered");
+        assertEquals("[vq1 avail_event = 1, notify_me += 2]", m.buffered(Thread.currentThread()));
+        assertTrue(m.describe().contains("buffers [vq1 avail_event = 1, notify_me += 2]"), m.describe());
+        m.fence("smp_mb");
+        assertEquals(1, ram.get(), "written by the barrier");
+        assertEquals(2, f.visible());
+        assertEquals("[]", m.buffered(Thread.currentThread()));
+    }
+
+    /**
      * notify_me is read in the home thread, between two polls: read from the
      * test thread it is 2 whenever the idle main loop happens to sleep in its
      * blocking poll (the soak caught that under CPU hogs), 0 otherwise.

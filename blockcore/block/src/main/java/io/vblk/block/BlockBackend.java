@@ -56,6 +56,7 @@ public final class BlockBackend implements BlockParent {
     private final List<BlkRequest> stopped = new ArrayList<>();
     private BottomHalf deferBh;
     private AioContext deferCtx;
+    private volatile long completionsWithoutMedium;
 
     BlockBackend(BlockLayer layer, String name) {
         this.layer = layer;
@@ -80,7 +81,15 @@ public final class BlockBackend implements BlockParent {
         root = node.attachParent(this, "root", ChildRole.FILTERED);
     }
 
-    /** Ejects the medium; nothing may be in flight. */
+    /**
+     * Ejects the medium: QEMU's {@code blk_remove_bs}. The backend is drained
+     * first (4295c5fc61, "block: fix QEMU crash with scsi-hd and drive_del"):
+     * dropping the root edge may close the node, whose close polls, and a
+     * completion of this backend run by that poll would find no medium (QEMU:
+     * a stale {@code blk->root}). {@link LegacyBehavior#NO_DRAIN_IN_BLK_REMOVE_BS}
+     * skips exactly that drain; such completions are counted
+     * ({@link #completionsWithoutMedium()}).
+     */
     public void detach() {
         BlockChild r = root;
         if (r == null) {
@@ -88,7 +97,9 @@ public final class BlockBackend implements BlockParent {
         }
         if (inFlight > 0 || !queued.isEmpty()) {
             r.node().checkOwned("eject");
-            AioWait.pollWhile(r.node().context(), () -> inFlightCount() > 0);
+            if (!layer.loop().legacy().isOn(LegacyBehavior.NO_DRAIN_IN_BLK_REMOVE_BS)) {
+                AioWait.pollWhile(r.node().context(), () -> inFlightCount() > 0);
+            }
             if (!queued.isEmpty()) {
                 throw new BlockException("backend '" + name + "' is drained with " + queued.size()
                         + " requests waiting; end the drained section before ejecting");
@@ -340,8 +351,21 @@ public final class BlockBackend implements BlockParent {
         release(r, ret);
     }
 
+    /**
+     * Requests of this backend that completed after its medium was ejected:
+     * each ran its device's callback against a backend with no node (QEMU
+     * before 4295c5fc61: a use-after-free of {@code blk->root}). Counted
+     * whatever the legacy switch says; written in the completing context.
+     */
+    public long completionsWithoutMedium() {
+        return completionsWithoutMedium;
+    }
+
     /** The request goes back to the pool and its caller learns {@code ret}; it stops counting as in flight. */
     private void release(BlkRequest r, int ret) {
+        if (root == null && completionsWithoutMedium++ == 0) {
+            LOG.warn("backend '{}': a {} completed after the medium was ejected", name, BlockNode.opName(r.op));
+        }
         BlockCompletion cb = r.cb;
         r.cb = null;
         r.qiov = null;

@@ -28,6 +28,11 @@ public final class Scenarios {
         l.add(new Bug013DrainWholeRequests());
         l.add(new Bug014HostNotifiersStop());
         l.add(new Bug016IrqfdByThread());
+        l.add(new Bug017UnrealizeDrain());
+        l.add(new Bug018DelegateMainPoll());
+        l.add(new Bug019EnableNotificationBarrier());
+        l.add(new Bug020ThreadPoolNestedPoll());
+        l.add(new Bug021DrainBeforeRemoveBs());
         return l;
     }
 

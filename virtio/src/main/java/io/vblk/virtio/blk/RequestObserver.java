@@ -17,6 +17,14 @@ public interface RequestObserver {
     default void drainedBegin() {
     }
 
+    /**
+     * The device re-enabled guest kicks on a queue and found its ring empty:
+     * the end of QEMU's {@code virtio_blk_handle_vq} (queue context). A kick
+     * the driver decides on from here is the only way it tells of more.
+     */
+    default void kicksEnabled(int queue) {
+    }
+
     /** A completion was pushed to the used ring; its interrupt is scheduled (queue context). */
     default void completed(int queue, int status) {
     }

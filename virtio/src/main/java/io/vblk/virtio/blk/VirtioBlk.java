@@ -62,6 +62,9 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private final AtomicInteger inTransit = new AtomicInteger();
     /** Batches notified through the main-loop path off the home thread (bug 016's invariant). */
     private final AtomicLong offThreadNotifications = new AtomicLong();
+    /** Completions that reached the device after {@link #unrealize()} (7bfde688fb's invariant). */
+    private final AtomicLong completionsAfterUnrealize = new AtomicLong();
+    private volatile boolean unrealized;
     private volatile HandoffQueue toBackend;
     private volatile IoeventfdOps ioeventfd;
     private volatile boolean drained;
@@ -211,6 +214,43 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         AioWait.pollWhile(homeContext(), () -> inFlight.get() > 0);
     }
 
+    /**
+     * The device half of {@code device_del}: QEMU's
+     * {@code virtio_blk_device_unrealize}. A driver that never reset the
+     * device (Windows does not) may still have requests in the backend, so
+     * the backend is drained first (7bfde688fb, "virtio-blk: Add blk_drain()
+     * to virtio_blk_device_unrealize()"): each completes while the queues
+     * and the interrupt path still exist. Then the queues are torn down: the
+     * device pops, pushes and notifies nothing any more. Main loop, after any
+     * dataplane was stopped. {@link LegacyBehavior#NO_DRAIN_IN_UNREALIZE}
+     * drops exactly that drain; a completion that then arrives finds the
+     * device unrealized (QEMU: {@code virtio_notify} on a freed
+     * {@code VirtIOBlock}), which {@link #finish} counts and refuses.
+     */
+    public void unrealize() {
+        if (!homeContext().inHomeThread()) {
+            throw new IllegalStateException(name() + ": unrealize must run in the main loop");
+        }
+        if (!homeContext().legacy().isOn(LegacyBehavior.NO_DRAIN_IN_UNREALIZE)) {
+            blk.drain();
+        }
+        unrealized = true;
+        LOG.debug("{}: unrealized ({} request(s) still in flight)", name(), inFlight.get());
+    }
+
+    public boolean isUnrealized() {
+        return unrealized;
+    }
+
+    /**
+     * How many completions reached the device after it was unrealized: each
+     * would have pushed to freed rings and notified a freed device in QEMU
+     * before 7bfde688fb. Counted whatever the legacy switch says.
+     */
+    public long completionsAfterUnrealize() {
+        return completionsAfterUnrealize.get();
+    }
+
     @Override
     protected void reset() {
         writeback = true;
@@ -264,7 +304,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
      */
     @Override
     protected void handleQueue(VirtQueue vq) {
-        if (drained) {
+        if (drained || unrealized) {
             return; // no pops while drained: drained end processes the queue
         }
         QueueState qs = queues[vq.index()];
@@ -292,6 +332,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
                 vq.setNotification(true);
             }
         } while (suppress && !drained && !vq.isBroken() && !vq.isEmpty());
+        observer.kicksEnabled(vq.index());
     }
 
     /** Parse, then execute the outcome: QEMU's {@code virtio_blk_handle_request}. */
@@ -395,6 +436,10 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     /** Status byte last, then the used ring; the guest is interrupted at the end of the batch. Queue context. */
     void finish(VirtioBlkReq r) {
         QueueState qs = r.queue;
+        if (unrealized) {
+            afterUnrealize(r);
+            return;
+        }
         // A request an IOThread popped while the reset was starting carries the new epoch: isResetPending drops it.
         if (r.epoch == epoch && !isResetPending()) {
             HostMemory.putU8(r.statusAddr, r.status);
@@ -412,6 +457,20 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         if (inFlight.decrementAndGet() == 0) {
             homeContext().aioWait().kick();
         }
+    }
+
+    /**
+     * A completion for a device already torn down: its rings and interrupt
+     * path are gone, so nothing is written or signalled; it is counted and
+     * logged once (QEMU before 7bfde688fb went on into freed memory).
+     */
+    private void afterUnrealize(VirtioBlkReq r) {
+        if (completionsAfterUnrealize.getAndIncrement() == 0) {
+            LOG.warn("{} vq{}: a request completed after the device was unrealized (status {}); dropped", name(),
+                    r.queue.index, r.status);
+        }
+        r.queue.give(r);
+        inFlight.decrementAndGet();
     }
 
     /** Called by the hand-off from the backend context: pushed and notified first, then no longer in transit. */
@@ -476,7 +535,8 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
         StringBuilder sb = new StringBuilder(super.describe());
         sb.append("  virtio-blk: ").append(capacitySectors).append(" sectors, requests in flight ")
                 .append(inFlight.get()).append(", in transit ").append(inTransit.get()).append(", drained ")
-                .append(drained).append(", epoch ").append(epoch).append('\n');
+                .append(drained).append(", epoch ").append(epoch).append(unrealized ? ", unrealized" : "")
+                .append('\n');
         for (QueueState q : queues) {
             sb.append("  vq").append(q.index).append(" served in ").append(q.ctx.name())
                     .append(q.notifyPending ? " (notification pending)" : "").append('\n');
