@@ -99,6 +99,12 @@ public final class LinuxGuest implements AutoCloseable {
     }
 
     private List<VhostUserBackend> diagnosisBackends = List.of();
+    private JsonNode lastMigrationInfo;
+
+    /** The source's {@code query-migrate} at the end of the last migration (RAM statistics, timings). */
+    public JsonNode lastMigrationInfo() {
+        return lastMigrationInfo;
+    }
 
     /** Runs one shell command line (no newlines; it must not {@code exit}) within {@link #COMMAND_BOUND}. */
     public GuestResult run(String command) throws IOException, InterruptedException {
@@ -213,6 +219,7 @@ public final class LinuxGuest implements AutoCloseable {
                         + dst.output.tail(30));
             }
             JsonNode info = src.qmp.execute("query-migrate");
+            lastMigrationInfo = info;
             dst.qmp.awaitEvent("RESUME", d -> true, MIGRATION_BOUND);
             double seconds = (System.nanoTime() - t0) / 1e9;
             JsonNode running = dst.qmp.execute("query-status");

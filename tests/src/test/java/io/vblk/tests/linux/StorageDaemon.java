@@ -14,6 +14,8 @@ import java.util.Map;
  * export listens: that connection is the readiness signal.
  * {@code locking=off} lets two daemons share one image, as a migration
  * between two of them needs (QEMU's documented set-up for shared storage).
+ * {@code discard=unmap} passes the guest's discards to the host file (a
+ * punched hole), so {@code fstrim} in the guest shrinks the image.
  */
 public final class StorageDaemon extends VhostUserBackend {
     /** The node a test resizes: {@code disk0}, the raw format node of the export. */
@@ -22,6 +24,7 @@ public final class StorageDaemon extends VhostUserBackend {
     private final Path qsd;
     private final boolean sharedImage;
     private QmpClient qmp;
+    private UnixListener qmpListener;
 
     private StorageDaemon(String name, Path qsd, Path socket, Path image, Path logDir, boolean sharedImage) {
         super(name, socket, logDir);
@@ -47,9 +50,9 @@ public final class StorageDaemon extends VhostUserBackend {
     protected List<String> command() {
         List<String> cmd = new ArrayList<>();
         cmd.add(qsd.toString());
-        cmd.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + image
+        cmd.addAll(List.of("--blockdev", "driver=file,node-name=file0,discard=unmap,filename=" + image
                         + (sharedImage ? ",locking=off" : ""),
-                "--blockdev", "driver=raw,node-name=" + NODE + ",file=file0",
+                "--blockdev", "driver=raw,node-name=" + NODE + ",discard=unmap,file=file0",
                 "--export", "type=vhost-user-blk,id=exp0,node-name=" + NODE + ",addr.type=unix,addr.path=" + socket
                         + ",writable=on,num-queues=1",
                 "--chardev", "socket,id=qmp0,path=" + qmpSocket(),
@@ -58,11 +61,16 @@ public final class StorageDaemon extends VhostUserBackend {
     }
 
     @Override
-    protected void awaitReady(Process p, ProcessLog log) throws IOException, InterruptedException {
+    protected void beforeStart() throws IOException {
         if (qmp != null) {
             qmp.close();
         }
-        try (UnixListener l = new UnixListener(qmpSocket())) {
+        qmpListener = new UnixListener(qmpSocket());
+    }
+
+    @Override
+    protected void awaitReady(Process p, ProcessLog log) throws IOException, InterruptedException {
+        try (UnixListener l = qmpListener) {
             qmp = QmpClient.connect(name, l, p.toHandle(), READY_BOUND, logDir.resolve(name + "-qmp.log"),
                     () -> log.tail(30));
         }

@@ -37,6 +37,10 @@ public abstract class VhostUserBackend implements AutoCloseable {
     /** The command line, the same for every (re)start. */
     protected abstract List<String> command();
 
+    /** Runs before each start: what must exist before the process does (a socket it connects to). */
+    protected void beforeStart() throws IOException {
+    }
+
     /** Waits, bounded, until the process serves {@link #socket}; fails the test otherwise. */
     protected abstract void awaitReady(Process p, ProcessLog log) throws IOException, InterruptedException;
 
@@ -46,6 +50,7 @@ public abstract class VhostUserBackend implements AutoCloseable {
         List<String> cmd = command();
         Files.writeString(file, (starts++ == 0 ? "" : "\n") + "### start " + starts + ": " + String.join(" ", cmd)
                 + "\n", StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        beforeStart();
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         pb.environment().put("VBLK_LOG", "info");
         process = pb.start();
