@@ -32,6 +32,25 @@ public final class Fio {
                 + " >/tmp/" + name + ".err 2>&1; st=$?; cat /tmp/" + name + ".json /tmp/" + name + ".err; (exit $st)";
     }
 
+    /**
+     * A shell command line: fio verify jobs of {@code mib} MiB
+     * ({@link #randwriteVerify}), one after the other, until
+     * {@code /tmp/stop} exists; the count so far is kept in
+     * {@code /tmp/iterations}, and printed at the end as
+     * {@code fio iterations: N}. A failing job ends the loop with its status
+     * and report. With {@code firstDone} (a FIFO made beforehand with mkfifo)
+     * the loop writes a line to it after the first job, which blocks it until
+     * the test reads it ({@code cat FIFO}): the test's way to wait, without
+     * polling, until the guest has done verified I/O. Run it with
+     * {@link LinuxGuest#startBackground}.
+     */
+    public static String verifyLoop(int mib, String firstDone) {
+        return "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); " + randwriteVerify("loop", "/dev/vda", mib, 0)
+                + " >/tmp/loop.out || { st=$?; echo \"fio iteration $i failed ($st)\"; cat /tmp/loop.out; exit $st; };"
+                + " echo $i >/tmp/iterations;" + (firstDone == null ? "" : " [ $i = 1 ] && echo done >" + firstDone + ";")
+                + " done; echo \"fio iterations: $i\"";
+    }
+
     /** What one job of a report says. */
     public record Job(String name, int error, long writtenBytes, long readBytes) {
     }

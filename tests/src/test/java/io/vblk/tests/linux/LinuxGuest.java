@@ -65,6 +65,8 @@ public final class LinuxGuest implements AutoCloseable {
     private QemuMachine machine;
     private int generation;
     private final List<QemuMachine> past = new ArrayList<>();
+    private List<VhostUserBackend> diagnosisBackends = List.of();
+    private JsonNode lastMigrationInfo;
 
     private LinuxGuest(GuestEnvironment env, Options options, Path logDir, Path sockDir) {
         this.env = env;
@@ -98,8 +100,6 @@ public final class LinuxGuest implements AutoCloseable {
         }
     }
 
-    private List<VhostUserBackend> diagnosisBackends = List.of();
-    private JsonNode lastMigrationInfo;
 
     /** The source's {@code query-migrate} at the end of the last migration (RAM statistics, timings). */
     public JsonNode lastMigrationInfo() {

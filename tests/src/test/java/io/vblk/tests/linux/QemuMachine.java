@@ -1,6 +1,7 @@
 package io.vblk.tests.linux;
 
 import java.io.IOException;
+import java.nio.channels.Channels;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -81,7 +82,7 @@ final class QemuMachine implements AutoCloseable {
                 ProcessLog out = ProcessLog.tee(name, p.getInputStream(), outFile);
                 Supplier<String> diag = () -> "--- " + name + " output (" + outFile + ") ---\n" + out.tail(30);
                 ProcessHandle h = p.toHandle();
-                ProcessLog console = ProcessLog.tee(name + "-console", java.nio.channels.Channels.newInputStream(
+                ProcessLog console = ProcessLog.tee(name + "-console", Channels.newInputStream(
                         consoleL.accept(name + " console ttyS0", h, CONNECT_BOUND, diag)),
                         logDir.resolve(name + "-console.log"));
                 GuestShell shell = GuestShell.accept(name, shellL, h, CONNECT_BOUND, logDir.resolve(name + "-ttyS1.log"),
