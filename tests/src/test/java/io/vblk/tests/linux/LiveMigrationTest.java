@@ -25,10 +25,10 @@ import org.junit.jupiter.api.io.TempDir;
  *
  * <p>{@link #migrateUnderFioLoop} is the stronger form issue 18 asks of
  * {@code vblk} (fio writing and verifying through the migration). It is not
- * run against qemu-storage-daemon 7.2 here: in 2 of 7 runs the guest's
- * kernel crashed right after resuming on the destination (list corruption,
- * a call through NULL, in fio's context), while 6 of 6 migrations without
- * I/O passed — consistent with that daemon answering GET_VRING_BASE with
+ * run against qemu-storage-daemon 7.2 here: in 2 of 7 runs (one with
+ * init_on_free=1) the guest's kernel crashed right after resuming on the
+ * destination (list corruption, a call through NULL, in fio's context),
+ * while 6 of 6 migrations without I/O passed — consistent with that daemon answering GET_VRING_BASE with
  * requests still in flight, the hand-off issue 18 requires vblk to get right.
  */
 @Tag("linux-guest")

@@ -18,7 +18,9 @@ import java.util.function.Supplier;
  * memfd (a vhost-user back-end maps it), one {@code vhost-user-blk-pci}
  * disk, the kernel's console on ttyS0 and the command loop on ttyS1, both
  * on sockets the test listens on, and QMP. A migration destination is the
- * same command line plus {@code -incoming defer}. Its output goes to
+ * same command line plus {@code -incoming defer}. A kernel oops panics and a
+ * panic ends QEMU ({@code oops=panic panic=-1 -no-reboot}), so a crashed
+ * guest fails the waiting command at once, its console saying why. Its output goes to
  * {@code NAME.log}, the console to {@code NAME-console.log}, the command
  * port's bytes to {@code NAME-ttyS1.log}, QMP to {@code NAME-qmp.log}.
  */
@@ -60,7 +62,7 @@ final class QemuMachine implements AutoCloseable {
                 "-qmp", "unix:" + qmpSock,
                 "-kernel", env.kernel().vmlinuz().toString(),
                 "-initrd", env.initramfs().toString(),
-                "-append", "console=ttyS0 panic=-1 " + o.kernelArgs()));
+                "-append", "console=ttyS0 panic=-1 oops=panic " + o.kernelArgs()));
         if (incoming) {
             cmd.addAll(List.of("-incoming", "defer"));
         }
