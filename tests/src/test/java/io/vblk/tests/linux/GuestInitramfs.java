@@ -7,8 +7,10 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.FileTime;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
@@ -27,12 +29,14 @@ import java.util.stream.Stream;
  * and the {@code /init} and command loop of this package's resources. An
  * uncompressed newc cpio (the kernel unpacks it faster than it inflates a
  * gzip under TCG), cached next to the kernel under a name that hashes every
- * input — a new fio, kernel or init script makes a new one.
+ * input — a new fio, kernel or init script makes a new one — and written to a
+ * temporary file first, so a reader never sees half an archive.
  */
 final class GuestInitramfs {
     /** Modules the guest needs and the cloud kernel may build as modules. */
     static final List<String> MODULES = List.of("virtio_pci", "virtio_blk");
     private static final int FORMAT = 1;
+    private static final Duration UNUSED_FOR = Duration.ofDays(2);
 
     /** A file of the archive: where it goes (no leading slash) and where it comes from. */
     private record Entry(String path, Path source, int perm) {
@@ -81,6 +85,7 @@ final class GuestInitramfs {
         Path dir = Files.createDirectories(cache.resolve("initramfs"));
         Path target = dir.resolve(key + ".cpio");
         if (Files.exists(target)) {
+            Files.setLastModifiedTime(target, FileTime.fromMillis(System.currentTimeMillis())); // in use: not pruned
             return target;
         }
         Path tmp = Files.createTempFile(dir, ".build", ".cpio");
@@ -102,13 +107,24 @@ final class GuestInitramfs {
         } finally {
             Files.deleteIfExists(tmp);
         }
-        try (Stream<Path> old = Files.list(dir)) {
-            for (Path p : old.filter(p -> !p.equals(target) && p.getFileName().toString().endsWith(".cpio")
-                    && !p.getFileName().toString().startsWith(".")).toList()) {
-                Files.deleteIfExists(p);
+        prune(dir, target);
+        return target;
+    }
+
+    /**
+     * Removes archives no test used for {@link #UNUSED_FOR}: another checkout
+     * sharing the cache (with another init script) may still be using a
+     * different one, and each use refreshes its time.
+     */
+    private static void prune(Path dir, Path keep) throws IOException {
+        long cutoff = System.currentTimeMillis() - UNUSED_FOR.toMillis();
+        try (Stream<Path> all = Files.list(dir)) {
+            for (Path p : all.filter(p -> !p.equals(keep) && p.getFileName().toString().endsWith(".cpio")).toList()) {
+                if (Files.getLastModifiedTime(p).toMillis() < cutoff) {
+                    Files.deleteIfExists(p);
+                }
             }
         }
-        return target;
     }
 
     private static byte[] resource(String name) throws IOException {
