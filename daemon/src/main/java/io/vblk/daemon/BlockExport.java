@@ -20,7 +20,10 @@ public interface BlockExport {
     /** Where its requests run. */
     AioContext context();
 
-    /** A client is connected (QEMU's export refcount above one): a "safe" delete is refused. */
+    /**
+     * A client holds a reference to the export (QEMU's export refcount above
+     * one, as an NBD connection does): a "safe" delete is then refused.
+     */
     boolean hasClients();
 
     /**

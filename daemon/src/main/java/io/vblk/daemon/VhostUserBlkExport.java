@@ -215,8 +215,18 @@ public final class VhostUserBlkExport implements BlockExport {
         return path;
     }
 
+    /**
+     * False even with a front-end connected: QEMU's vhost-user-blk export
+     * takes no export reference per connection, so qsd 7.2 deletes it in
+     * mode=safe and disconnects the front-end (DaemonQmpTest checks this
+     * against qsd). vblk does the same.
+     */
     @Override
     public boolean hasClients() {
+        return false;
+    }
+
+    public boolean isConnected() {
         VhostUserServer s = server;
         return s != null && s.isConnected();
     }

@@ -27,6 +27,8 @@ public final class JsonStreamer {
     private final Consumer<Piece> out;
     private final ByteArrayOutputStream cur = new ByteArrayOutputStream();
     private int depth;
+    /** The closer each open bracket expects, innermost last. */
+    private final byte[] closers = new byte[MAX_NESTING + 1];
     private boolean inString;
     private boolean escape;
     private boolean scalar;
@@ -78,17 +80,23 @@ public final class JsonStreamer {
         switch (c) {
             case '{':
             case '[':
-                depth++;
-                cur.write(c);
-                if (depth > MAX_NESTING) {
+                if (depth >= MAX_NESTING) {
                     fail("JSON parse error, nesting too deep");
+                    return;
                 }
+                closers[depth++] = c == '{' ? (byte) '}' : (byte) ']';
+                cur.write(c);
                 return;
             case '}':
             case ']':
                 if (depth == 0) {
                     fail("JSON parse error, stray '" + (char) c + "'");
                     skipping = false;
+                    return;
+                }
+                if (closers[depth - 1] != c) {
+                    fail("JSON parse error, '" + (char) c + "' does not close '" + (closers[depth - 1] == '}' ? '{' : '[')
+                            + "'");
                     return;
                 }
                 depth--;

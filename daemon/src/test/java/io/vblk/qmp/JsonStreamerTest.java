@@ -47,6 +47,14 @@ class JsonStreamerTest {
     }
 
     @Test
+    void aMismatchedBracketIsOneErrorAndTheRestOfItsLineIsSkipped() {
+        feed("{\"execute\": \"quit\"]}\n{\"ok\":1}");
+        assertEquals(2, got.size(), got.toString());
+        assertEquals("JSON parse error, ']' does not close '{'", got.get(0).problem());
+        assertEquals("{\"ok\":1}", got.get(1).text());
+    }
+
+    @Test
     void tooDeepNestingIsRefusedAndTheNextLineIsRead() {
         feed("[".repeat(JsonStreamer.MAX_NESTING + 1) + "\n{\"ok\":1}");
         assertEquals(2, got.size(), got.toString());
