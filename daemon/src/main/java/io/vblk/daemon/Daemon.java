@@ -98,6 +98,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
             return t;
         });
         DaemonCommands.register(this, commands);
+        JobCommands.register(this, commands);
     }
 
     /** {@code query-version}: vblk speaks QEMU 7.2's QMP; the package names vblk. */
@@ -435,6 +436,11 @@ public final class Daemon implements ExportContext, AutoCloseable {
 
     /** On the dispatcher: no command runs meanwhile. */
     private void shutdownGraph() {
+        try {
+            JobCommands.cancelAll(this);
+        } catch (RuntimeException e) {
+            LOG.error("cancelling jobs at shutdown failed", e);
+        }
         exports.shutdownAll();
         List<String> owned;
         synchronized (this) {

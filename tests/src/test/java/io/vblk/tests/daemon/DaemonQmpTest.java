@@ -263,4 +263,52 @@ class DaemonQmpTest {
             }
         }
     }
+
+    /**
+     * {@code blockdev-mirror} of an exported disk under verified guest I/O:
+     * READY, {@code job-complete}, the export pivots to the target and the
+     * guest keeps reading what it wrote; the job goes through QEMU's states
+     * with its events.
+     */
+    @Test
+    void mirrorUnderGuestIoCompletesAndPivots(@TempDir Path dir) throws Exception {
+        Path img0 = blank(dir.resolve("src.raw"), 32L << 20);
+        Path img1 = blank(dir.resolve("dst.raw"), 32L << 20);
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
+        args.addAll(monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img0,
+                "--blockdev", "driver=raw,node-name=disk0,file=file0",
+                "--blockdev", "{\"driver\": \"raw\", \"node-name\": \"target\", \"file\": {\"driver\": \"file\", "
+                        + "\"filename\": \"" + img1 + "\"}}",
+                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock0
+                        + ",writable=on,iothread=io0"));
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the mirror", 1000);
+            c.ok("blockdev-mirror", "{\"job-id\": \"mirror0\", \"device\": \"disk0\", \"target\": \"target\", "
+                    + "\"sync\": \"full\"}");
+            c.awaitEvent("BLOCK_JOB_READY", "device", "mirror0");
+            JsonNode jobs = c.ok("query-block-jobs", null);
+            assertEquals("mirror", jobs.get(0).path("type").asText(), jobs.toString());
+            assertTrue(jobs.get(0).path("ready").asBoolean(), jobs.toString());
+            assertEquals("ready", c.ok("query-jobs", null).get(0).path("status").asText());
+            w.reach("1000 requests while READY", 1000);
+            c.ok("job-complete", "{\"id\": \"mirror0\"}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "mirror0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            JsonNode last = c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
+            assertEquals("mirror0", last.path("data").path("id").asText());
+            assertEquals(List.of("created", "running", "ready", "waiting", "pending", "concluded", "null"),
+                    c.jobStatuses("mirror0"), c.transcript());
+            assertEquals(0, c.ok("query-jobs", null).size(), "auto-dismiss removed the job");
+            assertEquals("Job not found", c.error("job-pause", "{\"id\": \"mirror0\"}").path("desc").asText());
+            w.reach("1000 requests on the mirror target", 1000); // reads check data written before the pivot
+            w.finish();
+            assertTrue(m0.mainLoop().failures().isEmpty(), m0.mainLoop().failures().toString());
+        }
+    }
 }

@@ -144,6 +144,19 @@ final class QmpClient implements AutoCloseable {
         }
     }
 
+    /** The statuses of {@code JOB_STATUS_CHANGE} events of job {@code id} so far, in order. */
+    List<String> jobStatuses(String id) {
+        List<String> l = new java.util.ArrayList<>();
+        synchronized (events) {
+            for (JsonNode e : events) {
+                if (e.path("event").asText().equals("JOB_STATUS_CHANGE") && e.path("data").path("id").asText().equals(id)) {
+                    l.add(e.path("data").path("status").asText());
+                }
+            }
+        }
+        return l;
+    }
+
     String transcript() {
         synchronized (transcript) {
             return transcript.toString();
