@@ -311,4 +311,61 @@ class DaemonQmpTest {
             assertTrue(m0.mainLoop().failures().isEmpty(), m0.mainLoop().failures().toString());
         }
     }
+
+    /**
+     * {@code block-stream} into an exported qcow2 overlay under verified
+     * guest I/O, paused and resumed on the way (a speed limit keeps it
+     * running long enough): the overlay ends without a backing file and the
+     * guest keeps reading what it wrote.
+     */
+    @Test
+    void streamUnderGuestIoWithPauseAndResume(@TempDir Path dir) throws Exception {
+        Path base = blank(dir.resolve("base.raw"), 32L << 20);
+        Path top = dir.resolve("top.qcow2");
+        Process qi = new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", "-b", base.toString(), "-F", "raw",
+                top.toString()).redirectErrorStream(true).start();
+        assertTrue(qi.waitFor(60, TimeUnit.SECONDS) && qi.exitValue() == 0, "qemu-img create failed");
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
+        args.addAll(monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=qcow2,node-name=top,file.driver=file,file.filename=" + top,
+                "--export", "type=vhost-user-blk,id=exp0,node-name=top,addr.type=unix,addr.path=" + sock0
+                        + ",writable=on,iothread=io0"));
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the stream", 1000);
+            c.ok("block-stream", "{\"job-id\": \"stream0\", \"device\": \"top\", \"speed\": 1048576}");
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "running");
+            c.ok("job-pause", "{\"id\": \"stream0\"}");
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "paused");
+            assertEquals("Job 'stream0' in state 'paused' cannot accept command verb 'complete'".toLowerCase(),
+                    c.error("job-complete", "{\"id\": \"stream0\"}").path("desc").asText().toLowerCase());
+            w.reach("1000 requests while the stream is paused", 1000);
+            c.ok("job-resume", "{\"id\": \"stream0\"}");
+            c.ok("block-job-set-speed", "{\"device\": \"stream0\", \"speed\": 0}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "stream0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            assertEquals("stream", done.path("data").path("type").asText());
+            List<String> states = c.jobStatuses("stream0");
+            assertEquals(List.of("created", "running", "paused", "running"), states.subList(0, 4), c.transcript());
+            assertEquals(List.of("waiting", "pending", "concluded", "null"), states.subList(states.size() - 4,
+                    states.size()), c.transcript());
+            for (JsonNode n : c.ok("query-named-block-nodes", null)) {
+                if (n.path("node-name").asText().equals("top")) {
+                    assertEquals(0, n.path("backing_file_depth").asInt(), n.toString());
+                }
+            }
+            w.reach("1000 requests after the stream", 1000);
+            w.finish();
+            m0.close();
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        Process info = new ProcessBuilder("qemu-img", "info", "-U", top.toString()).redirectErrorStream(true).start();
+        String out = new String(info.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        assertTrue(info.waitFor(60, TimeUnit.SECONDS) && info.exitValue() == 0, out);
+        assertFalse(out.contains("backing file:"), "the streamed overlay still names a backing file:\n" + out);
+    }
 }
