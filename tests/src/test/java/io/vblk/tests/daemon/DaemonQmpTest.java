@@ -368,4 +368,63 @@ class DaemonQmpTest {
         assertTrue(info.waitFor(60, TimeUnit.SECONDS) && info.exitValue() == 0, out);
         assertFalse(out.contains("backing file:"), "the streamed overlay still names a backing file:\n" + out);
     }
+
+    /**
+     * {@code blockdev-snapshot-sync} under guest writes, then a
+     * {@code transaction} whose second action fails (nothing of the first
+     * stays) and one that succeeds: the export writes to the newest overlay
+     * and the guest keeps reading what it wrote across both switches.
+     */
+    @Test
+    void snapshotAndTransactionUnderGuestWrites(@TempDir Path dir) throws Exception {
+        Path img0 = blank(dir.resolve("base.raw"), 32L << 20);
+        Path snap1 = dir.resolve("snap1.qcow2");
+        Path snap2 = dir.resolve("snap2.qcow2");
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
+        args.addAll(monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img0,
+                "--blockdev", "driver=raw,node-name=disk0,file=file0",
+                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock0
+                        + ",writable=on,iothread=io0"));
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the snapshot", 1000);
+            c.ok("blockdev-snapshot-sync", "{\"node-name\": \"disk0\", \"snapshot-file\": \"" + snap1
+                    + "\", \"snapshot-node-name\": \"snap1\", \"format\": \"qcow2\"}");
+            w.reach("1000 requests on snap1", 1000);
+            c.error("transaction", "{\"actions\": [{\"type\": \"blockdev-snapshot-sync\", \"data\": {\"node-name\": "
+                    + "\"snap1\", \"snapshot-file\": \"" + snap2 + "\", \"snapshot-node-name\": \"snap2\"}}, "
+                    + "{\"type\": \"blockdev-snapshot-sync\", \"data\": {\"node-name\": \"nowhere\", "
+                    + "\"snapshot-file\": \"" + dir.resolve("never.qcow2") + "\", \"snapshot-node-name\": \"never\"}}]}");
+            String nodes = c.ok("query-named-block-nodes", null).toString();
+            assertFalse(nodes.contains("\"snap2\""), "an aborted transaction left its overlay: " + nodes);
+            w.reach("1000 requests after the aborted transaction", 1000);
+            if (!StorageDaemonUnderTest.isQsd()) {
+                assertFalse(Files.exists(snap2), "vblk deletes the image an aborted action created");
+            }
+            Files.deleteIfExists(snap2); // qsd may keep it
+            c.ok("transaction", "{\"actions\": [{\"type\": \"blockdev-snapshot-sync\", \"data\": {\"node-name\": "
+                    + "\"snap1\", \"snapshot-file\": \"" + snap2 + "\", \"snapshot-node-name\": \"snap2\"}}]}");
+            w.reach("1000 requests on snap2", 1000);
+            int depth = -1;
+            for (JsonNode n : c.ok("query-named-block-nodes", null)) {
+                if (n.path("node-name").asText().equals("snap2")) {
+                    depth = n.path("backing_file_depth").asInt();
+                }
+            }
+            assertEquals(2, depth, "snap2 over snap1 over the raw image");
+            w.finish();
+            m0.close();
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        Process info = new ProcessBuilder("qemu-img", "info", "-U", "--backing-chain", snap2.toString())
+                .redirectErrorStream(true).start();
+        String out = new String(info.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        assertTrue(info.waitFor(60, TimeUnit.SECONDS) && info.exitValue() == 0, out);
+        assertTrue(out.contains("backing file: " + snap1) && out.contains("backing file: " + img0), out);
+    }
 }
