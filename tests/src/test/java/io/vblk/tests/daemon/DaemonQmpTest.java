@@ -109,6 +109,21 @@ class DaemonQmpTest {
             assertTrue(nodes.contains("\"n0\""), nodes);
             assertFalse(nodes.contains("\"n1\"") || nodes.contains("\"n2\""), "a refused blockdev-add left a node: " + nodes);
             assertEquals(7, c.ok("query-version", null).path("qemu").path("major").asInt());
+
+            if (!StorageDaemonUnderTest.isQsd()) {
+                // a client that leaves right after sending a command: vblk runs a command it has read to its end
+                // (qsd may drop a request its dispatcher had not taken yet when the client left). A monitor
+                // serves one client at a time, as a socket chardev does: the first client leaves first.
+                c.close();
+                try (QmpClient gone = QmpClient.connect(qmp, true)) {
+                    gone.sendRaw("{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\", "
+                            + "\"node-name\": \"late\", \"size\": 4096}}\n");
+                }
+                try (QmpClient again = QmpClient.connect(qmp, true)) {
+                    String after = again.ok("query-named-block-nodes", null).toString();
+                    assertTrue(after.contains("\"late\""), "the departed client's command was lost: " + after);
+                }
+            }
             assertTrue(d.terminate(), "SIGTERM ends the daemon");
         }
     }
