@@ -13,6 +13,7 @@ import picocli.CommandLine.Command;
         description = "A virtio-blk device emulator with an AioContext-style iothread dataplane.%n"
                 + "Logging: set VBLK_LOG=debug|info|warn|error (default warn).",
         subcommands = {BootCommand.class, BenchCommand.class, ScenarioCommand.class, ServeCommand.class, NbdCommand.class,
+                DaemonCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     /** Exit code: a hang was detected (the watchdog's dump was printed). */
@@ -39,6 +40,9 @@ public final class Main implements Runnable {
 
     /** Runs the command line with the given output streams (tests call this). */
     public static int execute(PrintWriter out, PrintWriter err, String... args) {
+        if (args.length > 0 && args[0].equals("daemon")) {
+            return DaemonCommand.run(out, err, java.util.Arrays.asList(args).subList(1, args.length));
+        }
         CommandLine cl = new CommandLine(new Main());
         cl.setOut(out);
         cl.setErr(err);

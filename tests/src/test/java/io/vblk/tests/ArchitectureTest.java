@@ -58,9 +58,15 @@ class ArchitectureTest {
         ALLOWED.put("io.vblk.bench..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2", "io.vblk.job",
                 "io.vblk.txn", "io.vblk.virtio", "io.vblk.virtio.blk", "io.vblk.dataplane..", "io.vblk.vhost..",
                 "io.vblk.firmware..", "io.vblk.guest.."));
+        // the QMP wire protocol knows no vblk object; the daemon builds its objects from the layers below
+        ALLOWED.put("io.vblk.qmp", Set.of());
+        ALLOWED.put("io.vblk.daemon", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.job", "io.vblk.txn",
+                "io.vblk.virtio", "io.vblk.virtio.blk", "io.vblk.dataplane..", "io.vblk.vhost..", "io.vblk.qmp",
+                "io.vblk.nbd..", "io.vblk.block.rbd"));
         ALLOWED.put("io.vblk.cli..", Set.of("io.vblk.aio", "io.vblk.block", "io.vblk.block.qcow2", "io.vblk.job",
                 "io.vblk.txn", "io.vblk.virtio", "io.vblk.virtio.blk", "io.vblk.dataplane..", "io.vblk.vhost..",
-                "io.vblk.firmware..", "io.vblk.guest..", "io.vblk.bench..", "io.vblk.nbd.."));
+                "io.vblk.firmware..", "io.vblk.guest..", "io.vblk.bench..", "io.vblk.nbd..", "io.vblk.qmp",
+                "io.vblk.daemon"));
     }
 
     private static JavaClasses main;

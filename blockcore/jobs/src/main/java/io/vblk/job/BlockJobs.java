@@ -40,6 +40,7 @@ public final class BlockJobs implements AutoCloseable {
 
     private final BlockLayer layer;
     private final Map<String, Job> jobs = new LinkedHashMap<>();
+    private final List<StatusListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final AutoCloseable diagnostics;
 
     public BlockJobs(BlockLayer layer) {
@@ -49,6 +50,32 @@ public final class BlockJobs implements AutoCloseable {
 
     public BlockLayer layer() {
         return layer;
+    }
+
+    /**
+     * Observes every job's state changes: the points where QEMU sends
+     * {@code JOB_STATUS_CHANGE} (job_state_transition) and the block job
+     * events. Called in whichever thread moves the job (its context or the
+     * main loop), after the state changed; it must not block or call back
+     * into the job.
+     */
+    @FunctionalInterface
+    public interface StatusListener {
+        void statusChanged(Job job, JobStatus from, JobStatus to);
+    }
+
+    public void addStatusListener(StatusListener l) {
+        listeners.add(l);
+    }
+
+    void fireStatusChanged(Job j, JobStatus from, JobStatus to) {
+        for (StatusListener l : listeners) {
+            try {
+                l.statusChanged(j, from, to);
+            } catch (RuntimeException e) {
+                LOG.error("job status listener failed on {} -> {} of {}", from, to, j, e);
+            }
+        }
     }
 
     /** A job by id, or null. */

@@ -259,6 +259,7 @@ public abstract class Job {
         }
         status = to;
         LOG.trace("job '{}': {} -> {}", id, from, to);
+        jobs.fireStatusChanged(this, from, to);
     }
 
     /** The job stops being a parent of its nodes (once): the end of its quiesce on them. */
