@@ -126,6 +126,11 @@ public final class VhostUserMsg {
         return f;
     }
 
+    /** Descriptor {@code i} without taking it (to check it; the message still closes it if refused); -1 if none. */
+    public int peekFd(int i) {
+        return i < fds.length ? fds[i] : -1;
+    }
+
     /** Closes every descriptor nobody took. */
     public void closeFds() {
         for (int i = 0; i < fds.length; i++) {
@@ -189,6 +194,15 @@ public final class VhostUserMsg {
 
     /** Header and payload in one buffer, descriptors alongside: one {@code sendmsg}. */
     public void write(UnixSocket s) {
+        write(s, false);
+    }
+
+    /** As {@link #write} but never waits: a peer that does not read is an error ({@link UnixSocket#sendNow}). */
+    public void writeNow(UnixSocket s) {
+        write(s, true);
+    }
+
+    private void write(UnixSocket s, boolean now) {
         int n = HEADER_SIZE + size();
         byte[] b = new byte[n];
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
@@ -196,8 +210,12 @@ public final class VhostUserMsg {
         bb.putInt(4, flags);
         bb.putInt(8, size());
         payload.get(0, b, HEADER_SIZE, size());
-        int[] live = fds;
-        s.send(b, n, live.length == 0 ? null : live);
+        int[] live = fds.length == 0 ? null : fds;
+        if (now) {
+            s.sendNow(b, n, live);
+        } else {
+            s.send(b, n, live);
+        }
     }
 
     /**
@@ -248,7 +266,17 @@ public final class VhostUserMsg {
         return new VhostUserMsg(request, flags, p, a, truncated);
     }
 
-    private static void closeAll(List<Integer> fds) {
+    /** A message read piece by piece, as the bytes arrive ({@link MessageReader}). */
+    static VhostUserMsg assembled(int request, int flags, byte[] payload, List<Integer> fds) {
+        boolean truncated = fds.remove(Integer.valueOf(-1));
+        int[] a = new int[fds.size()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = fds.get(i);
+        }
+        return new VhostUserMsg(request, flags, payload, a, truncated);
+    }
+
+    static void closeAll(List<Integer> fds) {
         for (int f : fds) {
             if (f >= 0) {
                 SocketCalls.close(f);

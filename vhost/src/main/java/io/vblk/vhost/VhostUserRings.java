@@ -152,11 +152,13 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
-    void setAddr(VhostUserRing r, long desc, long used, long avail) {
+    void setAddr(VhostUserRing r, long desc, long used, long avail, boolean logUsed, long logAddr) {
         stopIfServing(r);
         r.descUaddr = desc;
         r.usedUaddr = used;
         r.availUaddr = avail;
+        r.logUsed = logUsed;
+        r.logGuestAddr = logAddr;
         r.addrSet = true;
         reconcile();
     }
@@ -320,18 +322,30 @@ final class VhostUserRings implements NotifierBus {
         events.ringsStarted(ringList(mask));
     }
 
+    /**
+     * Why a ring of {@code n} entries at these front-end addresses cannot be
+     * used — a part outside every region or spanning two — or null.
+     */
+    static String ringOutsideMemory(MemoryTable mem, int n, long descUaddr, long availUaddr, long usedUaddr) {
+        String bad = mem.uaddrToGpa(descUaddr, VirtioRing.descTableSize(n)) < 0 ? "descriptor table"
+                : mem.uaddrToGpa(availUaddr, VirtioRing.availSize(n)) < 0 ? "avail ring"
+                : mem.uaddrToGpa(usedUaddr, VirtioRing.usedSize(n)) < 0 ? "used ring" : null;
+        return bad == null ? null : String.format("the %s of %d entries (desc 0x%x avail 0x%x used 0x%x) is not inside "
+                + "one region of the memory table %s", bad, n, descUaddr, availUaddr, usedUaddr, mem);
+    }
+
     /** Configures and enables the ring's queue; false (with a device error) if its addresses are not in RAM. */
     private boolean mapRing(VhostUserRing r, GuestMemory gm) {
         VirtQueue vq = dev.queue(r.index);
         int n = r.num;
-        long desc = mem.uaddrToGpa(r.descUaddr, 16L * n);
-        long avail = mem.uaddrToGpa(r.availUaddr, VirtioRing.availSize(n));
-        long used = mem.uaddrToGpa(r.usedUaddr, VirtioRing.usedSize(n));
-        if (desc < 0 || avail < 0 || used < 0) {
-            dev.virtioError(String.format("vhost-user ring %d: addresses desc 0x%x avail 0x%x used 0x%x are not in "
-                    + "the memory table %s", r.index, r.descUaddr, r.availUaddr, r.usedUaddr, mem));
+        String bad = ringOutsideMemory(mem, n, r.descUaddr, r.availUaddr, r.usedUaddr);
+        if (bad != null) {
+            dev.virtioError("vhost-user ring " + r.index + ": " + bad);
             return false;
         }
+        long desc = mem.uaddrToGpa(r.descUaddr, VirtioRing.descTableSize(n));
+        long avail = mem.uaddrToGpa(r.availUaddr, VirtioRing.availSize(n));
+        long used = mem.uaddrToGpa(r.usedUaddr, VirtioRing.usedSize(n));
         vq.setSize(n);
         vq.setDescAddr(desc);
         vq.setAvailAddr(avail);
