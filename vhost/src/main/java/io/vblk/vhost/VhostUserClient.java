@@ -208,8 +208,11 @@ public final class VhostUserClient implements AutoCloseable {
             throw new VhostUserException("vhost-user back-end at " + path + " closed the connection (waiting for the "
                     + "reply to " + VhostUserProtocol.name(request) + ")", true);
         }
-        r.closeFds();
+        if (request != VhostUserProtocol.GET_INFLIGHT_FD) {
+            r.closeFds(); // only GET_INFLIGHT_FD's reply carries a descriptor, which the caller takes
+        }
         if (!r.isReply() || r.request() != request) {
+            r.closeFds();
             broken = true;
             throw fail(request, "got " + r + " instead of its reply");
         }

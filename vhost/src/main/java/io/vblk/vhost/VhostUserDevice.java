@@ -38,11 +38,11 @@ import io.vblk.virtio.blk.IoeventfdOps;
  * from any thread.
  */
 public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoCloseable {
-    /** Protocol features offered: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, RESET_DEVICE, CONFIGURE_MEM_SLOTS. */
+    /** Protocol features offered: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, RESET_DEVICE, CONFIGURE_MEM_SLOTS, INFLIGHT_SHMFD. */
     public static final long OFFERED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_BACKEND_REQ)
             | pf(VhostUserProtocol.PF_CONFIG) | pf(VhostUserProtocol.PF_RESET_DEVICE)
-            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_INFLIGHT_SHMFD);
     /** GET_MAX_MEM_SLOTS: how many regions ADD_MEM_REG may build up. */
     public static final int MAX_MEM_SLOTS = 32;
 

@@ -138,9 +138,11 @@ final class VhostUserDispatcher {
         String noLog = "dirty logging is not offered (no VHOST_USER_PROTOCOL_F_LOG_SHMFD)";
         put(t, refuses(VhostUserProtocol.SET_LOG_BASE, noLog));
         put(t, refuses(VhostUserProtocol.SET_LOG_FD, noLog));
-        String noInflight = "inflight tracking is not offered (no VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)";
-        put(t, refuses(VhostUserProtocol.GET_INFLIGHT_FD, noInflight));
-        put(t, refuses(VhostUserProtocol.SET_INFLIGHT_FD, noInflight));
+        // inflight tracking (reconnect after a back-end crash)
+        put(t, answers(VhostUserProtocol.GET_INFLIGHT_FD, exactly(InflightTable.MSG_SIZE), unused(),
+                VhostUserDispatcher::getInflightFd));
+        put(t, does(VhostUserProtocol.SET_INFLIGHT_FD, exactly(InflightTable.MSG_SIZE), fds(1),
+                VhostUserDispatcher::setInflightFd));
         String noStatus = "device status messages are not offered (no VHOST_USER_PROTOCOL_F_STATUS)";
         put(t, refuses(VhostUserProtocol.SET_STATUS, noStatus));
         put(t, refuses(VhostUserProtocol.GET_STATUS, noStatus));
@@ -462,6 +464,38 @@ final class VhostUserDispatcher {
             throw new Refusal("ring " + r.index + ": enable value " + num + " (0 or 1)");
         }
         rings.setEnabled(r, num == 1);
+    }
+
+    // ------------------------------------------------------------------ inflight region
+
+    /**
+     * GET_INFLIGHT_FD: allocates a zeroed region for the queues and size the
+     * front-end names and returns it (with its size) as a memfd the front-end
+     * keeps and hands to every later back-end. The device uses it at once.
+     */
+    private VhostUserMsg getInflightFd(VhostUserMsg m) {
+        int numQueues = m.payload().getShort(16) & 0xffff;
+        int queueSize = m.payload().getShort(18) & 0xffff;
+        InflightTable.checkShape(numQueues, queueSize, rings.count());
+        InflightTable t = InflightTable.allocate(numQueues, queueSize);
+        rings.setInflight(t);
+        byte[] b = new byte[InflightTable.MSG_SIZE];
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        bb.putLong(0, t.mmapSize);
+        bb.putLong(8, 0);
+        bb.putShort(16, (short) numQueues);
+        bb.putShort(18, (short) queueSize);
+        return m.replyWithFd(b, t.map.fd()); // the table keeps the descriptor; the reply only lends it
+    }
+
+    /** SET_INFLIGHT_FD: the region a front-end kept (perhaps across our crash), checked and mapped. */
+    private void setInflightFd(VhostUserMsg m) {
+        long mmapSize = m.u64(0);
+        long mmapOffset = m.u64(8);
+        int numQueues = m.payload().getShort(16) & 0xffff;
+        int queueSize = m.payload().getShort(18) & 0xffff;
+        InflightTable.checkShape(numQueues, queueSize, rings.count());
+        rings.setInflight(InflightTable.map(m.takeFd(0), mmapSize, mmapOffset, numQueues, queueSize));
     }
 
     // ------------------------------------------------------------------ configuration space

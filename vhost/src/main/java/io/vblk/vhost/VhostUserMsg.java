@@ -167,6 +167,12 @@ public final class VhostUserMsg {
         return new VhostUserMsg(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, payload, null);
     }
 
+    /** This request's reply carrying {@code payload} and descriptor {@code fd}, which stays the caller's. */
+    VhostUserMsg replyWithFd(byte[] payload, int fd) {
+        return new VhostUserMsg(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, payload,
+                new int[] {fd});
+    }
+
     /** This request's reply carrying a u64 (GET_FEATURES, GET_QUEUE_NUM, ...). */
     VhostUserMsg replyU64(long value) {
         return ofU64(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, value);

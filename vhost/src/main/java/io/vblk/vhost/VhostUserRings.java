@@ -7,6 +7,7 @@ import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.EventNotifier;
 import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.InflightRegion;
 import io.vblk.virtio.NotifierBus;
 import io.vblk.virtio.VirtQueue;
 import io.vblk.virtio.VirtioDevice;
@@ -71,6 +72,8 @@ final class VhostUserRings implements NotifierBus {
     private final MemoryTable mem;
     private final VhostUserRing[] rings;
     private IoeventfdOps dataplane;
+    /** The inflight region (GET/SET_INFLIGHT_FD), or null; home thread only. */
+    private InflightTable inflight;
     private volatile VhostUserEvents events = VhostUserEvents.NONE;
 
     // home thread only
@@ -216,6 +219,20 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
+    // ------------------------------------------------------------------ inflight region
+
+    /** GET/SET_INFLIGHT_FD: the rings use {@code t} from their next start; a previous region is unmapped. */
+    void setInflight(InflightTable t) {
+        stopIfRunning();
+        InflightTable old = inflight;
+        inflight = t;
+        if (old != null) {
+            old.close();
+        }
+        LOG.debug("{}: {}", dev.name(), t);
+        reconcile();
+    }
+
     // ------------------------------------------------------------------ memory table changes
 
     /** Hands the current memory table to the device and its queues; call with the rings stopped. */
@@ -355,6 +372,15 @@ final class VhostUserRings implements NotifierBus {
             return false; // the queue logged why and broke the device
         }
         vq.setUsedIdx(gm.readU16(used + VirtioRing.USED_IDX)); // libvhost-user resumes at used->idx too
+        if (inflight != null) {
+            InflightRegion region = inflight.queue(r.index, n);
+            if (region == null) {
+                LOG.warn("{}: ring {} of {} entries does not fit {}; its requests are not tracked", dev.name(),
+                        r.index, n, inflight);
+            } else {
+                vq.setInflight(region);
+            }
+        }
         return true;
     }
 
@@ -443,6 +469,10 @@ final class VhostUserRings implements NotifierBus {
         featuresSet = false;
         runningMask = 0;
         running = false;
+        if (inflight != null) {
+            inflight.close(); // the front-end keeps its copy for the next back-end
+            inflight = null;
+        }
     }
 
     /** Releases the idle notifiers too; after {@link #disconnect()}. */

@@ -115,6 +115,12 @@ public final class VirtQueue {
     private long pops;
     private long pushes;
 
+    /** vhost-user inflight tracking of this queue, or null (the in-process device never has one). */
+    private InflightRegion inflight;
+    /** Heads a previous back-end left in flight, resubmitted before the avail ring is read again. */
+    private int[] resubmit = new int[0];
+    private int resubmitPos;
+
     /**
      * @param owner    name for logs (the device's)
      * @param maxSize  largest size the driver may choose: a power of two in 1..32768
@@ -247,6 +253,38 @@ public final class VirtQueue {
     /** Stops using the rings but keeps indices (vhost-user GET_VRING_BASE stops a ring this way). */
     public void disable() {
         enabled = false;
+        inflight = null;
+        resubmit = new int[0];
+        resubmitPos = 0;
+    }
+
+    /**
+     * Tracks this enabled queue's requests in {@code region}
+     * (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) and resumes from what it holds:
+     * the heads a previous back-end left in flight are popped first, oldest
+     * first, and reading the avail ring continues at {@code used.idx} plus
+     * their number (libvhost-user's {@code vu_check_queue_inflights}: the
+     * front-end's ring base may predate them). Call after {@link #enable()} and
+     * {@link #setUsedIdx}. Returns how many requests will be resubmitted.
+     */
+    public int setInflight(InflightRegion region) {
+        if (!enabled) {
+            throw new IllegalStateException(owner + " vq" + index + ": inflight tracking of a disabled queue");
+        }
+        inflight = region;
+        int[] heads = region.recover(usedIdx);
+        resubmit = heads;
+        resubmitPos = 0;
+        if (heads.length > 0) {
+            setLastAvailIdx(usedIdx + heads.length);
+            LOG.info("{} vq{}: resubmitting {} request(s) left in flight by the previous back-end; avail resumes at {}",
+                    owner, index, heads.length, lastAvailIdx);
+        }
+        return heads.length;
+    }
+
+    public InflightRegion inflight() {
+        return inflight;
     }
 
     public boolean isEnabled() {
@@ -261,6 +299,9 @@ public final class VirtQueue {
      */
     public void reset() {
         enabled = false;
+        inflight = null;
+        resubmit = new int[0];
+        resubmitPos = 0;
         size = maxSize;
         descGpa = 0;
         availGpa = 0;
@@ -335,6 +376,9 @@ public final class VirtQueue {
         if (!enabled || broken) {
             return false;
         }
+        if (resubmitPos < resubmit.length) {
+            return true;
+        }
         boolean work = HostMemory.getU16LE(avail + AVAIL_IDX) != lastAvailIdx;
         VarHandle.acquireFence();
         return work;
@@ -349,7 +393,7 @@ public final class VirtQueue {
         if (!enabled || broken) {
             return true;
         }
-        if (shadowAvailIdx != lastAvailIdx) {
+        if (shadowAvailIdx != lastAvailIdx || resubmitPos < resubmit.length) {
             return false;
         }
         if (!refreshAvailIdx()) {
@@ -384,6 +428,9 @@ public final class VirtQueue {
             e.clear();
             return false;
         }
+        if (resubmitPos < resubmit.length) {
+            return popResubmitted(e);
+        }
         if (shadowAvailIdx == lastAvailIdx && (!refreshAvailIdx() || shadowAvailIdx == lastAvailIdx)) {
             e.clear();
             return false;
@@ -403,12 +450,27 @@ public final class VirtQueue {
             e.clear();
             return false;
         }
+        if (inflight != null) {
+            inflight.popped(head);
+        }
         inUse++;
         pops++;
         if (TRACE) {
             LOG.trace("{} vq{} pop head={} segs={} readable={}B writable={}B last_avail={} inuse={}", owner, index,
                     head, e.segmentCount(), e.readableBytes(), e.writableBytes(), lastAvailIdx, inUse);
         }
+        return true;
+    }
+
+    /** The next head a previous back-end left in flight: read again, not taken from the avail ring. */
+    private boolean popResubmitted(VirtQueueElement e) {
+        int head = resubmit[resubmitPos++];
+        if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
+            e.clear();
+            return false;
+        }
+        inUse++;
+        pops++;
         return true;
     }
 
@@ -435,6 +497,9 @@ public final class VirtQueue {
         long entry = used + USED_RING + (long) USED_ELEM_SIZE * slot;
         HostMemory.putIntLE(entry, e.head());
         HostMemory.putIntLE(entry + 4, writtenLen);
+        if (inflight != null) {
+            inflight.pushed(e.head());
+        }
         pendingUsed++;
         pushes++;
         if (TRACE) {
@@ -461,6 +526,9 @@ public final class VirtQueue {
         VarHandle.releaseFence();
         HostMemory.putShortLE(used + USED_IDX, now);
         usedIdx = now;
+        if (inflight != null) {
+            inflight.flushed(n, now);
+        }
         usedSignal.published(old, now);
         if (TRACE) {
             LOG.trace("{} vq{} flush used.idx {} -> {}", owner, index, old, now);
