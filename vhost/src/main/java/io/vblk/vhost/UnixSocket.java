@@ -427,6 +427,23 @@ public final class UnixSocket implements AutoCloseable {
         }
     }
 
+    /**
+     * Closes this descriptor only, without shutting the socket down: for a
+     * socket whose copy was passed to a peer (SET_BACKEND_REQ_FD), which keeps
+     * using it. {@link #close()} would end the connection for both.
+     */
+    public void closeDescriptorOnly() {
+        synchronized (sendLock) {
+            synchronized (recvLock) {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                SocketCalls.close(fd);
+            }
+        }
+    }
+
     static VhostUserException failure(String call, String what, int err) {
         boolean gone = err == SocketCalls.EPIPE || err == SocketCalls.ECONNRESET;
         return new VhostUserException(call + "(" + what + ") failed: " + Errno.name(err)

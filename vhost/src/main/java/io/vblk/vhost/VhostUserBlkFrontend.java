@@ -65,7 +65,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Protocol features this front-end uses when offered. */
     public static final long WANTED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
-            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_BACKEND_REQ);
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
     public static final long PASSTHROUGH_FEATURES = VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX
             | VirtioBlkAbi.F_GEOMETRY | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY
@@ -87,6 +87,11 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     private final AioHandler[] relayHandlers;
     private long starts;
     private long stops;
+    /** Our end of the back-end channel (SET_BACKEND_REQ_FD), or null; its handler in the home context. */
+    private UnixSocket backendChannel;
+    private MessageReader backendChannelReader;
+    private AioHandler backendChannelHandler;
+    private long configChanges;
 
     private VhostUserBlkFrontend(String name, AioContext home, GuestMemory mem, VhostUserClient client,
             long features, boolean protocolFeaturesOn, long protocolFeatures, int backendQueues, int numQueues,
@@ -153,6 +158,19 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                             + " memory regions, guest RAM has " + mem.regions().size());
                 }
             }
+            UnixSocket channel = null;
+            if ((pfs & pf(VhostUserProtocol.PF_BACKEND_REQ)) != 0) {
+                UnixSocket[] pair = UnixSocket.pair();
+                try {
+                    c.setU64(VhostUserProtocol.SET_BACKEND_REQ_FD, 0, pair[1].fd());
+                    channel = pair[0];
+                } catch (RuntimeException e) {
+                    pair[0].close();
+                    throw e;
+                } finally {
+                    pair[1].closeDescriptorOnly(); // the back-end has its copy: no shutdown
+                }
+            }
             c.request(VhostUserProtocol.SET_OWNER);
             byte[] config = c.getConfig(0, CONFIG_SIZE);
             int n = Math.min(maxQueues, queues);
@@ -165,12 +183,98 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
                     Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
-            return new VhostUserBlkFrontend(name, home, mem, c, offered,
+            VhostUserBlkFrontend f = new VhostUserBlkFrontend(name, home, mem, c, offered,
                     (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config);
+            if (channel != null) {
+                f.watchBackendChannel(channel);
+            }
+            return f;
         } catch (RuntimeException e) {
             c.close();
             throw e;
         }
+    }
+
+    // ------------------------------------------------------------------ the back-end channel
+
+    /** Serves the back-end's requests in the home context (QEMU's {@code backend_read}). */
+    private void watchBackendChannel(UnixSocket channel) {
+        channel.setTimeouts(DEFAULT_REPLY_TIMEOUT, DEFAULT_REPLY_TIMEOUT);
+        backendChannel = channel;
+        backendChannelReader = new MessageReader(channel);
+        Runnable install = () -> backendChannelHandler = homeContext().setFdHandler(
+                new AioHandler.Builder(name() + "-backend-channel", channel.fd()).onRead(this::backendRequest));
+        if (homeContext().inHomeThread()) {
+            install.run();
+        } else {
+            homeContext().bhScheduleOneshot(name() + "-watch-backend-channel", install);
+        }
+    }
+
+    /**
+     * One back-end request: CONFIG_CHANGE_MSG re-reads the config space with
+     * GET_CONFIG and tells the guest (QEMU's
+     * {@code vhost_user_blk_handle_config_change}: capacity and the rest);
+     * others are refused. A NEED_REPLY request gets its ack.
+     */
+    private void backendRequest() {
+        VhostUserMsg m;
+        try {
+            m = backendChannelReader.readAvailable(); // never waits for the rest of a message
+        } catch (VhostUserException e) {
+            if (!e.disconnected()) {
+                LOG.warn("{}: back-end channel failed: {}", name(), e.getMessage());
+            }
+            closeBackendChannel();
+            return;
+        }
+        if (m == null) {
+            return;
+        }
+        m.closeFds();
+        boolean ok = false;
+        if (m.request() == VhostUserProtocol.BACKEND_CONFIG_CHANGE_MSG) {
+            try {
+                byte[] config = client.getConfig(0, CONFIG_SIZE);
+                for (int i = 0; i < config.length; i++) {
+                    if (i != 34 && i != 35) { // num_queues stays what this front-end exposes
+                        setConfigU8(i, config[i] & 0xff);
+                    }
+                }
+                configChanges++;
+                LOG.info("{}: the back-end's config changed: capacity {} sectors", name(), readConfig(0, 8));
+                notifyConfigChange();
+                ok = true;
+            } catch (VhostUserException e) {
+                LOG.warn("{}: re-reading the config space after a change failed: {}", name(), e.getMessage());
+            }
+        } else {
+            LOG.warn("{}: back-end request {} is not handled", name(), m.name());
+        }
+        if (m.needReply()) {
+            try {
+                m.ack(ok).writeNow(backendChannel);
+            } catch (VhostUserException e) {
+                LOG.warn("{}: back-end channel ack failed: {}", name(), e.getMessage());
+            }
+        }
+    }
+
+    private void closeBackendChannel() {
+        if (backendChannelHandler != null) {
+            backendChannelHandler.remove();
+            backendChannelHandler = null;
+        }
+        if (backendChannel != null) {
+            backendChannelReader.close();
+            backendChannel.close();
+            backendChannel = null;
+        }
+    }
+
+    /** Config-change notifications received from the back-end. */
+    public long configChanges() {
+        return configChanges;
     }
 
     /** Binds the PCI function this device is plugged into (made by the machine right after {@link #connect}). */
@@ -397,6 +501,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
 
     /** Closes the connection and the relay eventfds; the rings must be stopped. */
     public void close() {
+        closeBackendChannel();
         for (int q = 0; q < relays.length; q++) {
             if (relayHandlers[q] != null) {
                 relayHandlers[q].remove();

@@ -151,6 +151,15 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
         }
     }
 
+    /**
+     * The config space changed (a resize): the front-end is told on the
+     * back-end channel if it negotiated one (BACKEND_REQ and CONFIG), whatever
+     * the device status. Any thread.
+     */
+    public void configChanged() {
+        dispatcher.configChanged();
+    }
+
     @Override
     public void deviceReset() {
         // vhost-user keeps no per-reset transport state: the rings are the front-end's to set again

@@ -60,6 +60,7 @@ final class VhostUserFuzzer {
     private final RamRegion ram = RamRegion.memfd("fuzz-ram", 0, TestFrontend.RAM);
     private final List<Integer> spare = new ArrayList<>();
     private long messages;
+    private final java.util.ArrayDeque<String> recent = new java.util.ArrayDeque<>();
     private long hangs;
     private long sessions;
 
@@ -98,6 +99,7 @@ final class VhostUserFuzzer {
     }
 
     private void session() {
+        recent.clear();
         try (UnixSocket s = UnixSocket.connect(h.sock)) {
             s.setTimeouts(REPLY_BOUND, REPLY_BOUND);
             boolean ringUp = rnd.nextInt(3) == 0 && validSetup(s);
@@ -105,6 +107,7 @@ final class VhostUserFuzzer {
             for (int i = 0; i < n; i++) {
                 if (ringUp && rnd.nextInt(4) == 0) {
                     scribbleRing();
+                    recent.addLast("(ring scribbled and kicked)");
                     continue;
                 }
                 if (rnd.nextInt(60) == 0) {
@@ -127,6 +130,10 @@ final class VhostUserFuzzer {
     /** Sends one message; waits for the reply the protocol owes. False when the connection is over. */
     private boolean send(UnixSocket s, VhostUserMsg m) {
         messages++;
+        if (recent.size() == 30) {
+            recent.removeFirst();
+        }
+        recent.addLast(m.toString());
         try {
             m.write(s);
         } catch (VhostUserException e) {
@@ -147,8 +154,24 @@ final class VhostUserFuzzer {
             if (e.getMessage().contains("receive timeout")) {
                 hangs++;
                 System.err.println("fuzz: no reply to " + m + " within " + REPLY_BOUND + " (session " + sessions + ")");
+                dumpHang();
             }
             return false;
+        }
+    }
+
+    /** What a hang looked like: the session's last messages, the server's state, every thread's stack. */
+    private void dumpHang() {
+        System.err.println("fuzz: the session's last messages:");
+        for (String r : recent) {
+            System.err.println("  " + r);
+        }
+        System.err.println(h.server.describe());
+        for (var e : Thread.getAllStackTraces().entrySet()) {
+            System.err.println("thread " + e.getKey().getName() + ":");
+            for (StackTraceElement f : e.getValue()) {
+                System.err.println("    at " + f);
+            }
         }
     }
 
