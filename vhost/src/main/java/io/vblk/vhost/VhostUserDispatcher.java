@@ -83,6 +83,7 @@ final class VhostUserDispatcher {
     private long protocolFeatures;
     private boolean owner;
     private UnixSocket backendChannel;
+    private EventNotifier logFd;
     private long messages;
     private long refusals;
 
@@ -135,9 +136,10 @@ final class VhostUserDispatcher {
         put(t, answers(VhostUserProtocol.GET_CONFIG, config(), unused(), VhostUserDispatcher::getConfig));
         put(t, does(VhostUserProtocol.SET_CONFIG, config(), unused(), VhostUserDispatcher::setConfig));
         // features not offered: their messages are refused
-        String noLog = "dirty logging is not offered (no VHOST_USER_PROTOCOL_F_LOG_SHMFD)";
-        put(t, refuses(VhostUserProtocol.SET_LOG_BASE, noLog));
-        put(t, refuses(VhostUserProtocol.SET_LOG_FD, noLog));
+        // dirty logging (live migration)
+        put(t, answers(VhostUserProtocol.SET_LOG_BASE, exactly(VhostUserLog.MSG_SIZE), fds(1),
+                VhostUserDispatcher::setLogBase));
+        put(t, does(VhostUserProtocol.SET_LOG_FD, ignored(), fds(1), VhostUserDispatcher::setLogFd));
         // inflight tracking (reconnect after a back-end crash)
         put(t, answers(VhostUserProtocol.GET_INFLIGHT_FD, exactly(InflightTable.MSG_SIZE), unused(),
                 VhostUserDispatcher::getInflightFd));
@@ -305,6 +307,10 @@ final class VhostUserDispatcher {
 
     /** The front-end went away: protocol features, ownership and the back-end channel are forgotten. */
     void disconnect() {
+        if (logFd != null) {
+            logFd.close();
+            logFd = null;
+        }
         if (backendChannel != null) {
             backendChannel.close();
             backendChannel = null;
@@ -464,6 +470,28 @@ final class VhostUserDispatcher {
             throw new Refusal("ring " + r.index + ": enable value " + num + " (0 or 1)");
         }
         rings.setEnabled(r, num == 1);
+    }
+
+    // ------------------------------------------------------------------ dirty log
+
+    /**
+     * SET_LOG_BASE: maps the front-end's bitmap (size checked against the
+     * file first); the rings log into it while VHOST_F_LOG_ALL is negotiated.
+     * Answered with a u64 0, as libvhost-user does (QEMU waits for a reply).
+     */
+    private VhostUserMsg setLogBase(VhostUserMsg m) {
+        rings.setLog(VhostUserLog.map(m.takeFd(0), m.u64(0), m.u64(8)));
+        return m.replyU64(0);
+    }
+
+    /** SET_LOG_FD: an eventfd kept for the session (libvhost-user signals it; QEMU's vhost-user does not use it). */
+    private void setLogFd(VhostUserMsg m) {
+        PeerFd.requireEventfd(m.peekFd(0), "the log descriptor");
+        EventNotifier n = EventNotifier.adopt(m.takeFd(0));
+        if (logFd != null) {
+            logFd.close();
+        }
+        logFd = n;
     }
 
     // ------------------------------------------------------------------ inflight region

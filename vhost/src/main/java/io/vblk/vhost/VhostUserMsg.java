@@ -126,6 +126,14 @@ public final class VhostUserMsg {
         return f;
     }
 
+    /** A copy of this SET_VRING_ADDR with {@code log_guest_addr} (the u64 at 32) set. */
+    public VhostUserMsg withLogAddr(long logGuestAddr) {
+        byte[] b = new byte[size()];
+        payload.get(0, b, 0, b.length);
+        ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).putLong(32, logGuestAddr);
+        return new VhostUserMsg(request, flags, b, fds);
+    }
+
     /** Descriptor {@code i} without taking it (to check it; the message still closes it if refused); -1 if none. */
     public int peekFd(int i) {
         return i < fds.length ? fds[i] : -1;

@@ -72,6 +72,8 @@ final class VhostUserRings implements NotifierBus {
     private final MemoryTable mem;
     private final VhostUserRing[] rings;
     private IoeventfdOps dataplane;
+    /** The dirty log (SET_LOG_BASE), or null; used while VHOST_F_LOG_ALL is negotiated. Home thread only. */
+    private VhostUserLog log;
     /** The inflight region (GET/SET_INFLIGHT_FD), or null; home thread only. */
     private InflightTable inflight;
     private volatile VhostUserEvents events = VhostUserEvents.NONE;
@@ -219,6 +221,37 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
+    // ------------------------------------------------------------------ dirty log
+
+    /** SET_LOG_BASE: the rings log into {@code l} from their next start (a running set is restarted). */
+    void setLog(VhostUserLog l) {
+        stopIfRunning();
+        VhostUserLog old = log;
+        log = l;
+        l.setRegions(regionsOf(mem));
+        if (old != null) {
+            old.close();
+        }
+        LOG.debug("{}: {}", dev.name(), l);
+        reconcile();
+    }
+
+    private static List<io.vblk.virtio.RamRegion> regionsOf(MemoryTable mem) {
+        List<io.vblk.virtio.RamRegion> l = new ArrayList<>();
+        for (MemoryTable.Region r : mem.regions()) {
+            l.add(r.ram());
+        }
+        return l;
+    }
+
+    boolean logging() {
+        return log != null && (ackedFeatures & F_LOG_ALL) != 0;
+    }
+
+    VhostUserLog log() {
+        return log;
+    }
+
     // ------------------------------------------------------------------ inflight region
 
     /** GET/SET_INFLIGHT_FD: the rings use {@code t} from their next start; a previous region is unmapped. */
@@ -239,6 +272,9 @@ final class VhostUserRings implements NotifierBus {
     void applyMemory() {
         GuestMemory gm = mem.guestMemory();
         dev.setMemory(gm);
+        if (log != null) {
+            log.setRegions(regionsOf(mem));
+        }
     }
 
     // ------------------------------------------------------------------ start and stop
@@ -372,6 +408,14 @@ final class VhostUserRings implements NotifierBus {
             return false; // the queue logged why and broke the device
         }
         vq.setUsedIdx(gm.readU16(used + VirtioRing.USED_IDX)); // libvhost-user resumes at used->idx too
+        if ((ackedFeatures & F_LOG_ALL) != 0) {
+            if (log == null) {
+                LOG.warn("{}: VHOST_F_LOG_ALL without SET_LOG_BASE: ring {}'s writes are not logged", dev.name(),
+                        r.index);
+            } else {
+                vq.setDirtyLog(log, r.logUsed ? r.logGuestAddr : -1);
+            }
+        }
         if (inflight != null) {
             InflightRegion region = inflight.queue(r.index, n);
             if (region == null) {
@@ -472,6 +516,10 @@ final class VhostUserRings implements NotifierBus {
         if (inflight != null) {
             inflight.close(); // the front-end keeps its copy for the next back-end
             inflight = null;
+        }
+        if (log != null) {
+            log.close();
+            log = null;
         }
     }
 

@@ -115,6 +115,11 @@ public final class VirtQueue {
     private long pops;
     private long pushes;
 
+    /** Dirty logging while a migration runs (VHOST_F_LOG_ALL), or null: no cost beyond the null check. */
+    private DirtyLog dirtyLog;
+    /** Guest-physical address the used ring's writes are logged at (VHOST_VRING_F_LOG), or -1: not logged. */
+    private long usedLogGpa = -1;
+
     /** vhost-user inflight tracking of this queue, or null (the in-process device never has one). */
     private InflightRegion inflight;
     /** Heads a previous back-end left in flight, resubmitted before the avail ring is read again. */
@@ -253,6 +258,8 @@ public final class VirtQueue {
     /** Stops using the rings but keeps indices (vhost-user GET_VRING_BASE stops a ring this way). */
     public void disable() {
         enabled = false;
+        dirtyLog = null;
+        usedLogGpa = -1;
         inflight = null;
         resubmit = new int[0];
         resubmitPos = 0;
@@ -287,6 +294,25 @@ public final class VirtQueue {
         return inflight;
     }
 
+    /**
+     * Logs this queue's writes to guest memory in {@code log} (null: stop
+     * logging): the data of every chain pushed, and — when {@code usedLogGpa}
+     * is not negative (the front-end set VHOST_VRING_F_LOG with that
+     * {@code log_guest_addr}) — every write to the used ring. Only while the
+     * queue is not processing (the dataplane is stopped).
+     */
+    public void setDirtyLog(DirtyLog log, long usedLogGpa) {
+        this.dirtyLog = log;
+        this.usedLogGpa = log == null ? -1 : usedLogGpa;
+    }
+
+    /** A write to the used ring at {@code offset}: logged at the ring's log address. */
+    private void logUsed(long offset, int len) {
+        if (usedLogGpa >= 0) {
+            dirtyLog.logWrite(usedLogGpa + offset, len);
+        }
+    }
+
     public boolean isEnabled() {
         return enabled;
     }
@@ -299,6 +325,8 @@ public final class VirtQueue {
      */
     public void reset() {
         enabled = false;
+        dirtyLog = null;
+        usedLogGpa = -1;
         inflight = null;
         resubmit = new int[0];
         resubmitPos = 0;
@@ -445,6 +473,9 @@ public final class VirtQueue {
         if (eventIdx && notification) {
             // keep the driver kicking for anything after what was just taken
             HostMemory.putShortLE(used + availEventOffset(size), lastAvailIdx);
+            if (dirtyLog != null) {
+                logUsed(availEventOffset(size), 2);
+            }
         }
         if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
             e.clear();
@@ -497,6 +528,9 @@ public final class VirtQueue {
         long entry = used + USED_RING + (long) USED_ELEM_SIZE * slot;
         HostMemory.putIntLE(entry, e.head());
         HostMemory.putIntLE(entry + 4, writtenLen);
+        if (dirtyLog != null) {
+            logPushed(e, slot);
+        }
         if (inflight != null) {
             inflight.pushed(e.head());
         }
@@ -505,6 +539,16 @@ public final class VirtQueue {
         if (TRACE) {
             LOG.trace("{} vq{} push head={} len={} slot={}", owner, index, e.head(), writtenLen, slot);
         }
+    }
+
+    /** The chain's device-writable buffers (its data and status byte) and its used entry, before publication. */
+    private void logPushed(VirtQueueElement e, int slot) {
+        for (int i = 0, n = e.segmentCount(); i < n; i++) {
+            if (e.isWritable(i)) {
+                dirtyLog.logHostWrite(e.hostAddress(i), e.length(i));
+            }
+        }
+        logUsed(USED_RING + (long) USED_ELEM_SIZE * slot, USED_ELEM_SIZE);
     }
 
     /**
@@ -525,6 +569,9 @@ public final class VirtQueue {
         int now = (old + n) & 0xffff;
         VarHandle.releaseFence();
         HostMemory.putShortLE(used + USED_IDX, now);
+        if (dirtyLog != null) {
+            logUsed(USED_IDX, 2);
+        }
         usedIdx = now;
         if (inflight != null) {
             inflight.flushed(n, now);
@@ -561,9 +608,15 @@ public final class VirtQueue {
         if (eventIdx) {
             if (enable) {
                 HostMemory.putShortLE(used + availEventOffset(size), HostMemory.getU16LE(avail + AVAIL_IDX));
+                if (dirtyLog != null) {
+                    logUsed(availEventOffset(size), 2);
+                }
             }
         } else {
             HostMemory.putShortLE(used, enable ? 0 : USED_F_NO_NOTIFY);
+            if (dirtyLog != null) {
+                logUsed(0, 2);
+            }
         }
         if (enable) {
             VarHandle.fullFence();
