@@ -65,7 +65,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Protocol features this front-end uses when offered. */
     public static final long WANTED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
-            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_BACKEND_REQ);
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_BACKEND_REQ)
+            | pf(VhostUserProtocol.PF_LOG_SHMFD);
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
     public static final long PASSTHROUGH_FEATURES = VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX
             | VirtioBlkAbi.F_GEOMETRY | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY
@@ -74,6 +75,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Bytes of the virtio-blk config space read from the back-end (QEMU 7.2's struct virtio_blk_config). */
     public static final int CONFIG_SIZE = VirtioBlkAbi.CONFIG_SIZE;
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
+
 
     private final VhostUserClient client;
     /** Whether the back-end offered VHOST_USER_F_PROTOCOL_FEATURES (then it is acked, and rings need ENABLE). */
@@ -92,10 +94,15 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     private MessageReader backendChannelReader;
     private AioHandler backendChannelHandler;
     private long configChanges;
+    /** Whether the back-end offered VHOST_F_LOG_ALL (then, with LOG_SHMFD, it can log for a migration). */
+    private final boolean logAllOffered;
+    /** The dirty bitmap shared with the back-end while logging (SET_LOG_BASE), or null. */
+    private RamRegion dirtyLog;
+    private boolean logging;
 
     private VhostUserBlkFrontend(String name, AioContext home, GuestMemory mem, VhostUserClient client,
             long features, boolean protocolFeaturesOn, long protocolFeatures, int backendQueues, int numQueues,
-            int queueSize, byte[] config) {
+            int queueSize, byte[] config, long backendFeatures) {
         super(name, ID_BLOCK, features, CONFIG_SIZE, home, mem);
         this.client = client;
         this.protocolFeaturesOn = protocolFeaturesOn;
@@ -110,6 +117,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         setConfigU16(34, numQueues); // num_queues: what this front-end exposes (QEMU does the same)
         this.relays = new EventNotifier[numQueues];
         this.relayHandlers = new AioHandler[numQueues];
+        this.logAllOffered = (backendFeatures & VhostUserProtocol.F_LOG_ALL) != 0;
     }
 
     /**
@@ -184,7 +192,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
                     Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
             VhostUserBlkFrontend f = new VhostUserBlkFrontend(name, home, mem, c, offered,
-                    (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config);
+                    (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config, features);
             if (channel != null) {
                 f.watchBackendChannel(channel);
             }
@@ -331,7 +339,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     }
 
     private void startRings() {
-        long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0);
+        long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0)
+                | (logging ? VhostUserProtocol.F_LOG_ALL : 0);
         client.setU64(VhostUserProtocol.SET_FEATURES, acked);
         if (!memorySent) {
             sendMemory();
@@ -350,9 +359,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             int n = vq.size();
             client.setState(VhostUserProtocol.SET_VRING_NUM, q, n);
             client.setState(VhostUserProtocol.SET_VRING_BASE, q, vq.lastAvailIdx());
-            client.setVringAddr(q, mem.translate(vq.descAddr(), VirtioRing.descTableSize(n)),
-                    mem.translate(vq.usedAddr(), VirtioRing.usedSize(n)),
-                    mem.translate(vq.availAddr(), VirtioRing.availSize(n)));
+            sendVringAddr(q);
             client.setU64(VhostUserProtocol.SET_VRING_KICK, q, vq.hostNotifier().fd());
             client.setU64(VhostUserProtocol.SET_VRING_CALL, q, callFd(q));
         }
@@ -364,6 +371,72 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
         }
         LOG.debug("{}: vhost-user rings started", name());
+    }
+
+    /** SET_VRING_ADDR with host virtual addresses; while logging, VHOST_VRING_F_LOG at the used ring's address. */
+    private void sendVringAddr(int q) {
+        VirtQueue vq = queue(q);
+        GuestMemory mem = memory();
+        int n = vq.size();
+        client.setVringAddr(q, logging ? 1 : 0, mem.translate(vq.descAddr(), VirtioRing.descTableSize(n)),
+                mem.translate(vq.usedAddr(), VirtioRing.usedSize(n)),
+                mem.translate(vq.availAddr(), VirtioRing.availSize(n)), logging ? vq.usedAddr() : 0);
+    }
+
+    /**
+     * Switches the back-end's dirty logging on or off, as QEMU's
+     * {@code vhost_dev_set_log} does for a live migration: the first time, a
+     * bitmap covering guest RAM (one bit per 4 KiB page) is shared with
+     * SET_LOG_BASE; then SET_FEATURES with or without VHOST_F_LOG_ALL and, for
+     * running rings, SET_VRING_ADDR with VHOST_VRING_F_LOG. The bitmap is not
+     * synced here (no migration reads it): this is what {@code vblk bench
+     * --dirty-log} measures the back-end's logging cost with. Home context.
+     *
+     * @throws VhostUserException if the back-end cannot log (no VHOST_F_LOG_ALL or LOG_SHMFD)
+     */
+    public void setDirtyLogging(boolean on) {
+        checkHome("dirty logging");
+        if (on == logging) {
+            return;
+        }
+        if (on && (!logAllOffered || !hasProtocolFeature(VhostUserProtocol.PF_LOG_SHMFD))) {
+            throw new VhostUserException(name() + ": the vhost-user back-end cannot log dirty pages (it lacks "
+                    + (logAllOffered ? "VHOST_USER_PROTOCOL_F_LOG_SHMFD" : "VHOST_F_LOG_ALL") + ")");
+        }
+        if (on && dirtyLog == null) {
+            long end = 0;
+            for (RamRegion r : memory().regions()) {
+                end = Math.max(end, r.gpa() + r.size());
+            }
+            long bytes = ((end >>> 12) + 63) / 64 * 8;
+            RamRegion log = RamRegion.memfd(name() + "-dirty-log", 0, Math.max(4096, (bytes + 4095) & ~4095L));
+            byte[] b = new byte[VhostUserLog.MSG_SIZE];
+            java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, bytes).putLong(8, 0);
+            try {
+                client.requestReply(new VhostUserMsg(VhostUserProtocol.SET_LOG_BASE, VhostUserProtocol.VERSION, b,
+                        new int[] {log.fd()}));
+            } catch (RuntimeException e) {
+                log.close();
+                throw e;
+            }
+            dirtyLog = log;
+        }
+        logging = on;
+        if (started) {
+            long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0)
+                    | (on ? VhostUserProtocol.F_LOG_ALL : 0);
+            client.setU64(VhostUserProtocol.SET_FEATURES, acked);
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).isEnabled() && queue(q).hostNotifier() != null) {
+                    sendVringAddr(q);
+                }
+            }
+        }
+        LOG.info("{}: dirty logging {}", name(), on ? "on" : "off");
+    }
+
+    public boolean isDirtyLogging() {
+        return logging;
     }
 
     private void sendMemory() {
@@ -502,6 +575,10 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Closes the connection and the relay eventfds; the rings must be stopped. */
     public void close() {
         closeBackendChannel();
+        if (dirtyLog != null) {
+            dirtyLog.close();
+            dirtyLog = null;
+        }
         for (int q = 0; q < relays.length; q++) {
             if (relayHandlers[q] != null) {
                 relayHandlers[q].remove();

@@ -93,14 +93,19 @@ public final class VhostUserClient implements AutoCloseable {
 
     /** SET_VRING_ADDR with front-end (host) virtual addresses. */
     public void setVringAddr(int index, long desc, long used, long avail) {
+        setVringAddr(index, 0, desc, used, avail, 0);
+    }
+
+    /** SET_VRING_ADDR with flags (VHOST_VRING_F_LOG = 1) and the used ring's guest-physical log address. */
+    public void setVringAddr(int index, int flags, long desc, long used, long avail, long logGuestAddr) {
         byte[] b = new byte[VhostUserProtocol.ADDR_SIZE];
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
         bb.putInt(0, index);
-        bb.putInt(4, 0);
+        bb.putInt(4, flags);
         bb.putLong(8, desc);
         bb.putLong(16, used);
         bb.putLong(24, avail);
-        bb.putLong(32, 0);
+        bb.putLong(32, logGuestAddr);
         send(new VhostUserMsg(VhostUserProtocol.SET_VRING_ADDR, flags(), b, null));
     }
 
