@@ -146,7 +146,13 @@ public final class BenchRunner {
                 throw new IllegalStateException("the driver set up " + guest.driver().numQueues() + " queues, not "
                         + cfg.queues());
             }
-            return measure(m, guest, startedAt);
+            BenchResult r = measure(m, guest, startedAt);
+            if (vhostUser != null) {
+                io.vblk.vhost.VhostUserBlkFrontend f = m.disk(0).vhostUser();
+                say(String.format("vhost-user back-end: %d reconnect(s), longest stall %.1f ms", f.reconnects(),
+                        f.longestStallNanos() / 1e6));
+            }
+            return r;
         }
     }
 

@@ -66,7 +66,10 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     public static final long WANTED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
             | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_BACKEND_REQ)
-            | pf(VhostUserProtocol.PF_LOG_SHMFD);
+            | pf(VhostUserProtocol.PF_LOG_SHMFD) | pf(VhostUserProtocol.PF_INFLIGHT_SHMFD);
+    /** How long a front-end waits for a back-end that went away to come back before the device fails. */
+    public static final Duration DEFAULT_RECONNECT_TIMEOUT = Duration.ofSeconds(30);
+    private static final long RECONNECT_RETRY_NS = 50_000_000L;
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
     public static final long PASSTHROUGH_FEATURES = VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX
             | VirtioBlkAbi.F_GEOMETRY | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY
@@ -77,7 +80,10 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
 
 
-    private final VhostUserClient client;
+    /** The connection; replaced when the back-end comes back after a crash ({@link #backendGone}). */
+    private VhostUserClient client;
+    private final Path socket;
+    private final Duration replyTimeout;
     /** Whether the back-end offered VHOST_USER_F_PROTOCOL_FEATURES (then it is acked, and rings need ENABLE). */
     private final boolean protocolFeaturesOn;
     private final long protocolFeatures;
@@ -99,12 +105,24 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** The dirty bitmap shared with the back-end while logging (SET_LOG_BASE), or null. */
     private RamRegion dirtyLog;
     private boolean logging;
+    /** The inflight region's descriptor (GET_INFLIGHT_FD) kept across back-end restarts, or -1; its answer. */
+    private int inflightFd = -1;
+    private byte[] inflightMsg;
+    private AioHandler connectionHandler;
+    private io.vblk.aio.AioTimer reconnectTimer;
+    private long goneSince;
+    private long reconnectDeadline;
+    private long longestStallNs;
+    private long reconnects;
+    private Duration reconnectTimeout = DEFAULT_RECONNECT_TIMEOUT;
 
     private VhostUserBlkFrontend(String name, AioContext home, GuestMemory mem, VhostUserClient client,
             long features, boolean protocolFeaturesOn, long protocolFeatures, int backendQueues, int numQueues,
             int queueSize, byte[] config, long backendFeatures) {
         super(name, ID_BLOCK, features, CONFIG_SIZE, home, mem);
         this.client = client;
+        this.socket = client.path();
+        this.replyTimeout = client.replyTimeout();
         this.protocolFeaturesOn = protocolFeaturesOn;
         this.protocolFeatures = protocolFeatures;
         this.backendQueues = backendQueues;
@@ -196,11 +214,212 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             if (channel != null) {
                 f.watchBackendChannel(channel);
             }
+            f.inHome(f::watchConnection);
             return f;
         } catch (RuntimeException e) {
             c.close();
             throw e;
         }
+    }
+
+    // ------------------------------------------------------------------ back-end crash and reconnect
+
+    private void inHome(Runnable r) {
+        if (homeContext().inHomeThread()) {
+            r.run();
+        } else {
+            homeContext().bhScheduleOneshot(name() + "-vhost-user", r);
+        }
+    }
+
+    /** How long to wait for a back-end that went away (default {@link #DEFAULT_RECONNECT_TIMEOUT}). */
+    public void setReconnectTimeout(Duration d) {
+        reconnectTimeout = d;
+    }
+
+    /**
+     * The back-end never speaks first on the main socket: readable between
+     * requests means it closed (or broke) the connection — QEMU's
+     * {@code CHR_EVENT_CLOSED} for {@code vhost_user_blk_event}.
+     */
+    private void watchConnection() {
+        VhostUserClient c = client;
+        connectionHandler = homeContext().setFdHandler(new AioHandler.Builder(name() + "-vhost-user-conn",
+                c.fd()).onRead(() -> {
+                    if (c == client) {
+                        backendGone("the back-end closed the connection");
+                    }
+                }));
+    }
+
+    /**
+     * The back-end died: its rings are gone with it. The guest's kicks keep
+     * landing in the ioeventfds and its requests wait; the front-end retries
+     * the socket until the deadline, then renegotiates, hands the new
+     * back-end the inflight region (which resubmits what was in flight) and
+     * restarts the rings from {@code used->idx} — QEMU's
+     * {@code vhost_user_blk_disconnect}/{@code _connect} with
+     * {@code reconnect=}. Home context.
+     */
+    private void backendGone(String why) {
+        if (connectionHandler != null) {
+            connectionHandler.remove();
+            connectionHandler = null;
+        }
+        closeBackendChannel();
+        client.close();
+        boolean wasStarted = started;
+        if (started) {
+            started = false;
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).hostNotifier() != null) {
+                    transport.setHostNotifierEnabled(q, false);
+                }
+            }
+            transport.setGuestNotifiers(false);
+        }
+        memorySent = false;
+        goneSince = System.nanoTime();
+        reconnectDeadline = goneSince + reconnectTimeout.toNanos();
+        LOG.warn("{}: vhost-user back-end at {} went away ({}); waiting up to {} s for it to come back{}", name(),
+                socket, why, reconnectTimeout.toSeconds(), wasStarted ? " (the guest's requests wait)" : "");
+        if (reconnectTimer == null) {
+            reconnectTimer = homeContext().timerNew(name() + "-vhost-user-reconnect", this::tryReconnect);
+        }
+        reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+    }
+
+    private void tryReconnect() {
+        VhostUserClient c;
+        try {
+            c = VhostUserClient.connect(socket, replyTimeout);
+        } catch (VhostUserException e) {
+            if (System.nanoTime() < reconnectDeadline) {
+                reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+                return;
+            }
+            LOG.error("{}: vhost-user back-end at {} did not come back within {} s: {}", name(), socket,
+                    reconnectTimeout.toSeconds(), e.getMessage());
+            virtioError("vhost-user back-end at " + socket + " did not come back within "
+                    + reconnectTimeout.toSeconds() + " s");
+            return;
+        }
+        try {
+            renegotiate(c);
+        } catch (VhostUserException e) {
+            c.close();
+            LOG.warn("{}: renegotiating with the restarted back-end failed: {}; retrying", name(), e.getMessage());
+            if (System.nanoTime() < reconnectDeadline) {
+                reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+            } else {
+                virtioError("vhost-user back-end at " + socket + ": " + e.getMessage());
+            }
+            return;
+        }
+        long stall = System.nanoTime() - goneSince;
+        longestStallNs = Math.max(longestStallNs, stall);
+        reconnects++;
+        LOG.warn("{}: vhost-user back-end at {} is back after {} ms; rings restarted", name(), socket,
+                stall / 1_000_000);
+    }
+
+    /** The connect sequence again, on a back-end that must offer what was negotiated; then the rings restart. */
+    private void renegotiate(VhostUserClient c) {
+        long features = c.getU64(VhostUserProtocol.GET_FEATURES);
+        long need = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0);
+        if ((features & need) != need) {
+            throw new VhostUserException(String.format("the restarted back-end offers features 0x%x, not all of "
+                    + "the 0x%x in use", features, need));
+        }
+        if (protocolFeaturesOn) {
+            long pfs = c.getU64(VhostUserProtocol.GET_PROTOCOL_FEATURES);
+            if ((pfs & protocolFeatures) != protocolFeatures) {
+                throw new VhostUserException("the restarted back-end lacks protocol features "
+                        + VhostUserProtocol.describeProtocolFeatures(protocolFeatures & ~pfs));
+            }
+            c.setU64(VhostUserProtocol.SET_PROTOCOL_FEATURES, protocolFeatures);
+            c.setReplyAck(hasProtocolFeature(VhostUserProtocol.PF_REPLY_ACK));
+        }
+        UnixSocket channel = null;
+        if (hasProtocolFeature(VhostUserProtocol.PF_BACKEND_REQ)) {
+            UnixSocket[] pair = UnixSocket.pair();
+            try {
+                c.setU64(VhostUserProtocol.SET_BACKEND_REQ_FD, 0, pair[1].fd());
+                channel = pair[0];
+            } catch (RuntimeException e) {
+                pair[0].close();
+                throw e;
+            } finally {
+                pair[1].closeDescriptorOnly();
+            }
+        }
+        c.request(VhostUserProtocol.SET_OWNER);
+        client = c;
+        if (channel != null) {
+            watchBackendChannel(channel);
+        }
+        watchConnection();
+        if (dirtyLog != null) {
+            RamRegion old = dirtyLog; // the old back-end's log: share a fresh one if logging is asked again
+            dirtyLog = null;
+            old.close();
+            if (logging) {
+                logging = false;
+                setDirtyLogging(true);
+            }
+        }
+        for (int q = 0; q < numQueues(); q++) {
+            VirtQueue vq = queue(q);
+            if (vq.isEnabled()) {
+                // QEMU's virtio_queue_restore_last_avail_idx: the dead back-end's base is lost; used->idx is
+                // where it certainly got to, and the inflight region tells the new one what is between
+                vq.setLastAvailIdx(memory().readU16(vq.usedAddr() + VirtioRing.USED_IDX));
+            }
+        }
+        vhostStart();
+        if (!started && (status() & VirtioStatus.DRIVER_OK) != 0) {
+            throw new VhostUserException("the rings did not restart");
+        }
+    }
+
+    /** The longest time the guest's requests waited for a back-end to come back, in nanoseconds. */
+    public long longestStallNanos() {
+        return longestStallNs;
+    }
+
+    /** Back-ends reconnected to after one went away. */
+    public long reconnects() {
+        return reconnects;
+    }
+
+    /**
+     * GET_INFLIGHT_FD once — the region outlives back-ends; the front-end
+     * keeps its descriptor, never touches its contents — and SET_INFLIGHT_FD
+     * on every start (QEMU's {@code vhost_dev_get_inflight}/{@code _set_inflight}).
+     */
+    private void sendInflight() {
+        if (!hasProtocolFeature(VhostUserProtocol.PF_INFLIGHT_SHMFD)) {
+            return;
+        }
+        if (inflightFd < 0) {
+            byte[] b = new byte[24];
+            java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putShort(16, (short) numQueues())
+                    .putShort(18, (short) queue(0).size());
+            VhostUserMsg r = client.requestReply(new VhostUserMsg(VhostUserProtocol.GET_INFLIGHT_FD,
+                    VhostUserProtocol.VERSION, b, null));
+            int fd = r.takeFd(0);
+            r.closeFds();
+            if (fd < 0 || r.size() != 24) {
+                if (fd >= 0) {
+                    io.vblk.aio.LibC.close(fd);
+                }
+                throw new VhostUserException(name() + ": GET_INFLIGHT_FD answered without a region");
+            }
+            inflightFd = fd;
+            inflightMsg = new byte[24];
+            System.arraycopy(r.bytes(0, 24), 0, inflightMsg, 0, 24);
+        }
+        client.sendWithFds(VhostUserProtocol.SET_INFLIGHT_FD, inflightMsg, inflightFd);
     }
 
     // ------------------------------------------------------------------ the back-end channel
@@ -341,6 +560,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     private void startRings() {
         long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0)
                 | (logging ? VhostUserProtocol.F_LOG_ALL : 0);
+        sendInflight();
         client.setU64(VhostUserProtocol.SET_FEATURES, acked);
         if (!memorySent) {
             sendMemory();
@@ -574,6 +794,17 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
 
     /** Closes the connection and the relay eventfds; the rings must be stopped. */
     public void close() {
+        if (reconnectTimer != null) {
+            reconnectTimer.del();
+        }
+        if (connectionHandler != null) {
+            connectionHandler.remove();
+            connectionHandler = null;
+        }
+        if (inflightFd >= 0) {
+            io.vblk.aio.LibC.close(inflightFd);
+            inflightFd = -1;
+        }
         closeBackendChannel();
         if (dirtyLog != null) {
             dirtyLog.close();

@@ -27,12 +27,14 @@ public final class VhostUserClient implements AutoCloseable {
 
     private final UnixSocket sock;
     private final Path path;
+    private final Duration replyTimeout;
     private boolean replyAck;
     private volatile boolean broken;
 
-    private VhostUserClient(UnixSocket sock, Path path) {
+    private VhostUserClient(UnixSocket sock, Path path, Duration replyTimeout) {
         this.sock = sock;
         this.path = path;
+        this.replyTimeout = replyTimeout;
     }
 
     /** Connects; {@code replyTimeout} bounds every wait for a reply (a back-end drains before answering some). */
@@ -44,11 +46,25 @@ public final class VhostUserClient implements AutoCloseable {
             s.close();
             throw e;
         }
-        return new VhostUserClient(s, path);
+        return new VhostUserClient(s, path, replyTimeout);
     }
 
     public Path path() {
         return path;
+    }
+
+    public Duration replyTimeout() {
+        return replyTimeout;
+    }
+
+    /** The socket's descriptor (a front-end watches it: the back-end closing it is how a crash shows). */
+    public int fd() {
+        return sock.fd();
+    }
+
+    /** A request with {@code payload} and descriptors, acked when REPLY_ACK is on (SET_INFLIGHT_FD). */
+    public void sendWithFds(int request, byte[] payload, int... fds) {
+        send(new VhostUserMsg(request, flags(), payload, fds));
     }
 
     /** Whether a request failed on the socket (the back-end went away or stopped answering). */

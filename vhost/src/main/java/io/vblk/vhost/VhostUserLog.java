@@ -41,7 +41,8 @@ final class VhostUserLog implements DirtyLog, AutoCloseable {
     private final ByteBuffer bitmap;
     private final long bytes;
     private volatile RamRegion[] regions = new RamRegion[0];
-    private volatile long outside;
+    /** A statistic (racy increments from IOThreads are fine). */
+    private long outside;
 
     private VhostUserLog(RamRegion map, long bytes) {
         this.map = map;
@@ -102,7 +103,7 @@ final class VhostUserLog implements DirtyLog, AutoCloseable {
         }
         int word = (int) (byteIndex & ~7L);
         long bit = 1L << (((byteIndex & 7) << 3) + (page & 7));
-        WORDS.getAndBitwiseOr(bitmap, word, bit);
+        long unused = (long) WORDS.getAndBitwiseOr(bitmap, word, bit); // exact call-site type: no adaptation
     }
 
     /** Whether page {@code page}'s bit is set (tests, diagnostics). */
