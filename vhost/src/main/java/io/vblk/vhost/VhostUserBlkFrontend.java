@@ -111,6 +111,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     private AioHandler connectionHandler;
     private io.vblk.aio.AioTimer reconnectTimer;
     private long goneSince;
+    /** Between a back-end's death and the rings running on its successor. */
+    private boolean reconnecting;
     private long reconnectDeadline;
     private long longestStallNs;
     private long reconnects;
@@ -279,8 +281,11 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             transport.setGuestNotifiers(false);
         }
         memorySent = false;
-        goneSince = System.nanoTime();
-        reconnectDeadline = goneSince + reconnectTimeout.toNanos();
+        if (!reconnecting) {
+            reconnecting = true;
+            goneSince = System.nanoTime();
+            reconnectDeadline = goneSince + reconnectTimeout.toNanos();
+        }
         LOG.warn("{}: vhost-user back-end at {} went away ({}); waiting up to {} s for it to come back{}", name(),
                 socket, why, reconnectTimeout.toSeconds(), wasStarted ? " (the guest's requests wait)" : "");
         if (reconnectTimer == null) {
@@ -316,6 +321,10 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             return;
         }
+        if (client != c) {
+            return; // gone again while restarting the rings: the retry is armed
+        }
+        reconnecting = false;
         long stall = System.nanoTime() - goneSince;
         longestStallNs = Math.max(longestStallNs, stall);
         reconnects++;
@@ -376,10 +385,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                 vq.setLastAvailIdx(memory().readU16(vq.usedAddr() + VirtioRing.USED_IDX));
             }
         }
-        vhostStart();
-        if (!started && (status() & VirtioStatus.DRIVER_OK) != 0) {
-            throw new VhostUserException("the rings did not restart");
-        }
+        vhostStart(); // if the back-end dies again meanwhile, backendGone has re-armed the retry
     }
 
     /** The longest time the guest's requests waited for a back-end to come back, in nanoseconds. */
@@ -552,6 +558,10 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         try {
             startRings();
         } catch (VhostUserException e) {
+            if (client.isBroken() && connectionHandler != null) {
+                backendGone("starting the rings: " + e.getMessage()); // it died under us: wait for it to come back
+                return;
+            }
             LOG.error("{}: cannot start the vhost-user rings: {}", name(), e.getMessage());
             virtioError("vhost-user back-end failed: " + e.getMessage());
         }
