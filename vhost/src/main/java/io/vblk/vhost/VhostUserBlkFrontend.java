@@ -55,9 +55,18 @@ import org.slf4j.LoggerFactory;
  * popped was answered and signalled — whose index the queue keeps for the
  * next start; host notifiers back to direct mode, guest notifiers released.
  *
+ * <p><b>Back-end crash</b>: the socket is watched between requests; when the
+ * back-end closes it the front-end waits (bounded, {@link #setReconnectTimeout})
+ * for the socket to come back, renegotiates, hands the new back-end the
+ * inflight region it got with GET_INFLIGHT_FD at the first start, and restarts
+ * the rings from {@code used->idx}; the back-end resubmits what was in flight.
+ * QEMU's {@code vhost_user_blk_event} with {@code reconnect=}. Past the bound
+ * the device is marked NEEDS_RESET. The back-end channel (BACKEND_REQ) carries
+ * config changes (a resize); dirty logging can be switched on
+ * ({@link #setDirtyLogging}).
+ *
  * <p>Everything runs in the home context (the machine's main loop), with
- * blocking requests bounded by the client's reply timeout. A back-end that
- * goes away marks the device NEEDS_RESET.
+ * blocking requests bounded by the client's reply timeout.
  */
 public final class VhostUserBlkFrontend extends VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserBlkFrontend.class);
