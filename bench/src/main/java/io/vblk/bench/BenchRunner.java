@@ -73,6 +73,20 @@ public final class BenchRunner {
         this.vhostUser = vhostUser;
     }
 
+    private boolean dirtyLog;
+
+    /**
+     * With a vhost-user back-end: run with live-migration dirty logging on
+     * (VHOST_F_LOG_ALL), to measure what logging costs the back-end.
+     */
+    public BenchRunner withDirtyLog(boolean on) {
+        if (on && vhostUser == null) {
+            throw new IllegalArgumentException("--dirty-log needs --vhost-user");
+        }
+        this.dirtyLog = on;
+        return this;
+    }
+
     /** Runs the benchmark; the image (if temporary) is removed afterwards. */
     public BenchResult run() {
         try (BenchImage img = prepareImage()) {
@@ -123,11 +137,22 @@ public final class BenchRunner {
                 throw new IllegalStateException("the firmware found no usable virtio-blk device: " + boot.console());
             }
             LinuxGuest guest = LinuxGuest.probe(m, 0, cfg.queues(), cfg.queueSize(), true);
+            if (dirtyLog) {
+                m.mainLoop().watchdog(DRAIN_BOUND).run("dirty logging on",
+                        () -> m.disk(0).vhostUser().setDirtyLogging(true));
+                say("dirty logging on (VHOST_F_LOG_ALL): the back-end logs every page it writes");
+            }
             if (guest.driver().numQueues() != cfg.queues()) {
                 throw new IllegalStateException("the driver set up " + guest.driver().numQueues() + " queues, not "
                         + cfg.queues());
             }
-            return measure(m, guest, startedAt);
+            BenchResult r = measure(m, guest, startedAt);
+            if (vhostUser != null) {
+                io.vblk.vhost.VhostUserBlkFrontend f = m.disk(0).vhostUser();
+                say(String.format("vhost-user back-end: %d reconnect(s), longest stall %.1f ms", f.reconnects(),
+                        f.longestStallNanos() / 1e6));
+            }
+            return r;
         }
     }
 

@@ -141,6 +141,10 @@ final class BenchCommand implements Callable<Integer> {
                     + "--iothreads, --dataplane and --poll-max-ns are the back-end's own settings."})
     Path vhostUser;
 
+    @Option(names = "--dirty-log", description = {"With --vhost-user: turn the back-end's live-migration dirty "
+            + "logging on (VHOST_F_LOG_ALL, a bitmap shared with SET_LOG_BASE) before measuring, to see its cost."})
+    boolean dirtyLog;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -178,7 +182,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             BenchResult r;
             try {
-                r = new BenchRunner(c, progress, vhostUser).run();
+                r = new BenchRunner(c, progress, vhostUser).withDirtyLog(dirtyLog).run();
             } catch (HangDetectedException e) {
                 err.println("vblk bench: " + e.getMessage());
                 return Main.EXIT_HANG;

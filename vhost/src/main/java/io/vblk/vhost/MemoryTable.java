@@ -44,21 +44,43 @@ final class MemoryTable implements AutoCloseable {
      */
     static Region map(long gpa, long size, long uaddr, long mmapOffset, int fd) {
         try {
-            if (size <= 0) {
-                throw new VhostUserException("memory region of size " + size);
-            }
-            if ((mmapOffset & 4095) != 0) {
-                throw new VhostUserException(String.format("memory region mmap_offset 0x%x is not page-aligned",
-                        mmapOffset));
-            }
+            String what = String.format("memory region [gpa 0x%x, size 0x%x, uaddr 0x%x, offset 0x%x]", gpa, size,
+                    uaddr, mmapOffset);
+            checkRange(what, gpa, size, uaddr, mmapOffset);
+            PeerFd.requireMappable(fd, mmapOffset, size, what);
+            // every check RamRegion's constructor makes was made above: nothing throws between mmap and ownership
             RamRegion ram = RamRegion.mapShared(gpa, size, fd, mmapOffset);
             return new Region(gpa, size, uaddr, mmapOffset, ram);
+        } catch (Refusal e) {
+            throw e;
         } catch (RuntimeException e) {
-            throw e instanceof VhostUserException ? (VhostUserException) e
-                    : new VhostUserException(String.format("cannot map memory region [gpa 0x%x, size 0x%x] of fd %d: "
+            throw new VhostUserException(String.format("cannot map memory region [gpa 0x%x, size 0x%x] of fd %d: "
                     + "%s", gpa, size, fd, e.getMessage()));
         } finally {
             SocketCalls.close(fd);
+        }
+    }
+
+    /**
+     * Refuses a region whose numbers cannot describe memory: zero or negative
+     * (2^63 and up) size, a guest-physical or front-end range that wraps past
+     * 2^64, an offset that is not page-aligned or overflows with the size.
+     */
+    static void checkRange(String what, long gpa, long size, long uaddr, long mmapOffset) {
+        if (size <= 0) {
+            throw new Refusal(what + ": size must be positive and below 2^63");
+        }
+        if (Long.compareUnsigned(gpa + size - 1, gpa) < 0) {
+            throw new Refusal(what + ": guest-physical range wraps around 2^64");
+        }
+        if (Long.compareUnsigned(uaddr + size - 1, uaddr) < 0) {
+            throw new Refusal(what + ": front-end address range wraps around 2^64");
+        }
+        if ((mmapOffset & 4095) != 0) {
+            throw new Refusal(what + ": mmap_offset is not page-aligned");
+        }
+        if (mmapOffset < 0 || mmapOffset + size < 0) {
+            throw new Refusal(what + ": mmap_offset + size overflows");
         }
     }
 
@@ -119,7 +141,7 @@ final class MemoryTable implements AutoCloseable {
     void add(Region r) {
         Region o = overlapping(r);
         if (o != null) {
-            throw new VhostUserException("memory region " + r + " overlaps " + o);
+            throw new Refusal("memory region " + r + " overlaps " + o);
         }
         regions.add(r);
     }

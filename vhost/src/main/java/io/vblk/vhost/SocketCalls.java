@@ -28,6 +28,7 @@ final class SocketCalls {
     static final int SO_RCVTIMEO = 20;
     static final int SO_SNDTIMEO = 21;
     static final int MSG_CTRUNC = 0x8;
+    static final int MSG_DONTWAIT = 0x40;
     static final int MSG_NOSIGNAL = 0x4000;
     static final int MSG_CMSG_CLOEXEC = 0x40000000;
     static final int SHUT_RDWR = 2;
@@ -63,6 +64,16 @@ final class SocketCalls {
     static native int close(int fd);
 
     static native int fcntl(int fd, int cmd, int arg);
+
+    /** fstat(2) into a {@code struct stat} (x86-64: st_mode u32 at 24, st_size s64 at 48; 144 bytes). */
+    static native int fstat(int fd, Pointer statbuf);
+
+    static final int STAT_SIZE = 144;
+    static final int STAT_MODE = 24;
+    static final int STAT_SIZE_OFFSET = 48;
+    static final int S_IFMT = 0170000;
+    static final int S_IFREG = 0100000;
+    static final int S_IFSOCK = 0140000;
 
     static int errno() {
         return Native.getLastError();

@@ -218,6 +218,19 @@ public final class UnixSocket implements AutoCloseable {
      * further calls without descriptors).
      */
     public void send(byte[] data, int len, int[] fds) {
+        send(data, len, fds, 0);
+    }
+
+    /**
+     * Sends without ever waiting (MSG_DONTWAIT): a peer whose receive buffer
+     * is full is not reading what it asked for, and the send fails with a
+     * message saying so instead of blocking the caller's thread.
+     */
+    public void sendNow(byte[] data, int len, int[] fds) {
+        send(data, len, fds, SocketCalls.MSG_DONTWAIT);
+    }
+
+    private void send(byte[] data, int len, int[] fds, int extraFlags) {
         if (fds != null && fds.length > MAX_FDS) {
             throw new IllegalArgumentException(fds.length + " descriptors in one message (at most " + MAX_FDS + ")");
         }
@@ -247,11 +260,15 @@ public final class UnixSocket implements AutoCloseable {
                     sendMsg.setPointer(32, sendCtl);
                     sendMsg.setLong(40, CMSG_HDR_SIZE + ((4L * n + 7) & ~7L));
                 }
-                long r = SocketCalls.sendmsg(fd, sendMsg, SocketCalls.MSG_NOSIGNAL);
+                long r = SocketCalls.sendmsg(fd, sendMsg, SocketCalls.MSG_NOSIGNAL | extraFlags);
                 if (r < 0) {
                     int err = SocketCalls.errno();
                     if (err == SocketCalls.EINTR) {
                         continue;
+                    }
+                    if (err == SocketCalls.EAGAIN && extraFlags != 0) {
+                        throw new VhostUserException(name + ": the peer's receive buffer is full after " + done
+                                + " of " + len + " bytes (it does not read what it asked for)");
                     }
                     if (err == SocketCalls.EAGAIN) {
                         throw new VhostUserException(name + ": send timed out (the peer does not read)");
@@ -289,7 +306,22 @@ public final class UnixSocket implements AutoCloseable {
         }
     }
 
+    /**
+     * Receives what is there, up to {@code len} bytes, without waiting
+     * (MSG_DONTWAIT): the count, 0 at end of file, or -1 when nothing is
+     * there yet. Descriptors that arrive are appended to {@code fds}.
+     */
+    public int receiveNow(byte[] dst, int off, int len, List<Integer> fds) {
+        synchronized (recvLock) {
+            return receive(dst, off, len, fds, SocketCalls.MSG_DONTWAIT);
+        }
+    }
+
     private int receiveOnce(byte[] dst, int off, int len, List<Integer> fds) {
+        return receive(dst, off, len, fds, 0);
+    }
+
+    private int receive(byte[] dst, int off, int len, List<Integer> fds, int extraFlags) {
         checkOpen();
         int want = Math.min(len, CHUNK);
         for (;;) {
@@ -301,11 +333,14 @@ public final class UnixSocket implements AutoCloseable {
             recvCtl.clear();
             recvMsg.setPointer(32, recvCtl);
             recvMsg.setLong(40, CONTROL_SIZE);
-            long r = SocketCalls.recvmsg(fd, recvMsg, SocketCalls.MSG_CMSG_CLOEXEC);
+            long r = SocketCalls.recvmsg(fd, recvMsg, SocketCalls.MSG_CMSG_CLOEXEC | extraFlags);
             if (r < 0) {
                 int err = SocketCalls.errno();
                 if (err == SocketCalls.EINTR) {
                     continue;
+                }
+                if (err == SocketCalls.EAGAIN && extraFlags != 0) {
+                    return -1;
                 }
                 if (err == SocketCalls.EAGAIN) {
                     throw new VhostUserException(name + ": no data within the receive timeout");
@@ -381,6 +416,23 @@ public final class UnixSocket implements AutoCloseable {
     @Override
     public void close() {
         shutdown(); // a thread blocked in a receive or send returns at once instead of holding its lock
+        synchronized (sendLock) {
+            synchronized (recvLock) {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                SocketCalls.close(fd);
+            }
+        }
+    }
+
+    /**
+     * Closes this descriptor only, without shutting the socket down: for a
+     * socket whose copy was passed to a peer (SET_BACKEND_REQ_FD), which keeps
+     * using it. {@link #close()} would end the connection for both.
+     */
+    public void closeDescriptorOnly() {
         synchronized (sendLock) {
             synchronized (recvLock) {
                 if (closed) {

@@ -55,9 +55,18 @@ import org.slf4j.LoggerFactory;
  * popped was answered and signalled — whose index the queue keeps for the
  * next start; host notifiers back to direct mode, guest notifiers released.
  *
+ * <p><b>Back-end crash</b>: the socket is watched between requests; when the
+ * back-end closes it the front-end waits (bounded, {@link #setReconnectTimeout})
+ * for the socket to come back, renegotiates, hands the new back-end the
+ * inflight region it got with GET_INFLIGHT_FD at the first start, and restarts
+ * the rings from {@code used->idx}; the back-end resubmits what was in flight.
+ * QEMU's {@code vhost_user_blk_event} with {@code reconnect=}. Past the bound
+ * the device is marked NEEDS_RESET. The back-end channel (BACKEND_REQ) carries
+ * config changes (a resize); dirty logging can be switched on
+ * ({@link #setDirtyLogging}).
+ *
  * <p>Everything runs in the home context (the machine's main loop), with
- * blocking requests bounded by the client's reply timeout. A back-end that
- * goes away marks the device NEEDS_RESET.
+ * blocking requests bounded by the client's reply timeout.
  */
 public final class VhostUserBlkFrontend extends VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserBlkFrontend.class);
@@ -65,7 +74,11 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Protocol features this front-end uses when offered. */
     public static final long WANTED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_CONFIG)
-            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_BACKEND_REQ)
+            | pf(VhostUserProtocol.PF_LOG_SHMFD) | pf(VhostUserProtocol.PF_INFLIGHT_SHMFD);
+    /** How long a front-end waits for a back-end that went away to come back before the device fails. */
+    public static final Duration DEFAULT_RECONNECT_TIMEOUT = Duration.ofSeconds(30);
+    private static final long RECONNECT_RETRY_NS = 50_000_000L;
     /** virtio-blk feature bits passed through to the guest (QEMU's user_feature_bits for vhost-user-blk). */
     public static final long PASSTHROUGH_FEATURES = VirtioBlkAbi.F_SIZE_MAX | VirtioBlkAbi.F_SEG_MAX
             | VirtioBlkAbi.F_GEOMETRY | VirtioBlkAbi.F_RO | VirtioBlkAbi.F_BLK_SIZE | VirtioBlkAbi.F_FLUSH | VirtioBlkAbi.F_TOPOLOGY
@@ -75,7 +88,11 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     public static final int CONFIG_SIZE = VirtioBlkAbi.CONFIG_SIZE;
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
 
-    private final VhostUserClient client;
+
+    /** The connection; replaced when the back-end comes back after a crash ({@link #backendGone}). */
+    private VhostUserClient client;
+    private final Path socket;
+    private final Duration replyTimeout;
     /** Whether the back-end offered VHOST_USER_F_PROTOCOL_FEATURES (then it is acked, and rings need ENABLE). */
     private final boolean protocolFeaturesOn;
     private final long protocolFeatures;
@@ -87,12 +104,36 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     private final AioHandler[] relayHandlers;
     private long starts;
     private long stops;
+    /** Our end of the back-end channel (SET_BACKEND_REQ_FD), or null; its handler in the home context. */
+    private UnixSocket backendChannel;
+    private MessageReader backendChannelReader;
+    private AioHandler backendChannelHandler;
+    private long configChanges;
+    /** Whether the back-end offered VHOST_F_LOG_ALL (then, with LOG_SHMFD, it can log for a migration). */
+    private final boolean logAllOffered;
+    /** The dirty bitmap shared with the back-end while logging (SET_LOG_BASE), or null. */
+    private RamRegion dirtyLog;
+    private boolean logging;
+    /** The inflight region's descriptor (GET_INFLIGHT_FD) kept across back-end restarts, or -1; its answer. */
+    private int inflightFd = -1;
+    private byte[] inflightMsg;
+    private AioHandler connectionHandler;
+    private io.vblk.aio.AioTimer reconnectTimer;
+    private long goneSince;
+    /** Between a back-end's death and the rings running on its successor. */
+    private boolean reconnecting;
+    private long reconnectDeadline;
+    private long longestStallNs;
+    private long reconnects;
+    private Duration reconnectTimeout = DEFAULT_RECONNECT_TIMEOUT;
 
     private VhostUserBlkFrontend(String name, AioContext home, GuestMemory mem, VhostUserClient client,
             long features, boolean protocolFeaturesOn, long protocolFeatures, int backendQueues, int numQueues,
-            int queueSize, byte[] config) {
+            int queueSize, byte[] config, long backendFeatures) {
         super(name, ID_BLOCK, features, CONFIG_SIZE, home, mem);
         this.client = client;
+        this.socket = client.path();
+        this.replyTimeout = client.replyTimeout();
         this.protocolFeaturesOn = protocolFeaturesOn;
         this.protocolFeatures = protocolFeatures;
         this.backendQueues = backendQueues;
@@ -105,6 +146,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         setConfigU16(34, numQueues); // num_queues: what this front-end exposes (QEMU does the same)
         this.relays = new EventNotifier[numQueues];
         this.relayHandlers = new AioHandler[numQueues];
+        this.logAllOffered = (backendFeatures & VhostUserProtocol.F_LOG_ALL) != 0;
     }
 
     /**
@@ -153,6 +195,19 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                             + " memory regions, guest RAM has " + mem.regions().size());
                 }
             }
+            UnixSocket channel = null;
+            if ((pfs & pf(VhostUserProtocol.PF_BACKEND_REQ)) != 0) {
+                UnixSocket[] pair = UnixSocket.pair();
+                try {
+                    c.setU64(VhostUserProtocol.SET_BACKEND_REQ_FD, 0, pair[1].fd());
+                    channel = pair[0];
+                } catch (RuntimeException e) {
+                    pair[0].close();
+                    throw e;
+                } finally {
+                    pair[1].closeDescriptorOnly(); // the back-end has its copy: no shutdown
+                }
+            }
             c.request(VhostUserProtocol.SET_OWNER);
             byte[] config = c.getConfig(0, CONFIG_SIZE);
             int n = Math.min(maxQueues, queues);
@@ -165,12 +220,303 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             LOG.info("{}: connected to vhost-user back-end {} (features 0x{}, protocol {}, {} queue(s))", name, socket,
                     Long.toHexString(features), VhostUserProtocol.describeProtocolFeatures(pfs), queues);
-            return new VhostUserBlkFrontend(name, home, mem, c, offered,
-                    (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config);
+            VhostUserBlkFrontend f = new VhostUserBlkFrontend(name, home, mem, c, offered,
+                    (features & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0, pfs, queues, n, queueSize, config, features);
+            if (channel != null) {
+                f.watchBackendChannel(channel);
+            }
+            f.inHome(f::watchConnection);
+            return f;
         } catch (RuntimeException e) {
             c.close();
             throw e;
         }
+    }
+
+    // ------------------------------------------------------------------ back-end crash and reconnect
+
+    private void inHome(Runnable r) {
+        if (homeContext().inHomeThread()) {
+            r.run();
+        } else {
+            homeContext().bhScheduleOneshot(name() + "-vhost-user", r);
+        }
+    }
+
+    /** How long to wait for a back-end that went away (default {@link #DEFAULT_RECONNECT_TIMEOUT}). */
+    public void setReconnectTimeout(Duration d) {
+        reconnectTimeout = d;
+    }
+
+    /**
+     * The back-end never speaks first on the main socket: readable between
+     * requests means it closed (or broke) the connection — QEMU's
+     * {@code CHR_EVENT_CLOSED} for {@code vhost_user_blk_event}.
+     */
+    private void watchConnection() {
+        VhostUserClient c = client;
+        connectionHandler = homeContext().setFdHandler(new AioHandler.Builder(name() + "-vhost-user-conn",
+                c.fd()).onRead(() -> {
+                    if (c == client) {
+                        backendGone("the back-end closed the connection");
+                    }
+                }));
+    }
+
+    /**
+     * The back-end died: its rings are gone with it. The guest's kicks keep
+     * landing in the ioeventfds and its requests wait; the front-end retries
+     * the socket until the deadline, then renegotiates, hands the new
+     * back-end the inflight region (which resubmits what was in flight) and
+     * restarts the rings from {@code used->idx} — QEMU's
+     * {@code vhost_user_blk_disconnect}/{@code _connect} with
+     * {@code reconnect=}. Home context.
+     */
+    private void backendGone(String why) {
+        if (connectionHandler != null) {
+            connectionHandler.remove();
+            connectionHandler = null;
+        }
+        closeBackendChannel();
+        client.close();
+        boolean wasStarted = started;
+        if (started) {
+            started = false;
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).hostNotifier() != null) {
+                    transport.setHostNotifierEnabled(q, false);
+                }
+            }
+            transport.setGuestNotifiers(false);
+        }
+        memorySent = false;
+        if (!reconnecting) {
+            reconnecting = true;
+            goneSince = System.nanoTime();
+            reconnectDeadline = goneSince + reconnectTimeout.toNanos();
+        }
+        LOG.warn("{}: vhost-user back-end at {} went away ({}); waiting up to {} s for it to come back{}", name(),
+                socket, why, reconnectTimeout.toSeconds(), wasStarted ? " (the guest's requests wait)" : "");
+        if (reconnectTimer == null) {
+            reconnectTimer = homeContext().timerNew(name() + "-vhost-user-reconnect", this::tryReconnect);
+        }
+        reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+    }
+
+    private void tryReconnect() {
+        VhostUserClient c;
+        try {
+            c = VhostUserClient.connect(socket, replyTimeout);
+        } catch (VhostUserException e) {
+            if (System.nanoTime() < reconnectDeadline) {
+                reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+                return;
+            }
+            LOG.error("{}: vhost-user back-end at {} did not come back within {} s: {}", name(), socket,
+                    reconnectTimeout.toSeconds(), e.getMessage());
+            virtioError("vhost-user back-end at " + socket + " did not come back within "
+                    + reconnectTimeout.toSeconds() + " s");
+            return;
+        }
+        try {
+            renegotiate(c);
+        } catch (VhostUserException e) {
+            c.close();
+            LOG.warn("{}: renegotiating with the restarted back-end failed: {}; retrying", name(), e.getMessage());
+            if (System.nanoTime() < reconnectDeadline) {
+                reconnectTimer.modInNs(RECONNECT_RETRY_NS);
+            } else {
+                virtioError("vhost-user back-end at " + socket + ": " + e.getMessage());
+            }
+            return;
+        }
+        if (client != c) {
+            return; // gone again while restarting the rings: the retry is armed
+        }
+        reconnecting = false;
+        long stall = System.nanoTime() - goneSince;
+        longestStallNs = Math.max(longestStallNs, stall);
+        reconnects++;
+        LOG.warn("{}: vhost-user back-end at {} is back after {} ms; rings restarted", name(), socket,
+                stall / 1_000_000);
+    }
+
+    /** The connect sequence again, on a back-end that must offer what was negotiated; then the rings restart. */
+    private void renegotiate(VhostUserClient c) {
+        long features = c.getU64(VhostUserProtocol.GET_FEATURES);
+        long need = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0);
+        if ((features & need) != need) {
+            throw new VhostUserException(String.format("the restarted back-end offers features 0x%x, not all of "
+                    + "the 0x%x in use", features, need));
+        }
+        if (protocolFeaturesOn) {
+            long pfs = c.getU64(VhostUserProtocol.GET_PROTOCOL_FEATURES);
+            if ((pfs & protocolFeatures) != protocolFeatures) {
+                throw new VhostUserException("the restarted back-end lacks protocol features "
+                        + VhostUserProtocol.describeProtocolFeatures(protocolFeatures & ~pfs));
+            }
+            c.setU64(VhostUserProtocol.SET_PROTOCOL_FEATURES, protocolFeatures);
+            c.setReplyAck(hasProtocolFeature(VhostUserProtocol.PF_REPLY_ACK));
+        }
+        UnixSocket channel = null;
+        if (hasProtocolFeature(VhostUserProtocol.PF_BACKEND_REQ)) {
+            UnixSocket[] pair = UnixSocket.pair();
+            try {
+                c.setU64(VhostUserProtocol.SET_BACKEND_REQ_FD, 0, pair[1].fd());
+                channel = pair[0];
+            } catch (RuntimeException e) {
+                pair[0].close();
+                throw e;
+            } finally {
+                pair[1].closeDescriptorOnly();
+            }
+        }
+        c.request(VhostUserProtocol.SET_OWNER);
+        client = c;
+        if (channel != null) {
+            watchBackendChannel(channel);
+        }
+        watchConnection();
+        if (dirtyLog != null) {
+            RamRegion old = dirtyLog; // the old back-end's log: share a fresh one if logging is asked again
+            dirtyLog = null;
+            old.close();
+            if (logging) {
+                logging = false;
+                setDirtyLogging(true);
+            }
+        }
+        for (int q = 0; q < numQueues(); q++) {
+            VirtQueue vq = queue(q);
+            if (vq.isEnabled()) {
+                // QEMU's virtio_queue_restore_last_avail_idx: the dead back-end's base is lost; used->idx is
+                // where it certainly got to, and the inflight region tells the new one what is between
+                vq.setLastAvailIdx(memory().readU16(vq.usedAddr() + VirtioRing.USED_IDX));
+            }
+        }
+        vhostStart(); // if the back-end dies again meanwhile, backendGone has re-armed the retry
+    }
+
+    /** The longest time the guest's requests waited for a back-end to come back, in nanoseconds. */
+    public long longestStallNanos() {
+        return longestStallNs;
+    }
+
+    /** Back-ends reconnected to after one went away. */
+    public long reconnects() {
+        return reconnects;
+    }
+
+    /**
+     * GET_INFLIGHT_FD once — the region outlives back-ends; the front-end
+     * keeps its descriptor, never touches its contents — and SET_INFLIGHT_FD
+     * on every start (QEMU's {@code vhost_dev_get_inflight}/{@code _set_inflight}).
+     */
+    private void sendInflight() {
+        if (!hasProtocolFeature(VhostUserProtocol.PF_INFLIGHT_SHMFD)) {
+            return;
+        }
+        if (inflightFd < 0) {
+            byte[] b = new byte[24];
+            java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putShort(16, (short) numQueues())
+                    .putShort(18, (short) queue(0).size());
+            VhostUserMsg r = client.requestReply(new VhostUserMsg(VhostUserProtocol.GET_INFLIGHT_FD,
+                    VhostUserProtocol.VERSION, b, null));
+            int fd = r.takeFd(0);
+            r.closeFds();
+            if (fd < 0 || r.size() != 24) {
+                if (fd >= 0) {
+                    io.vblk.aio.LibC.close(fd);
+                }
+                throw new VhostUserException(name() + ": GET_INFLIGHT_FD answered without a region");
+            }
+            inflightFd = fd;
+            inflightMsg = new byte[24];
+            System.arraycopy(r.bytes(0, 24), 0, inflightMsg, 0, 24);
+        }
+        client.sendWithFds(VhostUserProtocol.SET_INFLIGHT_FD, inflightMsg, inflightFd);
+    }
+
+    // ------------------------------------------------------------------ the back-end channel
+
+    /** Serves the back-end's requests in the home context (QEMU's {@code backend_read}). */
+    private void watchBackendChannel(UnixSocket channel) {
+        channel.setTimeouts(DEFAULT_REPLY_TIMEOUT, DEFAULT_REPLY_TIMEOUT);
+        backendChannel = channel;
+        backendChannelReader = new MessageReader(channel);
+        Runnable install = () -> backendChannelHandler = homeContext().setFdHandler(
+                new AioHandler.Builder(name() + "-backend-channel", channel.fd()).onRead(this::backendRequest));
+        if (homeContext().inHomeThread()) {
+            install.run();
+        } else {
+            homeContext().bhScheduleOneshot(name() + "-watch-backend-channel", install);
+        }
+    }
+
+    /**
+     * One back-end request: CONFIG_CHANGE_MSG re-reads the config space with
+     * GET_CONFIG and tells the guest (QEMU's
+     * {@code vhost_user_blk_handle_config_change}: capacity and the rest);
+     * others are refused. A NEED_REPLY request gets its ack.
+     */
+    private void backendRequest() {
+        VhostUserMsg m;
+        try {
+            m = backendChannelReader.readAvailable(); // never waits for the rest of a message
+        } catch (VhostUserException e) {
+            if (!e.disconnected()) {
+                LOG.warn("{}: back-end channel failed: {}", name(), e.getMessage());
+            }
+            closeBackendChannel();
+            return;
+        }
+        if (m == null) {
+            return;
+        }
+        m.closeFds();
+        boolean ok = false;
+        if (m.request() == VhostUserProtocol.BACKEND_CONFIG_CHANGE_MSG) {
+            try {
+                byte[] config = client.getConfig(0, CONFIG_SIZE);
+                for (int i = 0; i < config.length; i++) {
+                    if (i != 34 && i != 35) { // num_queues stays what this front-end exposes
+                        setConfigU8(i, config[i] & 0xff);
+                    }
+                }
+                configChanges++;
+                LOG.info("{}: the back-end's config changed: capacity {} sectors", name(), readConfig(0, 8));
+                notifyConfigChange();
+                ok = true;
+            } catch (VhostUserException e) {
+                LOG.warn("{}: re-reading the config space after a change failed: {}", name(), e.getMessage());
+            }
+        } else {
+            LOG.warn("{}: back-end request {} is not handled", name(), m.name());
+        }
+        if (m.needReply()) {
+            try {
+                m.ack(ok).writeNow(backendChannel);
+            } catch (VhostUserException e) {
+                LOG.warn("{}: back-end channel ack failed: {}", name(), e.getMessage());
+            }
+        }
+    }
+
+    private void closeBackendChannel() {
+        if (backendChannelHandler != null) {
+            backendChannelHandler.remove();
+            backendChannelHandler = null;
+        }
+        if (backendChannel != null) {
+            backendChannelReader.close();
+            backendChannel.close();
+            backendChannel = null;
+        }
+    }
+
+    /** Config-change notifications received from the back-end. */
+    public long configChanges() {
+        return configChanges;
     }
 
     /** Binds the PCI function this device is plugged into (made by the machine right after {@link #connect}). */
@@ -221,13 +567,19 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         try {
             startRings();
         } catch (VhostUserException e) {
+            if (client.isBroken() && connectionHandler != null) {
+                backendGone("starting the rings: " + e.getMessage()); // it died under us: wait for it to come back
+                return;
+            }
             LOG.error("{}: cannot start the vhost-user rings: {}", name(), e.getMessage());
             virtioError("vhost-user back-end failed: " + e.getMessage());
         }
     }
 
     private void startRings() {
-        long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0);
+        long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0)
+                | (logging ? VhostUserProtocol.F_LOG_ALL : 0);
+        sendInflight();
         client.setU64(VhostUserProtocol.SET_FEATURES, acked);
         if (!memorySent) {
             sendMemory();
@@ -246,9 +598,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             int n = vq.size();
             client.setState(VhostUserProtocol.SET_VRING_NUM, q, n);
             client.setState(VhostUserProtocol.SET_VRING_BASE, q, vq.lastAvailIdx());
-            client.setVringAddr(q, mem.translate(vq.descAddr(), VirtioRing.descTableSize(n)),
-                    mem.translate(vq.usedAddr(), VirtioRing.usedSize(n)),
-                    mem.translate(vq.availAddr(), VirtioRing.availSize(n)));
+            sendVringAddr(q);
             client.setU64(VhostUserProtocol.SET_VRING_KICK, q, vq.hostNotifier().fd());
             client.setU64(VhostUserProtocol.SET_VRING_CALL, q, callFd(q));
         }
@@ -260,6 +610,72 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
         }
         LOG.debug("{}: vhost-user rings started", name());
+    }
+
+    /** SET_VRING_ADDR with host virtual addresses; while logging, VHOST_VRING_F_LOG at the used ring's address. */
+    private void sendVringAddr(int q) {
+        VirtQueue vq = queue(q);
+        GuestMemory mem = memory();
+        int n = vq.size();
+        client.setVringAddr(q, logging ? 1 : 0, mem.translate(vq.descAddr(), VirtioRing.descTableSize(n)),
+                mem.translate(vq.usedAddr(), VirtioRing.usedSize(n)),
+                mem.translate(vq.availAddr(), VirtioRing.availSize(n)), logging ? vq.usedAddr() : 0);
+    }
+
+    /**
+     * Switches the back-end's dirty logging on or off, as QEMU's
+     * {@code vhost_dev_set_log} does for a live migration: the first time, a
+     * bitmap covering guest RAM (one bit per 4 KiB page) is shared with
+     * SET_LOG_BASE; then SET_FEATURES with or without VHOST_F_LOG_ALL and, for
+     * running rings, SET_VRING_ADDR with VHOST_VRING_F_LOG. The bitmap is not
+     * synced here (no migration reads it): this is what {@code vblk bench
+     * --dirty-log} measures the back-end's logging cost with. Home context.
+     *
+     * @throws VhostUserException if the back-end cannot log (no VHOST_F_LOG_ALL or LOG_SHMFD)
+     */
+    public void setDirtyLogging(boolean on) {
+        checkHome("dirty logging");
+        if (on == logging) {
+            return;
+        }
+        if (on && (!logAllOffered || !hasProtocolFeature(VhostUserProtocol.PF_LOG_SHMFD))) {
+            throw new VhostUserException(name() + ": the vhost-user back-end cannot log dirty pages (it lacks "
+                    + (logAllOffered ? "VHOST_USER_PROTOCOL_F_LOG_SHMFD" : "VHOST_F_LOG_ALL") + ")");
+        }
+        if (on && dirtyLog == null) {
+            long end = 0;
+            for (RamRegion r : memory().regions()) {
+                end = Math.max(end, r.gpa() + r.size());
+            }
+            long bytes = ((end >>> 12) + 63) / 64 * 8;
+            RamRegion log = RamRegion.memfd(name() + "-dirty-log", 0, Math.max(4096, (bytes + 4095) & ~4095L));
+            byte[] b = new byte[VhostUserLog.MSG_SIZE];
+            java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, bytes).putLong(8, 0);
+            try {
+                client.requestReply(new VhostUserMsg(VhostUserProtocol.SET_LOG_BASE, VhostUserProtocol.VERSION, b,
+                        new int[] {log.fd()}));
+            } catch (RuntimeException e) {
+                log.close();
+                throw e;
+            }
+            dirtyLog = log;
+        }
+        logging = on;
+        if (started) {
+            long acked = negotiatedFeatures() | (protocolFeaturesOn ? VhostUserProtocol.F_PROTOCOL_FEATURES : 0)
+                    | (on ? VhostUserProtocol.F_LOG_ALL : 0);
+            client.setU64(VhostUserProtocol.SET_FEATURES, acked);
+            for (int q = 0; q < numQueues(); q++) {
+                if (queue(q).isEnabled() && queue(q).hostNotifier() != null) {
+                    sendVringAddr(q);
+                }
+            }
+        }
+        LOG.info("{}: dirty logging {}", name(), on ? "on" : "off");
+    }
+
+    public boolean isDirtyLogging() {
+        return logging;
     }
 
     private void sendMemory() {
@@ -397,6 +813,22 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
 
     /** Closes the connection and the relay eventfds; the rings must be stopped. */
     public void close() {
+        if (reconnectTimer != null) {
+            reconnectTimer.del();
+        }
+        if (connectionHandler != null) {
+            connectionHandler.remove();
+            connectionHandler = null;
+        }
+        if (inflightFd >= 0) {
+            io.vblk.aio.LibC.close(inflightFd);
+            inflightFd = -1;
+        }
+        closeBackendChannel();
+        if (dirtyLog != null) {
+            dirtyLog.close();
+            dirtyLog = null;
+        }
         for (int q = 0; q < relays.length; q++) {
             if (relayHandlers[q] != null) {
                 relayHandlers[q].remove();

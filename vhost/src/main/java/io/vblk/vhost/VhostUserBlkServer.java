@@ -177,6 +177,25 @@ public final class VhostUserBlkServer implements AutoCloseable {
         }
     }
 
+    /**
+     * The image now has {@code newSectors} sectors (the daemon's QMP
+     * {@code block_resize} grew or shrank it, or it noticed a grown file): the
+     * device's capacity follows and the connected front-end is told with
+     * VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the back-end channel (when it
+     * negotiated BACKEND_REQ and CONFIG); it re-reads the config space and the
+     * guest sees the new size. A front-end that connects later reads it with
+     * GET_CONFIG. Any thread; returns once the device uses the new capacity.
+     *
+     * @throws IllegalArgumentException if the backend is shorter than {@code newSectors}
+     */
+    public void resized(long newSectors) {
+        loop.watchdog(Duration.ofSeconds(30)).run("vblk serve resize", () -> {
+            dev.resize(newSectors);
+            vdev.configChanged();
+        });
+        LOG.info("vblk serve: capacity is now {} sectors", newSectors);
+    }
+
     public Options options() {
         return options;
     }

@@ -27,12 +27,14 @@ public final class VhostUserClient implements AutoCloseable {
 
     private final UnixSocket sock;
     private final Path path;
+    private final Duration replyTimeout;
     private boolean replyAck;
     private volatile boolean broken;
 
-    private VhostUserClient(UnixSocket sock, Path path) {
+    private VhostUserClient(UnixSocket sock, Path path, Duration replyTimeout) {
         this.sock = sock;
         this.path = path;
+        this.replyTimeout = replyTimeout;
     }
 
     /** Connects; {@code replyTimeout} bounds every wait for a reply (a back-end drains before answering some). */
@@ -44,11 +46,25 @@ public final class VhostUserClient implements AutoCloseable {
             s.close();
             throw e;
         }
-        return new VhostUserClient(s, path);
+        return new VhostUserClient(s, path, replyTimeout);
     }
 
     public Path path() {
         return path;
+    }
+
+    public Duration replyTimeout() {
+        return replyTimeout;
+    }
+
+    /** The socket's descriptor (a front-end watches it: the back-end closing it is how a crash shows). */
+    public int fd() {
+        return sock.fd();
+    }
+
+    /** A request with {@code payload} and descriptors, acked when REPLY_ACK is on (SET_INFLIGHT_FD). */
+    public void sendWithFds(int request, byte[] payload, int... fds) {
+        send(new VhostUserMsg(request, flags(), payload, fds));
     }
 
     /** Whether a request failed on the socket (the back-end went away or stopped answering). */
@@ -93,14 +109,19 @@ public final class VhostUserClient implements AutoCloseable {
 
     /** SET_VRING_ADDR with front-end (host) virtual addresses. */
     public void setVringAddr(int index, long desc, long used, long avail) {
+        setVringAddr(index, 0, desc, used, avail, 0);
+    }
+
+    /** SET_VRING_ADDR with flags (VHOST_VRING_F_LOG = 1) and the used ring's guest-physical log address. */
+    public void setVringAddr(int index, int flags, long desc, long used, long avail, long logGuestAddr) {
         byte[] b = new byte[VhostUserProtocol.ADDR_SIZE];
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
         bb.putInt(0, index);
-        bb.putInt(4, 0);
+        bb.putInt(4, flags);
         bb.putLong(8, desc);
         bb.putLong(16, used);
         bb.putLong(24, avail);
-        bb.putLong(32, 0);
+        bb.putLong(32, logGuestAddr);
         send(new VhostUserMsg(VhostUserProtocol.SET_VRING_ADDR, flags(), b, null));
     }
 
@@ -208,8 +229,11 @@ public final class VhostUserClient implements AutoCloseable {
             throw new VhostUserException("vhost-user back-end at " + path + " closed the connection (waiting for the "
                     + "reply to " + VhostUserProtocol.name(request) + ")", true);
         }
-        r.closeFds();
+        if (request != VhostUserProtocol.GET_INFLIGHT_FD) {
+            r.closeFds(); // only GET_INFLIGHT_FD's reply carries a descriptor, which the caller takes
+        }
         if (!r.isReply() || r.request() != request) {
+            r.closeFds();
             broken = true;
             throw fail(request, "got " + r + " instead of its reply");
         }

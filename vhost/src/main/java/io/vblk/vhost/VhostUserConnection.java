@@ -22,6 +22,15 @@ import org.slf4j.LoggerFactory;
  * success and 1 for failure; descriptors no handler took are closed. Nothing
  * a front-end sends throws out of it.
  *
+ * <h2>Never waiting for the front-end</h2>
+ * The socket is read and written with MSG_DONTWAIT: a message is assembled
+ * across wake-ups ({@link MessageReader}) and the server drops a front-end
+ * whose message stays incomplete past its deadline; a reply the front-end's
+ * full receive buffer cannot take ends the connection. No thread of the
+ * back-end ever sleeps in {@code recvmsg} or {@code sendmsg} on a
+ * front-end's behalf, so one connection cannot stop the main loop that
+ * serves SIGTERM and the next front-end.
+ *
  * <h2>When the connection ends</h2>
  * At end of file, on a socket error, on a header the stream cannot survive
  * (a payload larger than any message: its bytes would be read as the next
@@ -37,31 +46,46 @@ final class VhostUserConnection implements AutoCloseable {
     }
 
     private final UnixSocket sock;
+    private final MessageReader reader;
 
     VhostUserConnection(UnixSocket sock) {
         this.sock = sock;
+        this.reader = new MessageReader(sock);
     }
 
     int fd() {
         return sock.fd();
     }
 
+    /** Whether part of a message arrived and the rest has not (the server times that out). */
+    boolean messageInProgress() {
+        return reader.inProgress();
+    }
+
+    /** What arrived of the incomplete message, for the line that says why the connection was dropped. */
+    String messageProgress() {
+        return reader.progress();
+    }
+
     /**
-     * Reads one message, has {@code device} answer it and sends the reply.
-     * Returns null to go on serving, or why the connection ends.
+     * Reads what the socket has without waiting; once a whole message is
+     * there, has {@code device} answer it and sends the reply without
+     * waiting. Returns null to go on serving (a message was answered, or more
+     * bytes are needed), or why the connection ends.
      */
     Ended serveOne(VhostUserDevice device) {
         VhostUserMsg m;
         try {
-            m = VhostUserMsg.read(sock);
+            m = reader.readAvailable();
         } catch (VhostUserException e) {
-            return new Ended(e.disconnected() ? e.getMessage() : "dropped: " + e.getMessage(), !e.disconnected());
+            return new Ended(e.disconnected() ? e.getMessage() : "dropped: " + e.getMessage(), !e.disconnected()
+                    || reader.inProgress());
         } catch (RuntimeException e) {
             LOG.error("vhost-user: reading a message failed", e);
             return new Ended("dropped: " + e, true);
         }
         if (m == null) {
-            return new Ended("the front-end closed the connection", false);
+            return null;
         }
         VhostUserMsg reply = device.process(m);
         if (reply != null) {
@@ -69,7 +93,7 @@ final class VhostUserConnection implements AutoCloseable {
                 LOG.debug("vhost-user: -> {}", reply);
             }
             try {
-                reply.write(sock);
+                reply.writeNow(sock);
             } catch (VhostUserException e) {
                 return new Ended("reply to " + m.name() + " not delivered: " + e.getMessage(), !e.disconnected());
             }
@@ -114,6 +138,7 @@ final class VhostUserConnection implements AutoCloseable {
 
     @Override
     public void close() {
+        reader.close();
         sock.close();
     }
 

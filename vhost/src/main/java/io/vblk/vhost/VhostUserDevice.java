@@ -38,11 +38,12 @@ import io.vblk.virtio.blk.IoeventfdOps;
  * from any thread.
  */
 public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoCloseable {
-    /** Protocol features offered: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, RESET_DEVICE, CONFIGURE_MEM_SLOTS. */
+    /** Protocol features offered: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, RESET_DEVICE, CONFIGURE_MEM_SLOTS, INFLIGHT_SHMFD, LOG_SHMFD. */
     public static final long OFFERED_PROTOCOL_FEATURES = pf(VhostUserProtocol.PF_MQ)
             | pf(VhostUserProtocol.PF_REPLY_ACK) | pf(VhostUserProtocol.PF_BACKEND_REQ)
             | pf(VhostUserProtocol.PF_CONFIG) | pf(VhostUserProtocol.PF_RESET_DEVICE)
-            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS);
+            | pf(VhostUserProtocol.PF_CONFIGURE_MEM_SLOTS) | pf(VhostUserProtocol.PF_INFLIGHT_SHMFD)
+            | pf(VhostUserProtocol.PF_LOG_SHMFD);
     /** GET_MAX_MEM_SLOTS: how many regions ADD_MEM_REG may build up. */
     public static final int MAX_MEM_SLOTS = 32;
 
@@ -61,7 +62,8 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
         this.dev = dev;
         this.home = dev.homeContext();
         this.rings = new VhostUserRings(dev, mem);
-        this.dispatcher = new VhostUserDispatcher(dev, rings, mem, dev.deviceFeatures() | F_PROTOCOL_FEATURES);
+        this.dispatcher = new VhostUserDispatcher(dev, rings, mem, dev.deviceFeatures() | F_PROTOCOL_FEATURES
+                | VhostUserProtocol.F_LOG_ALL);
         dev.plug(this);
     }
 
@@ -149,6 +151,15 @@ public final class VhostUserDevice implements VirtioBus, NotifierBus, AutoClosea
         } else {
             dispatcher.configChanged();
         }
+    }
+
+    /**
+     * The config space changed (a resize): the front-end is told on the
+     * back-end channel if it negotiated one (BACKEND_REQ and CONFIG), whatever
+     * the device status. Any thread.
+     */
+    public void configChanged() {
+        dispatcher.configChanged();
     }
 
     @Override

@@ -65,6 +65,12 @@ final class VhostUserDispatcher {
     /** Indexed by request code; every known code has an entry. */
     private static final MessageHandler[] HANDLERS = buildTable();
     private static final MessageHandler UNKNOWN = refuses(0, "unknown request");
+    /**
+     * Requests that change the session: refused before SET_OWNER. QEMU sends
+     * only the GET_* family, SET_PROTOCOL_FEATURES and SET_BACKEND_REQ_FD
+     * before it ({@code vhost_user_backend_init}, then {@code vhost_set_owner}).
+     */
+    private static final boolean[] NEEDS_OWNER = needsOwner();
 
     private final VirtioDevice dev;
     private final AioContext home;
@@ -77,6 +83,7 @@ final class VhostUserDispatcher {
     private long protocolFeatures;
     private boolean owner;
     private UnixSocket backendChannel;
+    private EventNotifier logFd;
     private long messages;
     private long refusals;
 
@@ -129,12 +136,15 @@ final class VhostUserDispatcher {
         put(t, answers(VhostUserProtocol.GET_CONFIG, config(), unused(), VhostUserDispatcher::getConfig));
         put(t, does(VhostUserProtocol.SET_CONFIG, config(), unused(), VhostUserDispatcher::setConfig));
         // features not offered: their messages are refused
-        String noLog = "dirty logging is not offered (no VHOST_USER_PROTOCOL_F_LOG_SHMFD)";
-        put(t, refuses(VhostUserProtocol.SET_LOG_BASE, noLog));
-        put(t, refuses(VhostUserProtocol.SET_LOG_FD, noLog));
-        String noInflight = "inflight tracking is not offered (no VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)";
-        put(t, refuses(VhostUserProtocol.GET_INFLIGHT_FD, noInflight));
-        put(t, refuses(VhostUserProtocol.SET_INFLIGHT_FD, noInflight));
+        // dirty logging (live migration)
+        put(t, answers(VhostUserProtocol.SET_LOG_BASE, exactly(VhostUserLog.MSG_SIZE), fds(1),
+                VhostUserDispatcher::setLogBase));
+        put(t, does(VhostUserProtocol.SET_LOG_FD, ignored(), fds(1), VhostUserDispatcher::setLogFd));
+        // inflight tracking (reconnect after a back-end crash)
+        put(t, answers(VhostUserProtocol.GET_INFLIGHT_FD, exactly(InflightTable.MSG_SIZE), unused(),
+                VhostUserDispatcher::getInflightFd));
+        put(t, does(VhostUserProtocol.SET_INFLIGHT_FD, exactly(InflightTable.MSG_SIZE), fds(1),
+                VhostUserDispatcher::setInflightFd));
         String noStatus = "device status messages are not offered (no VHOST_USER_PROTOCOL_F_STATUS)";
         put(t, refuses(VhostUserProtocol.SET_STATUS, noStatus));
         put(t, refuses(VhostUserProtocol.GET_STATUS, noStatus));
@@ -147,6 +157,20 @@ final class VhostUserDispatcher {
             }
         }
         return t;
+    }
+
+    private static boolean[] needsOwner() {
+        boolean[] b = new boolean[VhostUserProtocol.GET_STATUS + 1];
+        for (int code : new int[] {VhostUserProtocol.SET_FEATURES, VhostUserProtocol.SET_MEM_TABLE,
+            VhostUserProtocol.ADD_MEM_REG, VhostUserProtocol.REM_MEM_REG, VhostUserProtocol.SET_LOG_BASE,
+            VhostUserProtocol.SET_LOG_FD, VhostUserProtocol.SET_VRING_NUM, VhostUserProtocol.SET_VRING_ADDR,
+            VhostUserProtocol.SET_VRING_BASE, VhostUserProtocol.GET_VRING_BASE, VhostUserProtocol.SET_VRING_KICK,
+            VhostUserProtocol.SET_VRING_CALL, VhostUserProtocol.SET_VRING_ERR, VhostUserProtocol.SET_VRING_ENABLE,
+            VhostUserProtocol.SET_CONFIG, VhostUserProtocol.GET_INFLIGHT_FD, VhostUserProtocol.SET_INFLIGHT_FD,
+            VhostUserProtocol.RESET_DEVICE, VhostUserProtocol.RESET_OWNER}) {
+            b[code] = true;
+        }
+        return b;
     }
 
     private static void put(MessageHandler[] t, MessageHandler h) {
@@ -182,7 +206,11 @@ final class VhostUserDispatcher {
      * for a region that cannot be mapped) to refuse it.
      */
     VhostUserMsg dispatch(VhostUserMsg m) {
-        return handler(m.request()).run(this, m);
+        int r = m.request();
+        if (!owner && r > 0 && r < NEEDS_OWNER.length && NEEDS_OWNER[r]) {
+            throw new Refusal("sent before SET_OWNER (the session has no owner yet)");
+        }
+        return handler(r).run(this, m);
     }
 
     /** A refused message: counted, one log line naming the fault, reported. */
@@ -246,6 +274,7 @@ final class VhostUserDispatcher {
     }
 
     private void setBackendReqFd(VhostUserMsg m) {
+        PeerFd.requireSocket(m.peekFd(0), "the back-end channel descriptor");
         if (backendChannel != null) {
             backendChannel.close();
         }
@@ -270,7 +299,7 @@ final class VhostUserDispatcher {
             return;
         }
         try {
-            VhostUserMsg.of(VhostUserProtocol.BACKEND_CONFIG_CHANGE_MSG, VERSION).write(c);
+            VhostUserMsg.of(VhostUserProtocol.BACKEND_CONFIG_CHANGE_MSG, VERSION).writeNow(c); // never waits
         } catch (VhostUserException e) {
             LOG.warn("{}: config change notification not sent: {}", dev.name(), e.getMessage());
         }
@@ -278,6 +307,10 @@ final class VhostUserDispatcher {
 
     /** The front-end went away: protocol features, ownership and the back-end channel are forgotten. */
     void disconnect() {
+        if (logFd != null) {
+            logFd.close();
+            logFd = null;
+        }
         if (backendChannel != null) {
             backendChannel.close();
             backendChannel = null;
@@ -341,9 +374,16 @@ final class VhostUserDispatcher {
         return rings.ring(m.u64() & VRING_IDX_MASK);
     }
 
-    /** The descriptor of a SET_VRING_CALL/ERR, or null when the payload says none is passed. */
-    private static EventNotifier fileOf(VhostUserMsg m) {
-        return (m.u64() & VRING_NOFD_MASK) != 0 ? null : EventNotifier.adopt(m.takeFd(0));
+    /**
+     * The descriptor of a SET_VRING_CALL/ERR, or null when the payload says none
+     * is passed; refused unless it is an eventfd, which is made non-blocking.
+     */
+    private static EventNotifier fileOf(VhostUserMsg m, VhostUserRing r, String what) {
+        if ((m.u64() & VRING_NOFD_MASK) != 0) {
+            return null;
+        }
+        PeerFd.requireEventfd(m.peekFd(0), "ring " + r.index + " " + what + " descriptor");
+        return EventNotifier.adopt(m.takeFd(0));
     }
 
     private void setVringNum(VhostUserMsg m) {
@@ -355,9 +395,38 @@ final class VhostUserDispatcher {
         rings.setNum(r, num);
     }
 
+    /**
+     * Checks the addresses before the ring may use them: the flags
+     * (VHOST_VRING_F_LOG only), the alignment virtio requires, and — when a
+     * memory table and a size are known — that each of the three rings lies in
+     * one region (libvhost-user's {@code map_ring}); otherwise the start checks
+     * them again.
+     */
     private void setVringAddr(VhostUserMsg m) {
-        rings.setAddr(ringOfState(m), m.u64(8), m.u64(16), m.u64(24));
+        VhostUserRing r = ringOfState(m);
+        int flags = m.u32(4);
+        long desc = m.u64(8);
+        long used = m.u64(16);
+        long avail = m.u64(24);
+        long log = m.u64(32);
+        if ((flags & ~VRING_F_LOG) != 0) {
+            throw new Refusal(String.format("ring %d: unknown address flags 0x%x", r.index, flags));
+        }
+        if ((desc & 15) != 0 || (avail & 1) != 0 || (used & 3) != 0) {
+            throw new Refusal(String.format("ring %d: misaligned addresses desc 0x%x avail 0x%x used 0x%x (need "
+                    + "16, 2 and 4)", r.index, desc, avail, used));
+        }
+        if (!mem.isEmpty() && r.num > 0) {
+            String bad = VhostUserRings.ringOutsideMemory(mem, r.num, desc, avail, used);
+            if (bad != null) {
+                throw new Refusal("ring " + r.index + ": " + bad);
+            }
+        }
+        rings.setAddr(r, desc, used, avail, (flags & VRING_F_LOG) != 0, log);
     }
+
+    /** VHOST_VRING_F_LOG in SET_VRING_ADDR's flags: log writes to the used ring. */
+    static final int VRING_F_LOG = 1;
 
     private void setVringBase(VhostUserMsg m) {
         VhostUserRing r = ringOfState(m);
@@ -380,17 +449,18 @@ final class VhostUserDispatcher {
         if ((m.u64() & VRING_NOFD_MASK) != 0) {
             throw new Refusal("ring " + r.index + ": no kick descriptor (polling mode is not supported)");
         }
+        PeerFd.requireEventfd(m.peekFd(0), "ring " + r.index + " kick descriptor");
         rings.setKick(r, () -> m.takeFd(0));
     }
 
     private void setVringCall(VhostUserMsg m) {
         VhostUserRing r = ringOfFile(m); // before the descriptor is taken: a refused one is closed with the message
-        rings.setCall(r, fileOf(m));
+        rings.setCall(r, fileOf(m, r, "call"));
     }
 
     private void setVringErr(VhostUserMsg m) {
         VhostUserRing r = ringOfFile(m);
-        rings.setErr(r, fileOf(m));
+        rings.setErr(r, fileOf(m, r, "error"));
     }
 
     private void setVringEnable(VhostUserMsg m) {
@@ -400,6 +470,60 @@ final class VhostUserDispatcher {
             throw new Refusal("ring " + r.index + ": enable value " + num + " (0 or 1)");
         }
         rings.setEnabled(r, num == 1);
+    }
+
+    // ------------------------------------------------------------------ dirty log
+
+    /**
+     * SET_LOG_BASE: maps the front-end's bitmap (size checked against the
+     * file first); the rings log into it while VHOST_F_LOG_ALL is negotiated.
+     * Answered with a u64 0, as libvhost-user does (QEMU waits for a reply).
+     */
+    private VhostUserMsg setLogBase(VhostUserMsg m) {
+        rings.setLog(VhostUserLog.map(m.takeFd(0), m.u64(0), m.u64(8)));
+        return m.replyU64(0);
+    }
+
+    /** SET_LOG_FD: an eventfd kept for the session (libvhost-user signals it; QEMU's vhost-user does not use it). */
+    private void setLogFd(VhostUserMsg m) {
+        PeerFd.requireEventfd(m.peekFd(0), "the log descriptor");
+        EventNotifier n = EventNotifier.adopt(m.takeFd(0));
+        if (logFd != null) {
+            logFd.close();
+        }
+        logFd = n;
+    }
+
+    // ------------------------------------------------------------------ inflight region
+
+    /**
+     * GET_INFLIGHT_FD: allocates a zeroed region for the queues and size the
+     * front-end names and returns it (with its size) as a memfd the front-end
+     * keeps and hands to every later back-end. The device uses it at once.
+     */
+    private VhostUserMsg getInflightFd(VhostUserMsg m) {
+        int numQueues = m.payload().getShort(16) & 0xffff;
+        int queueSize = m.payload().getShort(18) & 0xffff;
+        InflightTable.checkShape(numQueues, queueSize, rings.count());
+        InflightTable t = InflightTable.allocate(numQueues, queueSize);
+        rings.setInflight(t);
+        byte[] b = new byte[InflightTable.MSG_SIZE];
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        bb.putLong(0, t.mmapSize);
+        bb.putLong(8, 0);
+        bb.putShort(16, (short) numQueues);
+        bb.putShort(18, (short) queueSize);
+        return m.replyWithFd(b, t.map.fd()); // the table keeps the descriptor; the reply only lends it
+    }
+
+    /** SET_INFLIGHT_FD: the region a front-end kept (perhaps across our crash), checked and mapped. */
+    private void setInflightFd(VhostUserMsg m) {
+        long mmapSize = m.u64(0);
+        long mmapOffset = m.u64(8);
+        int numQueues = m.payload().getShort(16) & 0xffff;
+        int queueSize = m.payload().getShort(18) & 0xffff;
+        InflightTable.checkShape(numQueues, queueSize, rings.count());
+        rings.setInflight(InflightTable.map(m.takeFd(0), mmapSize, mmapOffset, numQueues, queueSize));
     }
 
     // ------------------------------------------------------------------ configuration space

@@ -126,6 +126,19 @@ public final class VhostUserMsg {
         return f;
     }
 
+    /** A copy of this SET_VRING_ADDR with {@code log_guest_addr} (the u64 at 32) set. */
+    public VhostUserMsg withLogAddr(long logGuestAddr) {
+        byte[] b = new byte[size()];
+        payload.get(0, b, 0, b.length);
+        ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).putLong(32, logGuestAddr);
+        return new VhostUserMsg(request, flags, b, fds);
+    }
+
+    /** Descriptor {@code i} without taking it (to check it; the message still closes it if refused); -1 if none. */
+    public int peekFd(int i) {
+        return i < fds.length ? fds[i] : -1;
+    }
+
     /** Closes every descriptor nobody took. */
     public void closeFds() {
         for (int i = 0; i < fds.length; i++) {
@@ -162,6 +175,12 @@ public final class VhostUserMsg {
         return new VhostUserMsg(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, payload, null);
     }
 
+    /** This request's reply carrying {@code payload} and descriptor {@code fd}, which stays the caller's. */
+    VhostUserMsg replyWithFd(byte[] payload, int fd) {
+        return new VhostUserMsg(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, payload,
+                new int[] {fd});
+    }
+
     /** This request's reply carrying a u64 (GET_FEATURES, GET_QUEUE_NUM, ...). */
     VhostUserMsg replyU64(long value) {
         return ofU64(request, VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, value);
@@ -189,6 +208,15 @@ public final class VhostUserMsg {
 
     /** Header and payload in one buffer, descriptors alongside: one {@code sendmsg}. */
     public void write(UnixSocket s) {
+        write(s, false);
+    }
+
+    /** As {@link #write} but never waits: a peer that does not read is an error ({@link UnixSocket#sendNow}). */
+    public void writeNow(UnixSocket s) {
+        write(s, true);
+    }
+
+    private void write(UnixSocket s, boolean now) {
         int n = HEADER_SIZE + size();
         byte[] b = new byte[n];
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
@@ -196,8 +224,12 @@ public final class VhostUserMsg {
         bb.putInt(4, flags);
         bb.putInt(8, size());
         payload.get(0, b, HEADER_SIZE, size());
-        int[] live = fds;
-        s.send(b, n, live.length == 0 ? null : live);
+        int[] live = fds.length == 0 ? null : fds;
+        if (now) {
+            s.sendNow(b, n, live);
+        } else {
+            s.send(b, n, live);
+        }
     }
 
     /**
@@ -248,7 +280,17 @@ public final class VhostUserMsg {
         return new VhostUserMsg(request, flags, p, a, truncated);
     }
 
-    private static void closeAll(List<Integer> fds) {
+    /** A message read piece by piece, as the bytes arrive ({@link MessageReader}). */
+    static VhostUserMsg assembled(int request, int flags, byte[] payload, List<Integer> fds) {
+        boolean truncated = fds.remove(Integer.valueOf(-1));
+        int[] a = new int[fds.size()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = fds.get(i);
+        }
+        return new VhostUserMsg(request, flags, payload, a, truncated);
+    }
+
+    static void closeAll(List<Integer> fds) {
         for (int f : fds) {
             if (f >= 0) {
                 SocketCalls.close(f);

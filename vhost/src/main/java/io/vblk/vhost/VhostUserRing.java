@@ -22,6 +22,9 @@ final class VhostUserRing {
     long usedUaddr;
     long availUaddr;
     boolean addrSet;
+    /** VHOST_VRING_F_LOG: writes to the used ring are logged at {@link #logGuestAddr} while logging is on. */
+    boolean logUsed;
+    long logGuestAddr;
     int base;
     EventNotifier kick;
     boolean started;
@@ -98,6 +101,8 @@ final class VhostUserRing {
         usedUaddr = 0;
         availUaddr = 0;
         addrSet = false;
+        logUsed = false;
+        logGuestAddr = 0;
         base = 0;
         started = false;
         enabled = false;

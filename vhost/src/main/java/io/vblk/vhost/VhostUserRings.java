@@ -7,6 +7,7 @@ import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
 import io.vblk.aio.EventNotifier;
 import io.vblk.virtio.GuestMemory;
+import io.vblk.virtio.InflightRegion;
 import io.vblk.virtio.NotifierBus;
 import io.vblk.virtio.VirtQueue;
 import io.vblk.virtio.VirtioDevice;
@@ -71,6 +72,10 @@ final class VhostUserRings implements NotifierBus {
     private final MemoryTable mem;
     private final VhostUserRing[] rings;
     private IoeventfdOps dataplane;
+    /** The dirty log (SET_LOG_BASE), or null; used while VHOST_F_LOG_ALL is negotiated. Home thread only. */
+    private VhostUserLog log;
+    /** The inflight region (GET/SET_INFLIGHT_FD), or null; home thread only. */
+    private InflightTable inflight;
     private volatile VhostUserEvents events = VhostUserEvents.NONE;
 
     // home thread only
@@ -152,11 +157,13 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
-    void setAddr(VhostUserRing r, long desc, long used, long avail) {
+    void setAddr(VhostUserRing r, long desc, long used, long avail, boolean logUsed, long logAddr) {
         stopIfServing(r);
         r.descUaddr = desc;
         r.usedUaddr = used;
         r.availUaddr = avail;
+        r.logUsed = logUsed;
+        r.logGuestAddr = logAddr;
         r.addrSet = true;
         reconcile();
     }
@@ -214,12 +221,60 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
+    // ------------------------------------------------------------------ dirty log
+
+    /** SET_LOG_BASE: the rings log into {@code l} from their next start (a running set is restarted). */
+    void setLog(VhostUserLog l) {
+        stopIfRunning();
+        VhostUserLog old = log;
+        log = l;
+        l.setRegions(regionsOf(mem));
+        if (old != null) {
+            old.close();
+        }
+        LOG.debug("{}: {}", dev.name(), l);
+        reconcile();
+    }
+
+    private static List<io.vblk.virtio.RamRegion> regionsOf(MemoryTable mem) {
+        List<io.vblk.virtio.RamRegion> l = new ArrayList<>();
+        for (MemoryTable.Region r : mem.regions()) {
+            l.add(r.ram());
+        }
+        return l;
+    }
+
+    boolean logging() {
+        return log != null && (ackedFeatures & F_LOG_ALL) != 0;
+    }
+
+    VhostUserLog log() {
+        return log;
+    }
+
+    // ------------------------------------------------------------------ inflight region
+
+    /** GET/SET_INFLIGHT_FD: the rings use {@code t} from their next start; a previous region is unmapped. */
+    void setInflight(InflightTable t) {
+        stopIfRunning();
+        InflightTable old = inflight;
+        inflight = t;
+        if (old != null) {
+            old.close();
+        }
+        LOG.debug("{}: {}", dev.name(), t);
+        reconcile();
+    }
+
     // ------------------------------------------------------------------ memory table changes
 
     /** Hands the current memory table to the device and its queues; call with the rings stopped. */
     void applyMemory() {
         GuestMemory gm = mem.guestMemory();
         dev.setMemory(gm);
+        if (log != null) {
+            log.setRegions(regionsOf(mem));
+        }
     }
 
     // ------------------------------------------------------------------ start and stop
@@ -320,18 +375,30 @@ final class VhostUserRings implements NotifierBus {
         events.ringsStarted(ringList(mask));
     }
 
+    /**
+     * Why a ring of {@code n} entries at these front-end addresses cannot be
+     * used — a part outside every region or spanning two — or null.
+     */
+    static String ringOutsideMemory(MemoryTable mem, int n, long descUaddr, long availUaddr, long usedUaddr) {
+        String bad = mem.uaddrToGpa(descUaddr, VirtioRing.descTableSize(n)) < 0 ? "descriptor table"
+                : mem.uaddrToGpa(availUaddr, VirtioRing.availSize(n)) < 0 ? "avail ring"
+                : mem.uaddrToGpa(usedUaddr, VirtioRing.usedSize(n)) < 0 ? "used ring" : null;
+        return bad == null ? null : String.format("the %s of %d entries (desc 0x%x avail 0x%x used 0x%x) is not inside "
+                + "one region of the memory table %s", bad, n, descUaddr, availUaddr, usedUaddr, mem);
+    }
+
     /** Configures and enables the ring's queue; false (with a device error) if its addresses are not in RAM. */
     private boolean mapRing(VhostUserRing r, GuestMemory gm) {
         VirtQueue vq = dev.queue(r.index);
         int n = r.num;
-        long desc = mem.uaddrToGpa(r.descUaddr, 16L * n);
-        long avail = mem.uaddrToGpa(r.availUaddr, VirtioRing.availSize(n));
-        long used = mem.uaddrToGpa(r.usedUaddr, VirtioRing.usedSize(n));
-        if (desc < 0 || avail < 0 || used < 0) {
-            dev.virtioError(String.format("vhost-user ring %d: addresses desc 0x%x avail 0x%x used 0x%x are not in "
-                    + "the memory table %s", r.index, r.descUaddr, r.availUaddr, r.usedUaddr, mem));
+        String bad = ringOutsideMemory(mem, n, r.descUaddr, r.availUaddr, r.usedUaddr);
+        if (bad != null) {
+            dev.virtioError("vhost-user ring " + r.index + ": " + bad);
             return false;
         }
+        long desc = mem.uaddrToGpa(r.descUaddr, VirtioRing.descTableSize(n));
+        long avail = mem.uaddrToGpa(r.availUaddr, VirtioRing.availSize(n));
+        long used = mem.uaddrToGpa(r.usedUaddr, VirtioRing.usedSize(n));
         vq.setSize(n);
         vq.setDescAddr(desc);
         vq.setAvailAddr(avail);
@@ -341,6 +408,23 @@ final class VhostUserRings implements NotifierBus {
             return false; // the queue logged why and broke the device
         }
         vq.setUsedIdx(gm.readU16(used + VirtioRing.USED_IDX)); // libvhost-user resumes at used->idx too
+        if ((ackedFeatures & F_LOG_ALL) != 0) {
+            if (log == null) {
+                LOG.warn("{}: VHOST_F_LOG_ALL without SET_LOG_BASE: ring {}'s writes are not logged", dev.name(),
+                        r.index);
+            } else {
+                vq.setDirtyLog(log, r.logUsed ? r.logGuestAddr : -1);
+            }
+        }
+        if (inflight != null) {
+            InflightRegion region = inflight.queue(r.index, n);
+            if (region == null) {
+                LOG.warn("{}: ring {} of {} entries does not fit {}; its requests are not tracked", dev.name(),
+                        r.index, n, inflight);
+            } else {
+                vq.setInflight(region);
+            }
+        }
         return true;
     }
 
@@ -429,6 +513,14 @@ final class VhostUserRings implements NotifierBus {
         featuresSet = false;
         runningMask = 0;
         running = false;
+        if (inflight != null) {
+            inflight.close(); // the front-end keeps its copy for the next back-end
+            inflight = null;
+        }
+        if (log != null) {
+            log.close();
+            log = null;
+        }
     }
 
     /** Releases the idle notifiers too; after {@link #disconnect()}. */

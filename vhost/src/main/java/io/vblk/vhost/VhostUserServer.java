@@ -2,6 +2,7 @@ package io.vblk.vhost;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioHandler;
+import io.vblk.aio.AioTimer;
 import io.vblk.aio.MainLoop;
 
 import java.io.IOException;
@@ -30,7 +31,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class VhostUserServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserServer.class);
-    /** A message whose header arrived must be complete within this. */
+    /** A message whose first byte arrived must be complete within this, or the front-end is dropped. */
     static final Duration MESSAGE_TIMEOUT = Duration.ofSeconds(5);
     /** A reply the front-end does not read within this ends the connection. */
     static final Duration SEND_TIMEOUT = Duration.ofSeconds(30);
@@ -44,6 +45,8 @@ public final class VhostUserServer implements AutoCloseable {
     private final VhostUserEvents events;
     private AioHandler listenHandler;
     private AioHandler connHandler;
+    /** Drops a front-end whose message stays incomplete (a header without its payload, a slow trickle). */
+    private AioTimer messageDeadline;
     private VhostUserConnection conn;
     private volatile boolean connected;
     private volatile boolean closed;
@@ -167,6 +170,8 @@ public final class VhostUserServer implements AutoCloseable {
             VhostUserConnection.Ended end = c.serveOne(device);
             if (end != null) {
                 endConnection(end.why(), end.warn());
+            } else if (conn == c) {
+                watchMessageDeadline(c);
             }
         } finally {
             processing = false;
@@ -183,7 +188,35 @@ public final class VhostUserServer implements AutoCloseable {
         }
     }
 
+    /** Arms the deadline when a message started arriving, disarms it when none is incomplete. */
+    private void watchMessageDeadline(VhostUserConnection c) {
+        if (!c.messageInProgress()) {
+            if (messageDeadline != null) {
+                messageDeadline.del();
+            }
+            return;
+        }
+        if (messageDeadline == null) {
+            messageDeadline = ctx.timerNew("vhost-user-message-deadline", this::messageTimedOut);
+        }
+        if (!messageDeadline.isPending()) {
+            messageDeadline.modInNs(MESSAGE_TIMEOUT.toNanos());
+        }
+    }
+
+    private void messageTimedOut() {
+        VhostUserConnection c = conn;
+        if (c == null || processing || !c.messageInProgress()) {
+            return;
+        }
+        endConnection("dropped: the front-end sent " + c.messageProgress() + " and nothing more within "
+                + MESSAGE_TIMEOUT.toSeconds() + " s", true);
+    }
+
     private void endConnection(String why, boolean warn) {
+        if (messageDeadline != null) {
+            messageDeadline.del();
+        }
         if (warn) {
             LOG.warn("vhost-user: connection on {} ends: {}", path, why);
         } else {

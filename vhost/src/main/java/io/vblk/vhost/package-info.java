@@ -76,11 +76,19 @@
  * <li><b>One message at a time.</b> Processing a message may poll the main
  *     loop (a drain); the connection is unwatched meanwhile, so no message
  *     is handled inside another.</li>
- * <li><b>Offered protocol features</b>: MQ, REPLY_ACK, BACKEND_REQ (the
- *     channel is accepted; config-change messages use it), CONFIG,
- *     RESET_DEVICE, CONFIGURE_MEM_SLOTS. Not offered: LOG_SHMFD (migration),
- *     INFLIGHT_SHMFD (reconnect with in-flight requests), STATUS, in-band
- *     notifications, postcopy; their messages are refused.</li>
+ * <li><b>Offered protocol features</b>: MQ, REPLY_ACK, BACKEND_REQ (config-change
+ *     messages for {@code VhostUserBlkServer.resized}), CONFIG, RESET_DEVICE,
+ *     CONFIGURE_MEM_SLOTS, INFLIGHT_SHMFD ({@code InflightTable}, the
+ *     queue's {@code InflightRegion}: resubmission after a crash), LOG_SHMFD
+ *     with VHOST_F_LOG_ALL ({@code VhostUserLog}: dirty logging for live
+ *     migration). Not offered: STATUS, in-band notifications, postcopy;
+ *     their messages are refused.</li>
+ * <li><b>The front-end is untrusted</b> (DESIGN rule 9): {@code MessageReader}
+ *     and non-blocking replies keep every thread off the front-end's socket;
+ *     {@code PeerFd} checks every descriptor it passes before use (eventfds
+ *     made non-blocking, memory files covering their mapping, a socket for
+ *     the back-end channel); {@code MemoryTable} checks every range before
+ *     mapping.</li>
  * <li><b>Front-end interrupts</b>: a queue with an MSI-X vector gets the
  *     vector's irqfd as call descriptor (the back-end interrupts the vCPU
  *     directly); one without (SeaBIOS) gets an eventfd the main loop relays to

@@ -34,14 +34,21 @@ final class TestFrontend implements AutoCloseable {
 
     final RamRegion ram = RamRegion.memfd("test-frontend-ram", 0, RAM);
     final GuestMemory mem = new GuestMemory(ram);
-    final EventNotifier kick = new EventNotifier();
-    final EventNotifier call = new EventNotifier();
+    final EventNotifier kick;
+    final EventNotifier call;
     final GuestRing ring = GuestRing.at(mem, QSIZE, DESC, AVAIL, USED);
     final VhostUserClient client;
     private final int epfd;
     private final Memory events = new Memory(LibC.EPOLL_EVENT_SIZE);
 
     TestFrontend(Path sock) {
+        this(sock, new EventNotifier(), new EventNotifier());
+    }
+
+    /** With kick and call descriptors of the test's choosing (blocking or saturated eventfds); they become ours. */
+    TestFrontend(Path sock, EventNotifier kick, EventNotifier call) {
+        this.kick = kick;
+        this.call = call;
         client = VhostUserClient.connect(sock, Duration.ofSeconds(30));
         epfd = LibC.check(LibC.epoll_create1(LibC.EPOLL_CLOEXEC), "epoll_create1");
         Memory ev = new Memory(LibC.EPOLL_EVENT_SIZE);
@@ -80,14 +87,31 @@ final class TestFrontend implements AutoCloseable {
 
     /** Queues a request of {@code type} for {@code sector} (512 bytes) in slot {@code slot} and kicks. */
     void submit(int slot, int type, long sector) {
+        submit(slot, type, sector, VirtioBlkAbi.SECTOR);
+    }
+
+    /** The same with {@code len} data bytes (up to 0x1000 fit a slot's buffer unless the test means overflow). */
+    void submit(int slot, int type, long sector, int len) {
         long h = HDR + 32L * slot;
         BlkHeaders.writeOuthdr(mem, h, type, sector);
         mem.writeU8(h + VirtioBlkAbi.OUTHDR_SIZE, BlkHeaders.STATUS_UNSET);
         ring.add(new Buf(h, VirtioBlkAbi.OUTHDR_SIZE, false),
-                new Buf(DATA + 0x1000L * slot, VirtioBlkAbi.SECTOR, type == VirtioBlkAbi.T_IN),
+                new Buf(DATA + 0x1000L * slot, len, type == VirtioBlkAbi.T_IN || type == VirtioBlkAbi.T_GET_ID),
                 new Buf(h + VirtioBlkAbi.OUTHDR_SIZE, 1, true));
         ring.publish();
         kick.set();
+    }
+
+    /** Waits (bounded) until the used ring holds {@code n} entries, for a call descriptor that cannot be waited on. */
+    boolean awaitUsed(int n, Duration bound) {
+        long deadline = System.nanoTime() + bound.toNanos();
+        while (usedIdx() != n) {
+            if (System.nanoTime() > deadline) {
+                return false;
+            }
+            Thread.onSpinWait();
+        }
+        return true;
     }
 
     int status(int slot) {

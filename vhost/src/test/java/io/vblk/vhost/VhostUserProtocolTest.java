@@ -180,6 +180,9 @@ class VhostUserProtocolTest {
             // unknown request without NEED_REPLY: no reply; the next request's reply is its own
             VhostUserMsg.of(77, VERSION).write(s);
             assertEquals(1, raw(s, VhostUserMsg.of(VhostUserProtocol.GET_QUEUE_NUM, VERSION)).u64());
+            // a session-changing request before SET_OWNER is refused; then the session gets its owner
+            assertAck(1, raw(s, VhostUserMsg.ofState(VhostUserProtocol.SET_VRING_NUM, need, 0, 8)));
+            assertAck(0, raw(s, VhostUserMsg.of(VhostUserProtocol.SET_OWNER, need)));
             // unsupported requests that have a reply: an empty one (the front-end reports the failure)
             assertEquals(0, raw(s, VhostUserMsg.of(VhostUserProtocol.GET_INFLIGHT_FD, VERSION)).size());
             assertEquals(0, raw(s, VhostUserMsg.of(VhostUserProtocol.GET_STATUS, VERSION)).size());
@@ -206,10 +209,10 @@ class VhostUserProtocolTest {
             // descriptors on a message that takes none are closed; on one that takes one, accepted
             long before = openFds();
             try (EventNotifier e = new EventNotifier()) {
-                assertAck(1, raw(s, VhostUserMsg.ofU64(VhostUserProtocol.SET_LOG_FD, need, 0, e.fd())));
+                assertAck(0, raw(s, VhostUserMsg.ofU64(VhostUserProtocol.SET_OWNER, need, 0, e.fd())));
                 assertAck(0, raw(s, VhostUserMsg.ofU64(VhostUserProtocol.SET_VRING_ERR, need, 0, e.fd())));
             }
-            assertEquals(before + 1, openFds(), "the refused descriptor was closed, the error eventfd kept");
+            assertEquals(before + 1, openFds(), "the unused descriptor was closed, the error eventfd kept");
             // and it still serves
             assertEquals(1, raw(s, VhostUserMsg.of(VhostUserProtocol.GET_QUEUE_NUM, VERSION)).u64());
             assertTrue(srv.server().isConnected());

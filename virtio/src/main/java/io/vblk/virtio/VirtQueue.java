@@ -124,6 +124,17 @@ public final class VirtQueue {
     /** Null unless a memory-ordering scenario runs: then the kick-suppression store is buffered (bug 019). */
     private VisibilityModel visibility;
 
+    /** Dirty logging while a migration runs (VHOST_F_LOG_ALL), or null: no cost beyond the null check. */
+    private DirtyLog dirtyLog;
+    /** Guest-physical address the used ring's writes are logged at (VHOST_VRING_F_LOG), or -1: not logged. */
+    private long usedLogGpa = -1;
+
+    /** vhost-user inflight tracking of this queue, or null (the in-process device never has one). */
+    private InflightRegion inflight;
+    /** Heads a previous back-end left in flight, resubmitted before the avail ring is read again. */
+    private int[] resubmit = new int[0];
+    private int resubmitPos;
+
     /**
      * @param owner    name for logs (the device's)
      * @param maxSize  largest size the driver may choose: a power of two in 1..32768
@@ -256,6 +267,59 @@ public final class VirtQueue {
     /** Stops using the rings but keeps indices (vhost-user GET_VRING_BASE stops a ring this way). */
     public void disable() {
         enabled = false;
+        dirtyLog = null;
+        usedLogGpa = -1;
+        inflight = null;
+        resubmit = new int[0];
+        resubmitPos = 0;
+    }
+
+    /**
+     * Tracks this enabled queue's requests in {@code region}
+     * (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) and resumes from what it holds:
+     * the heads a previous back-end left in flight are popped first, oldest
+     * first, and reading the avail ring continues at {@code used.idx} plus
+     * their number (libvhost-user's {@code vu_check_queue_inflights}: the
+     * front-end's ring base may predate them). Call after {@link #enable()} and
+     * {@link #setUsedIdx}. Returns how many requests will be resubmitted.
+     */
+    public int setInflight(InflightRegion region) {
+        if (!enabled) {
+            throw new IllegalStateException(owner + " vq" + index + ": inflight tracking of a disabled queue");
+        }
+        inflight = region;
+        int[] heads = region.recover(usedIdx);
+        resubmit = heads;
+        resubmitPos = 0;
+        if (heads.length > 0) {
+            setLastAvailIdx(usedIdx + heads.length);
+            LOG.info("{} vq{}: resubmitting {} request(s) left in flight by the previous back-end; avail resumes at {}",
+                    owner, index, heads.length, lastAvailIdx);
+        }
+        return heads.length;
+    }
+
+    public InflightRegion inflight() {
+        return inflight;
+    }
+
+    /**
+     * Logs this queue's writes to guest memory in {@code log} (null: stop
+     * logging): the data of every chain pushed, and — when {@code usedLogGpa}
+     * is not negative (the front-end set VHOST_VRING_F_LOG with that
+     * {@code log_guest_addr}) — every write to the used ring. Only while the
+     * queue is not processing (the dataplane is stopped).
+     */
+    public void setDirtyLog(DirtyLog log, long usedLogGpa) {
+        this.dirtyLog = log;
+        this.usedLogGpa = log == null ? -1 : usedLogGpa;
+    }
+
+    /** A write to the used ring at {@code offset}: logged at the ring's log address. */
+    private void logUsed(long offset, int len) {
+        if (usedLogGpa >= 0) {
+            dirtyLog.logWrite(usedLogGpa + offset, len);
+        }
     }
 
     public boolean isEnabled() {
@@ -270,6 +334,11 @@ public final class VirtQueue {
      */
     public void reset() {
         enabled = false;
+        dirtyLog = null;
+        usedLogGpa = -1;
+        inflight = null;
+        resubmit = new int[0];
+        resubmitPos = 0;
         size = maxSize;
         descGpa = 0;
         availGpa = 0;
@@ -344,6 +413,9 @@ public final class VirtQueue {
         if (!enabled || broken) {
             return false;
         }
+        if (resubmitPos < resubmit.length) {
+            return true;
+        }
         boolean work = HostMemory.getU16LE(avail + AVAIL_IDX) != lastAvailIdx;
         VarHandle.acquireFence();
         return work;
@@ -358,7 +430,7 @@ public final class VirtQueue {
         if (!enabled || broken) {
             return true;
         }
-        if (shadowAvailIdx != lastAvailIdx) {
+        if (shadowAvailIdx != lastAvailIdx || resubmitPos < resubmit.length) {
             return false;
         }
         if (!refreshAvailIdx()) {
@@ -393,6 +465,9 @@ public final class VirtQueue {
             e.clear();
             return false;
         }
+        if (resubmitPos < resubmit.length) {
+            return popResubmitted(e);
+        }
         if (shadowAvailIdx == lastAvailIdx && (!refreshAvailIdx() || shadowAvailIdx == lastAvailIdx)) {
             e.clear();
             return false;
@@ -407,10 +482,16 @@ public final class VirtQueue {
         if (eventIdx && notification) {
             // keep the driver kicking for anything after what was just taken
             HostMemory.putShortLE(used + availEventOffset(size), lastAvailIdx);
+            if (dirtyLog != null) {
+                logUsed(availEventOffset(size), 2);
+            }
         }
         if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
             e.clear();
             return false;
+        }
+        if (inflight != null) {
+            inflight.popped(head);
         }
         inUse++;
         pops++;
@@ -418,6 +499,18 @@ public final class VirtQueue {
             LOG.trace("{} vq{} pop head={} segs={} readable={}B writable={}B last_avail={} inuse={}", owner, index,
                     head, e.segmentCount(), e.readableBytes(), e.writableBytes(), lastAvailIdx, inUse);
         }
+        return true;
+    }
+
+    /** The next head a previous back-end left in flight: read again, not taken from the avail ring. */
+    private boolean popResubmitted(VirtQueueElement e) {
+        int head = resubmit[resubmitPos++];
+        if (!chains.readChain(mem, desc, size, indirectDesc, head, e)) {
+            e.clear();
+            return false;
+        }
+        inUse++;
+        pops++;
         return true;
     }
 
@@ -444,11 +537,27 @@ public final class VirtQueue {
         long entry = used + USED_RING + (long) USED_ELEM_SIZE * slot;
         HostMemory.putIntLE(entry, e.head());
         HostMemory.putIntLE(entry + 4, writtenLen);
+        if (dirtyLog != null) {
+            logPushed(e, slot);
+        }
+        if (inflight != null) {
+            inflight.pushed(e.head());
+        }
         pendingUsed++;
         pushes++;
         if (TRACE) {
             LOG.trace("{} vq{} push head={} len={} slot={}", owner, index, e.head(), writtenLen, slot);
         }
+    }
+
+    /** The chain's device-writable buffers (its data and status byte) and its used entry, before publication. */
+    private void logPushed(VirtQueueElement e, int slot) {
+        for (int i = 0, n = e.segmentCount(); i < n; i++) {
+            if (e.isWritable(i)) {
+                dirtyLog.logHostWrite(e.hostAddress(i), e.length(i));
+            }
+        }
+        logUsed(USED_RING + (long) USED_ELEM_SIZE * slot, USED_ELEM_SIZE);
     }
 
     /**
@@ -469,7 +578,13 @@ public final class VirtQueue {
         int now = (old + n) & 0xffff;
         VarHandle.releaseFence();
         HostMemory.putShortLE(used + USED_IDX, now);
+        if (dirtyLog != null) {
+            logUsed(USED_IDX, 2);
+        }
         usedIdx = now;
+        if (inflight != null) {
+            inflight.flushed(n, now);
+        }
         usedSignal.published(old, now);
         if (TRACE) {
             LOG.trace("{} vq{} flush used.idx {} -> {}", owner, index, old, now);
@@ -502,9 +617,15 @@ public final class VirtQueue {
         if (eventIdx) {
             if (enable) {
                 storeSuppression(used + availEventOffset(size), HostMemory.getU16LE(avail + AVAIL_IDX), "avail_event");
+                if (dirtyLog != null) {
+                    logUsed(availEventOffset(size), 2);
+                }
             }
         } else {
             storeSuppression(used, enable ? 0 : USED_F_NO_NOTIFY, "used.flags");
+            if (dirtyLog != null) {
+                logUsed(0, 2);
+            }
         }
         if (enable) {
             fenceAfterEnable();

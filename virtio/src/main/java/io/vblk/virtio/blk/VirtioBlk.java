@@ -53,7 +53,7 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
     private final byte[] paddedSerial = new byte[SERIAL_BYTES];
     private final VirtioBlkRequestParser parser;
     private final QueueState[] queues;
-    private final long capacitySectors;
+    private volatile long capacitySectors;
     private final boolean readOnly;
     private volatile int epoch;
     /** Requests popped and not yet finished, on any context. */
@@ -129,6 +129,23 @@ public final class VirtioBlk extends VirtioDevice implements BlockDevOps {
 
     public long capacitySectors() {
         return capacitySectors;
+    }
+
+    /**
+     * The disk behind the device now has {@code sectors} sectors (QEMU's
+     * {@code virtio_blk_resize}): requests are checked against it and the
+     * config space's capacity says it. Telling the driver is the caller's
+     * ({@link #notifyConfigChange()} in-process; a vhost-user back-end sends
+     * VHOST_USER_BACKEND_CONFIG_CHANGE_MSG). Refused past the backend's length.
+     */
+    public void resize(long sectors) {
+        if (sectors < 0 || sectors > blk.length() / SECTOR) {
+            throw new IllegalArgumentException(name() + ": capacity of " + sectors + " sectors, but the backend has "
+                    + blk.length() / SECTOR);
+        }
+        capacitySectors = sectors;
+        parser.setCapacity(sectors);
+        setConfigU64(CFG_CAPACITY, sectors);
     }
 
     /** Requests popped from the guest and not yet answered. */

@@ -31,7 +31,8 @@ import static io.vblk.virtio.blk.VirtioBlkAbi.*;
  * device's fixed geometry, so queues on different threads share it.
  */
 final class VirtioBlkRequestParser {
-    private final long capacitySectors;
+    /** Volatile: a resize ({@link #setCapacity}) comes from the main loop while IOThreads parse. */
+    private volatile long capacitySectors;
     private final boolean readOnly;
 
     VirtioBlkRequestParser(long capacitySectors, boolean readOnly) {
@@ -112,6 +113,11 @@ final class VirtioBlkRequestParser {
             v = v << 8 | (b[i] & 0xff);
         }
         return v;
+    }
+
+    /** A resized disk: requests are checked against the new size from now on. */
+    void setCapacity(long sectors) {
+        capacitySectors = sectors;
     }
 
     /** 512-byte multiple, inside the disk; the sector is the guest's unsigned 64-bit value. */
