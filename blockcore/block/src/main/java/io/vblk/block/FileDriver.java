@@ -454,7 +454,8 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
 
     @Override
     public String describe() {
-        return "file '" + path + "' length=" + length + " aio=" + aioInUse().name().toLowerCase() + " options=" + opts
-                + (ring != null ? " " + ring : "");
+        // state only, no counters: a graph's description is compared before and after operations
+        return "file '" + path + "' length=" + length + " aio=" + aioInUse().name().toLowerCase(java.util.Locale.ROOT)
+                + " options=" + opts;
     }
 }

@@ -211,6 +211,27 @@ final class LuringState {
     }
 
     /**
+     * Test seam: makes {@link #unavailableReason()} answer {@code reason}
+     * (as a host whose seccomp profile refuses io_uring_setup would) until
+     * closed; the fallback's log line is armed again.
+     */
+    static AutoCloseable refuseForTest(String reason) {
+        unavailableReason();
+        String before = unavailable;
+        unavailable = reason;
+        FALLBACK_LOGGED.set(false);
+        return () -> {
+            unavailable = before;
+            FALLBACK_LOGGED.set(false);
+        };
+    }
+
+    /** Whether the fallback to threads has been logged (once per JVM). */
+    static boolean fallbackLogged() {
+        return FALLBACK_LOGGED.get();
+    }
+
+    /**
      * The ring of {@code ctx}, created on first use; null (logged once per JVM)
      * when io_uring is unavailable, so the caller falls back to the thread
      * pool. The caller owns {@code ctx} (home thread or its lock) and calls
