@@ -71,6 +71,8 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     private final ArrayList<FileRequest> serial = new ArrayList<>();
     private int rmwInFlight;
     private final ArrayDeque<FileRequest> serialWaiting = new ArrayDeque<>();
+    /** Requests O_DIRECT could not take from the caller's memory (statistics, racy reads). */
+    private long bounced;
 
     private FileDriver(Path path, FileOptions opts, int fd, ThreadPool pool, long length, FileAlignment align,
             boolean blockDevice, FileLocks locks) {
@@ -149,6 +151,11 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     /** The aio engine in use: io_uring once a ring serves the node, else threads. */
     public FileOptions.Aio aioInUse() {
         return ring != null ? FileOptions.Aio.IO_URING : FileOptions.Aio.THREADS;
+    }
+
+    /** How many reads and writes went through the O_DIRECT bounce buffer. */
+    public long bouncedRequests() {
+        return bounced;
     }
 
     /** The O_DIRECT offset alignment (1 without cache.direct). */
@@ -247,6 +254,7 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
             if ((op == FileRequest.OP_READ || op == FileRequest.OP_WRITE)
                     && !r.directCapable(align.offset, align.memory)) {
                 r.useBounce(align.offset, align.memory);
+                bounced++;
             }
             if (op != FileRequest.OP_READ && !serialise(r)) {
                 return; // waits for an overlapping write

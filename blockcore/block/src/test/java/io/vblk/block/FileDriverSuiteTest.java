@@ -241,6 +241,7 @@ class FileDriverSuiteTest {
                 v1.add(pa, 8192);
                 assertEquals(0, n.pwriteSync(8192, 8192, v1, 0));
                 System.arraycopy(d1, 0, model, 8192, 8192);
+                assertEquals(0, ((FileDriver) n.driver()).bouncedRequests(), "aligned: straight from memory");
                 // unaligned offset, length and memory
                 byte[] d2 = pattern(1000, 9);
                 Memory m2 = new Memory(1001);
@@ -249,6 +250,7 @@ class FileDriverSuiteTest {
                 v2.add(Memory.nativeValue(m2) + 1, 1000);
                 assertEquals(0, n.pwriteSync(100, 1000, v2, 0));
                 System.arraycopy(d2, 0, model, 100, 1000);
+                assertEquals(1, ((FileDriver) n.driver()).bouncedRequests(), "unaligned: through the bounce buffer");
                 // 64 concurrent 100-byte writes into blocks [64 KiB, 64 KiB + 6400)
                 int[] rets = new int[64];
                 AtomicInteger done = new AtomicInteger();
