@@ -112,6 +112,9 @@ final class LuringState {
     private final ArrayDeque<Op> waiting = new ArrayDeque<>();
     private int refs;
     private boolean closed;
+    /** Depth of {@link #reap()} on the stack: a completion that closes the last node defers the teardown. */
+    private int reaping;
+    private boolean teardownDeferred;
 
     // statistics (racy reads)
     private long enters;
@@ -457,6 +460,18 @@ final class LuringState {
      * again; then moves waiting operations into the freed slots.
      */
     private void reap() {
+        reaping++;
+        try {
+            reapAll();
+        } finally {
+            if (--reaping == 0 && teardownDeferred) {
+                teardownDeferred = false;
+                teardown(); // the last node left from inside a completion: unmap only now
+            }
+        }
+    }
+
+    private void reapAll() {
         for (;;) {
             int tail = PlatformDependent.getInt(cqTail);
             VarHandle.acquireFence(); // CQE loads after the tail load
@@ -497,6 +512,14 @@ final class LuringState {
             return;
         }
         RINGS.remove(ctx, this);
+        if (reaping > 0) {
+            teardownDeferred = true; // called from a completion: reap() still reads the rings
+            return;
+        }
+        teardown();
+    }
+
+    private void teardown() {
         while (inFlight() > 0) {
             flush();
             int r = Uring.enter(ringFd, 0, 1, Uring.IORING_ENTER_GETEVENTS);

@@ -408,4 +408,36 @@ class FileDriverSuiteTest {
             assertEquals(0x5A, f[4096 * i] & 0xff);
         }
     }
+
+    /** The last completion's callback drops the last reference: the node closes (and its ring goes) from inside a completion. */
+    @ParameterizedTest
+    @MethodSource("engines")
+    void aCompletionCallbackMayCloseTheNode(FileOptions.Aio aio) throws Exception {
+        FileOptions o = opts(aio);
+        Path img = BlockTestSupport.tempImage(dir, "d.raw", pattern(65536, 12));
+        try (BlockTestSupport t = new BlockTestSupport()) {
+            int[] rets = t.main("close in callback", () -> {
+                BlockNode n = t.layer.openFile("f", img, o);
+                int[] r = {1, 1, 1, 1};
+                AtomicInteger left = new AtomicInteger(4);
+                Memory m = new Memory(4 * 4096L);
+                for (int i = 0; i < 4; i++) {
+                    IoVec v = new IoVec(1);
+                    v.add(Memory.nativeValue(m) + 4096L * i, 4096);
+                    int k = i;
+                    n.preadv(4096L * i, 4096, v, 0, ret -> {
+                        r[k] = ret;
+                        if (left.decrementAndGet() == 0) {
+                            n.unref();
+                        }
+                    });
+                }
+                io.vblk.aio.AioWait.pollWhile(t.loop.context(), () -> !n.isClosed());
+                assertNull(LuringState.of(t.loop.context()), "no ring left in the context");
+                return r;
+            });
+            assertArrayEquals(new int[4], rets);
+            assertTrue(t.loop.failures().isEmpty(), t.loop.failures().toString());
+        }
+    }
 }
