@@ -115,6 +115,8 @@ final class LuringState {
     /** Depth of {@link #reap()} on the stack: a completion that closes the last node defers the teardown. */
     private int reaping;
     private boolean teardownDeferred;
+    /** Unregisters {@link #contextFreed()} once the ring went before its context. */
+    private final AutoCloseable freeHook;
 
     // statistics (racy reads)
     private long enters;
@@ -175,6 +177,7 @@ final class LuringState {
         handler = ctx.setFdHandler(new AioHandler.Builder("luring-completion", efd)
                 .onRead(this::onEventfd)
                 .poll(this::completionsReady, this::reap));
+        freeHook = ctx.addFreeHook(this::contextFreed); // last: nothing can fail after it
         LOG.debug("luring_init ctx={} sq={} cq={} fallocate={} fixedFiles={}", ctx.name(), sqEntries, cqEntries,
                 fallocateOp, fileTable != null);
     }
@@ -321,7 +324,7 @@ final class LuringState {
 
     /** Registers {@code fd} as a fixed file; its slot, or -1 (the driver then uses the plain fd). */
     int registerFile(int fd) {
-        if (fileTable == null) {
+        if (fileTable == null || closed) {
             return -1;
         }
         for (int i = 0; i < fileTable.length; i++) {
@@ -337,7 +340,7 @@ final class LuringState {
     }
 
     void unregisterFile(int slot) {
-        if (slot >= 0 && fileTable != null && fileTable[slot] >= 0) {
+        if (slot >= 0 && fileTable != null && !closed && fileTable[slot] >= 0) {
             updateFile(slot, -1);
             fileTable[slot] = -1;
         }
@@ -508,8 +511,8 @@ final class LuringState {
      * ring (nothing, when the caller drained), then unregisters and unmaps.
      */
     void release() {
-        if (--refs > 0) {
-            return;
+        if (closed || --refs > 0) {
+            return; // closed: its context went first (contextFreed)
         }
         RINGS.remove(ctx, this);
         if (reaping > 0) {
@@ -517,6 +520,23 @@ final class LuringState {
             return;
         }
         teardown();
+    }
+
+    /**
+     * The context is being freed while nodes still use the ring (a machine
+     * closed without closing its block graph): QEMU's {@code luring_cleanup}
+     * from {@code aio_ctx_finalize}. No loop will dispatch a completion any
+     * more, so nothing is waited for; what is still in flight is reported.
+     */
+    private void contextFreed() {
+        if (closed) {
+            return;
+        }
+        RINGS.remove(ctx, this);
+        if (inFlight() > 0) {
+            LOG.warn("io_uring of AioContext '{}' freed with {} operations in flight", ctx.name(), inFlight());
+        }
+        unmapAndClose();
     }
 
     private void teardown() {
@@ -530,8 +550,17 @@ final class LuringState {
             }
             reap();
         }
+        unmapAndClose();
+    }
+
+    private void unmapAndClose() {
         closed = true;
         unplugBh.delete();
+        try {
+            freeHook.close();
+        } catch (Exception e) {
+            LOG.debug("removing the free hook failed", e);
+        }
         if (!ctx.isClosed()) {
             handler.remove();
         }

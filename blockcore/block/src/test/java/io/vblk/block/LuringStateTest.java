@@ -113,4 +113,46 @@ class LuringStateTest {
             });
         }
     }
+
+    private static int ringFds() throws java.io.IOException {
+        int n = 0;
+        try (java.util.stream.Stream<Path> fds = java.nio.file.Files.list(Path.of("/proc/self/fd"))) {
+            for (Path fd : (Iterable<Path>) fds::iterator) {
+                try {
+                    String target = java.nio.file.Files.readSymbolicLink(fd).toString();
+                    if (target.equals("anon_inode:[io_uring]") || target.equals("anon_inode:[eventfd]")) {
+                        n++;
+                    }
+                } catch (java.io.IOException gone) {
+                    // the directory's own fd, closed by now
+                }
+            }
+        }
+        return n;
+    }
+
+    /**
+     * A machine that closes its event loops without closing its block graph:
+     * the context's free hook takes the ring down with the context (QEMU's
+     * aio_ctx_finalize), and the node closed afterwards does not touch it.
+     */
+    @Test
+    void aContextFreedUnderAnOpenNodeTakesItsRingWithIt() throws Exception {
+        Path img = BlockTestSupport.tempImage(dir, "d.raw", new byte[65536]);
+        int before = ringFds();
+        BlockTestSupport t = new BlockTestSupport();
+        BlockNode n = t.main("open and read", () -> {
+            BlockNode f = t.layer.openFile("f", img, FileOptions.defaults());
+            BlockTestSupport.Buf b = new BlockTestSupport.Buf(4096);
+            assertEquals(0, f.preadSync(0, 4096, b.iov));
+            assertNotNull(LuringState.of(f.context()));
+            return f;
+        });
+        io.vblk.aio.AioContext ctx = n.context();
+        t.close(); // the loops and their contexts go; the node is still open
+        assertNull(LuringState.of(ctx), "the ring went with its context");
+        assertEquals(before, ringFds(), "no eventfd or io_uring descriptor left by the ring");
+        n.unref(); // closing the node later releases nothing twice
+        assertEquals(before, ringFds());
+    }
 }
