@@ -1,6 +1,7 @@
 package io.vblk.bench;
 
 import io.vblk.aio.AioContext;
+import io.vblk.block.FileOptions;
 import io.vblk.guest.IoPattern;
 
 import java.nio.file.Path;
@@ -15,7 +16,7 @@ import java.util.Locale;
 public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSize, IoPattern pattern,
                           Backend backend, Path image, String format, long sizeBytes, long runtimeNs, long rampNs,
                           boolean dataplane, boolean guestPoll, long pollMaxNs, boolean verify, long seed,
-                          long nullLatencyNs, boolean stopStart) {
+                          long nullLatencyNs, boolean stopStart, FileOptions fileOptions) {
 
     /** Where the data lives. */
     public enum Backend {
@@ -48,7 +49,8 @@ public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSi
     /** The defaults of {@code vblk bench} with no options. */
     public static BenchConfig defaults() {
         return new BenchConfig(1, 1, 32, 4096, IoPattern.parse("randread"), Backend.NULL, null, null, 1L << 30,
-                10_000_000_000L, 2_000_000_000L, true, false, AioContext.DEFAULT_POLL_MAX_NS, false, 1, 0, false);
+                10_000_000_000L, 2_000_000_000L, true, false, AioContext.DEFAULT_POLL_MAX_NS, false, 1, 0, false,
+                FileOptions.defaults());
     }
 
     /** Null if the configuration can run, else a one-line reason. */
@@ -126,33 +128,37 @@ public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSi
             case "queues":
                 return new BenchConfig(iothreads, Units.parseInt("queues", value), queueDepth, blockSize, pattern,
                         backend, image, format, sizeBytes, runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify,
-                        seed, nullLatencyNs, stopStart);
+                        seed, nullLatencyNs, stopStart, fileOptions);
             case "qd":
                 return new BenchConfig(iothreads, queues, Units.parseInt("qd", value), blockSize, pattern, backend,
                         image, format, sizeBytes, runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed,
-                        nullLatencyNs, stopStart);
+                        nullLatencyNs, stopStart, fileOptions);
             case "bs":
                 return new BenchConfig(iothreads, queues, queueDepth, (int) Math.min(Integer.MAX_VALUE,
                         Units.parseBytes("bs", value)), pattern, backend, image, format, sizeBytes, runtimeNs, rampNs,
-                        dataplane, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart);
+                        dataplane, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart, fileOptions);
             case "rw":
                 return new BenchConfig(iothreads, queues, queueDepth, blockSize, IoPattern.parse(value), backend,
                         image, format, sizeBytes, runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed,
-                        nullLatencyNs, stopStart);
+                        nullLatencyNs, stopStart, fileOptions);
             case "backend":
                 return new BenchConfig(iothreads, queues, queueDepth, blockSize, pattern, Backend.parse(value), image,
                         format, sizeBytes, runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed,
-                        nullLatencyNs, stopStart);
+                        nullLatencyNs, stopStart, fileOptions);
             case "dataplane":
                 return withDataplane(Units.parseOnOff("dataplane", value));
             case "guest-poll":
                 return new BenchConfig(iothreads, queues, queueDepth, blockSize, pattern, backend, image, format,
                         sizeBytes, runtimeNs, rampNs, dataplane, Units.parseOnOff("guest-poll", value), pollMaxNs,
-                        verify, seed, nullLatencyNs, stopStart);
+                        verify, seed, nullLatencyNs, stopStart, fileOptions);
             case "poll-max-ns":
                 return new BenchConfig(iothreads, queues, queueDepth, blockSize, pattern, backend, image, format,
                         sizeBytes, runtimeNs, rampNs, dataplane, guestPoll, Units.parseLong("poll-max-ns", value),
-                        verify, seed, nullLatencyNs, stopStart);
+                        verify, seed, nullLatencyNs, stopStart, fileOptions);
+            case "aio":
+                return withFileOptions(fileOptions.with("aio", value));
+            case "cache-direct":
+                return withFileOptions(fileOptions.with("cache.direct", value));
             default:
                 throw new IllegalArgumentException("--sweep cannot vary '" + key + "' (it can vary " + SWEEP_KEYS
                         + ")");
@@ -161,17 +167,23 @@ public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSi
 
     /** What {@code --sweep} may vary. */
     public static final java.util.List<String> SWEEP_PARAMETERS = java.util.List.of("iothreads", "queues", "qd", "bs",
-            "rw", "backend", "dataplane", "guest-poll", "poll-max-ns");
+            "rw", "backend", "dataplane", "guest-poll", "poll-max-ns", "aio", "cache-direct");
     public static final String SWEEP_KEYS = String.join(", ", SWEEP_PARAMETERS);
 
     public BenchConfig withIothreads(int n) {
         return new BenchConfig(n, queues, queueDepth, blockSize, pattern, backend, image, format, sizeBytes,
-                runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart);
+                runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart, fileOptions);
+    }
+
+    /** How the image file is opened (file and qcow2 backends): aio engine, O_DIRECT, discard... */
+    public BenchConfig withFileOptions(FileOptions o) {
+        return new BenchConfig(iothreads, queues, queueDepth, blockSize, pattern, backend, image, format, sizeBytes,
+                runtimeNs, rampNs, dataplane, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart, o);
     }
 
     public BenchConfig withDataplane(boolean on) {
         return new BenchConfig(iothreads, queues, queueDepth, blockSize, pattern, backend, image, format, sizeBytes,
-                runtimeNs, rampNs, on, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart);
+                runtimeNs, rampNs, on, guestPoll, pollMaxNs, verify, seed, nullLatencyNs, stopStart, fileOptions);
     }
 
     /** The value of a sweep parameter in this configuration, spelled as its option takes it. */
@@ -195,6 +207,10 @@ public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSi
                 return guestPoll ? "on" : "off";
             case "poll-max-ns":
                 return Long.toString(pollMaxNs);
+            case "aio":
+                return fileOptions.toQemu().get("aio");
+            case "cache-direct":
+                return fileOptions.direct() ? "on" : "off";
             default:
                 throw new IllegalArgumentException("unknown parameter " + key);
         }
@@ -209,6 +225,10 @@ public record BenchConfig(int iothreads, int queues, int queueDepth, int blockSi
             sb.append(" image=").append(image);
         } else if (backend != Backend.NULL || sizeBytes != 1L << 30) {
             sb.append(" size=").append(Units.bytes(sizeBytes));
+        }
+        if (backend != Backend.NULL) {
+            sb.append(" aio=").append(fileOptions.toQemu().get("aio"))
+                    .append(" cache.direct=").append(fileOptions.direct() ? "on" : "off");
         }
         if (nullLatencyNs > 0) {
             sb.append(" null-latency=").append(nullLatencyNs).append("ns");

@@ -85,6 +85,8 @@ public final class BenchReport {
         j.field("runtime_ns", c.runtimeNs());
         j.field("ramp_ns", c.rampNs());
         j.field("stop_start", c.stopStart());
+        j.field("aio", c.fileOptions().toQemu().get("aio"));
+        j.field("cache_direct", c.fileOptions().direct());
         j.end();
         j.field("requests", r.requests());
         j.field("window_ns", r.windowNs());

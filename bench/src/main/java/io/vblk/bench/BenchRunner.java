@@ -123,7 +123,8 @@ public final class BenchRunner {
         int nio = cfg.dataplane() ? cfg.iothreads() : 0;
         disk = disk.withQueues(cfg.queues()).withQueueSize(cfg.queueSize())
                 .withIothreads(MachineConfig.iothreadNames(nio));
-        return MachineConfig.of(cfg.vcpus(), nio, List.of(disk)).withPollMaxNs(cfg.pollMaxNs());
+        return MachineConfig.of(cfg.vcpus(), nio, List.of(disk)).withPollMaxNs(cfg.pollMaxNs())
+                .withFileOptions(cfg.fileOptions());
     }
 
     private BenchResult runOn(BenchImage img) {

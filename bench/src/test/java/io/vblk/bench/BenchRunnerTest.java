@@ -22,7 +22,8 @@ class BenchRunnerTest {
 
     private static BenchConfig fixedLatency(int qd) {
         return new BenchConfig(1, 1, qd, 4096, IoPattern.parse("randread"), BenchConfig.Backend.NULL, null, null,
-                64L << 20, 1_500_000_000L, 300_000_000L, true, false, 32768, false, 1, LATENCY_NS, false);
+                64L << 20, 1_500_000_000L, 300_000_000L, true, false, 32768, false, 1, LATENCY_NS, false,
+                io.vblk.block.FileOptions.defaults());
     }
 
     @Test

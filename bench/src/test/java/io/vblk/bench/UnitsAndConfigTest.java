@@ -40,7 +40,7 @@ class UnitsAndConfigTest {
         assertTrue(d.with("iothreads", "0").validate().contains("--dataplane on needs at least one IOThread"));
         assertNull(d.with("iothreads", "0").with("dataplane", "off").validate());
         BenchConfig verifyNull = new BenchConfig(1, 1, 1, 4096, d.pattern(), BenchConfig.Backend.NULL, null, null,
-                1L << 30, 1, 0, true, false, 0, true, 1, 0, false);
+                1L << 30, 1, 0, true, false, 0, true, 1, 0, false, io.vblk.block.FileOptions.defaults());
         assertTrue(verifyNull.validate().contains("null backend discards writes"), verifyNull.validate());
         for (String p : List.of(d.with("qd", "0").validate(), verifyNull.validate())) {
             assertTrue(!p.contains("\n"), p);

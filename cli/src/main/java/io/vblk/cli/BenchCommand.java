@@ -48,6 +48,9 @@ final class BenchCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    FileOptionsMixin file = new FileOptionsMixin();
+
     @Option(names = "--iothreads", paramLabel = "N", defaultValue = "1",
             description = "IOThreads serving the queues, round-robin (default ${DEFAULT-VALUE}).")
     String iothreads;
@@ -268,7 +271,7 @@ final class BenchCommand implements Callable<Integer> {
                 Units.parseBytes("size", size), Units.parseDurationNs("runtime", runtime),
                 Units.parseDurationNs("ramp", ramp), dp, Units.parseOnOff("guest-poll", guestPoll),
                 Units.parseLong("poll-max-ns", pollMaxNs), verify, d.seed(),
-                Units.parseDurationNs("null-latency", nullLatency), stopStart);
+                Units.parseDurationNs("null-latency", nullLatency), stopStart, file.options());
     }
 
     /** Options that describe the disk or its serving side belong to the back-end with --vhost-user. */
@@ -276,7 +279,8 @@ final class BenchCommand implements Callable<Integer> {
         if (vhostUser == null) {
             return;
         }
-        for (String o : List.of("--backend", "--image", "--format", "--size", "--null-latency", "--stop-start",
+        for (String o : List.of("--backend", "--image", "--format", "--size", "--null-latency", "--stop-start", "--aio",
+                "--cache-direct", "--cache-no-flush", "--discard", "--detect-zeroes", "--locking",
                 "--verify", "--iothreads", "--dataplane", "--poll-max-ns")) {
             if (spec.commandLine().getParseResult().hasMatchedOption(o)) {
                 throw new IllegalArgumentException(o + " does not apply with --vhost-user: the back-end at '"

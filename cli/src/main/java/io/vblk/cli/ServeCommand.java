@@ -34,6 +34,9 @@ final class ServeCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    FileOptionsMixin file = new FileOptionsMixin();
+
     @Option(names = "--socket", paramLabel = "PATH", required = true,
             description = "UNIX socket to listen on (a stale socket file is replaced).")
     Path socket;
@@ -82,7 +85,11 @@ final class ServeCommand implements Callable<Integer> {
                 numQueues, serial, pollMaxNs);
         VhostUserBlkServer server;
         try {
-            server = VhostUserBlkServer.start(o, VhostUserBlkServer.DEFAULT_OPENER, printer(out));
+            io.vblk.block.FileOptions fo = file.options();
+            server = VhostUserBlkServer.start(o, (layer, opts) -> {
+                layer.setFileDefaults(fo);
+                return VhostUserBlkServer.DEFAULT_OPENER.open(layer, opts);
+            }, printer(out));
         } catch (VhostUserException | BlockException | IllegalArgumentException e) {
             err.println("vblk serve: " + e.getMessage());
             return Main.EXIT_FAILED;

@@ -20,6 +20,7 @@ import io.vblk.block.BlkDebugDriver;
 import io.vblk.block.BlockBackend;
 import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
+import io.vblk.block.FileOptions;
 import io.vblk.block.NullDriver;
 import io.vblk.testkit.BlkDriver;
 import io.vblk.testkit.Irqchip;
@@ -163,7 +164,9 @@ final class BlkMachine implements AutoCloseable {
             if (spec.nullDisk) {
                 top = layer.openNull("disk", NullDriver.Options.of(spec.diskBytes));
             } else {
-                BlockNode file = layer.openFile("disk-file", image, spec.readOnly);
+                // discard=unmap: the tests check that a guest discard reaches the file as a hole
+                BlockNode file = layer.openFile("disk-file", image, FileOptions.defaults()
+                        .withDiscard(FileOptions.Discard.UNMAP).withReadOnly(spec.readOnly));
                 top = layer.openRaw("disk", file, 0, -1);
                 file.unref();
             }

@@ -90,6 +90,7 @@ public final class Machine implements AutoCloseable {
         this.cfg = cfg;
         this.loop = new MainLoop("main-loop", cfg.legacy(), model);
         this.layer = new BlockLayer(loop);
+        layer.setFileDefaults(cfg.fileOptions());
         for (String name : cfg.iothreads()) {
             iothreads.put(name, loop.newIOThread(name, cfg.pollMaxNs()));
         }

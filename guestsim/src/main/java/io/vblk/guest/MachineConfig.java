@@ -2,6 +2,7 @@ package io.vblk.guest;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.LegacySwitches;
+import io.vblk.block.FileOptions;
 import io.vblk.firmware.Firmware;
 
 import java.util.ArrayList;
@@ -9,7 +10,7 @@ import java.util.List;
 
 /** What a {@link Machine} is made of: QEMU's command line, in short. */
 public record MachineConfig(int vcpus, long ramBytes, List<String> iothreads, long pollMaxNs, List<DiskSpec> disks,
-                            LegacySwitches legacy, Firmware.Options firmware) {
+                            LegacySwitches legacy, Firmware.Options firmware, FileOptions fileOptions) {
     public static final long DEFAULT_RAM = 256L << 20;
 
     public MachineConfig {
@@ -24,6 +25,9 @@ public record MachineConfig(int vcpus, long ramBytes, List<String> iothreads, lo
         }
         iothreads = List.copyOf(iothreads);
         disks = List.copyOf(disks);
+        if (fileOptions == null) {
+            fileOptions = FileOptions.defaults();
+        }
         if (disks.size() > 24) {
             throw new IllegalArgumentException("at most 24 disks");
         }
@@ -48,22 +52,30 @@ public record MachineConfig(int vcpus, long ramBytes, List<String> iothreads, lo
 
     public static MachineConfig of(int vcpus, int iothreads, List<DiskSpec> disks) {
         return new MachineConfig(vcpus, DEFAULT_RAM, iothreadNames(iothreads), AioContext.DEFAULT_POLL_MAX_NS, disks,
-                new LegacySwitches(), Firmware.Options.defaults());
+                new LegacySwitches(), Firmware.Options.defaults(), FileOptions.defaults());
     }
 
     public MachineConfig withLegacy(LegacySwitches sw) {
-        return new MachineConfig(vcpus, ramBytes, iothreads, pollMaxNs, disks, sw, firmware);
+        return new MachineConfig(vcpus, ramBytes, iothreads, pollMaxNs, disks, sw, firmware, fileOptions);
     }
 
     public MachineConfig withFirmware(Firmware.Options o) {
-        return new MachineConfig(vcpus, ramBytes, iothreads, pollMaxNs, disks, legacy, o);
+        return new MachineConfig(vcpus, ramBytes, iothreads, pollMaxNs, disks, legacy, o, fileOptions);
     }
 
     public MachineConfig withPollMaxNs(long ns) {
-        return new MachineConfig(vcpus, ramBytes, iothreads, ns, disks, legacy, firmware);
+        return new MachineConfig(vcpus, ramBytes, iothreads, ns, disks, legacy, firmware, fileOptions);
     }
 
     public MachineConfig withRam(long bytes) {
-        return new MachineConfig(vcpus, bytes, iothreads, pollMaxNs, disks, legacy, firmware);
+        return new MachineConfig(vcpus, bytes, iothreads, pollMaxNs, disks, legacy, firmware, fileOptions);
+    }
+
+    /**
+     * How image files are opened ({@code -blockdev driver=file,aio=...,cache.direct=...}):
+     * the defaults of the machine's block layer, read-only taken from each disk.
+     */
+    public MachineConfig withFileOptions(FileOptions o) {
+        return new MachineConfig(vcpus, ramBytes, iothreads, pollMaxNs, disks, legacy, firmware, o);
     }
 }

@@ -42,18 +42,23 @@ import org.HdrHistogram.Histogram;
  * device and a raw file, one IOThread each. Each back-end runs as its own
  * process, so its CPU time is read from {@code /proc/PID/stat}.
  *
- * <p>For each (device, queues) group both back-ends are started and a
- * machine is connected to each (firmware boot, driver probe). Then, per
- * workload, both machines warm up and the measurements alternate in pairs
- * (vblk then qemu-storage-daemon, then the other way round, ...), so the two
- * halves of a pair are taken seconds apart under the same background load.
- * The report gives, per row, the median over the repetitions of each
- * back-end and the median of the per-pair ratios vblk / qemu-storage-daemon.
+ * <p>Issue 19 made it fair: for the raw file each back-end runs with both of
+ * its file engines ({@code aio=io_uring} and {@code aio=threads}), and the
+ * file is served through the page cache and with O_DIRECT
+ * ({@code cache.direct=on}) in separate rows. For each (device, cache,
+ * queues) group every configuration's back-end is started with a machine on
+ * it (firmware boot, driver probe); per workload each warms up, then
+ * {@code repeat} rounds measure every configuration once, the order rotated
+ * per round. The report gives, per row, each configuration's median and
+ * spread, and vblk's ratio to the best qemu-storage-daemon configuration of
+ * that row. All back-ends serve the same image at once, so image locking is
+ * off on both sides.
  *
  * <pre>
  * java --enable-native-access=ALL-UNNAMED -cp bench/target/benchmarks.jar io.vblk.bench.vhost.VhostRace \
  *     --vblk cli/target/vblk.jar [--seconds 5] [--warmup 5] [--repeat 5] [--dir /tmp/race] \
- *     [--devices null,raw] [--queues 1,2] [--workloads QD1,QD32,64k] [--size-mib 256]
+ *     [--devices null,raw] [--queues 1,2] [--workloads QD1,QD32,64k] [--size-mib 256] \
+ *     [--aio io_uring,threads] [--caches page,direct]
  * </pre>
  */
 public final class VhostRace {
@@ -64,10 +69,23 @@ public final class VhostRace {
     static final List<Workload> WORKLOADS = List.of(
             new Workload("4k randread QD1", IoPattern.parse("randread"), 4096, 1),
             new Workload("4k randread QD32", IoPattern.parse("randread"), 4096, 32),
+            new Workload("4k randwrite QD32", IoPattern.parse("randwrite"), 4096, 32),
             new Workload("64k seqread QD8", IoPattern.parse("read"), 65536, 8));
 
-    /** One measured run. */
-    record Result(String backend, int rep, String device, int queues, String workload, long requests, double seconds,
+    /**
+     * One back-end configuration of a group: vblk serve or qemu-storage-daemon,
+     * with the file driver's {@code aio} engine ({@code null} for the null
+     * device, where there is no file).
+     */
+    record Config(boolean vblk, String aio) {
+        String label() {
+            return (vblk ? "vblk" : "qsd") + (aio == null ? "" : " aio=" + aio);
+        }
+    }
+
+    /** One measured run; {@code backend} is the {@link Config#label()}, {@code cache} "page", "direct" or "-". */
+    record Result(String backend, int rep, String device, String cache, int queues, String workload, long requests,
+                  double seconds,
                   double iops, double mibps, double p50us, double p99us, double p999us, double maxUs,
                   double backendCpuS, double frontendCpuS) {
         double cpuPerMillion() {
@@ -85,6 +103,8 @@ public final class VhostRace {
     private final PrintStream out;
     private final List<Result> results = new ArrayList<>();
     private List<Workload> workloads = WORKLOADS;
+    private List<String> aios = List.of("io_uring", "threads");
+    private List<String> caches = List.of("page", "direct");
 
     VhostRace(Path vblkJar, Path qsd, Path dir, Duration seconds, Duration warmup, int repeat, long size,
               PrintStream out) {
@@ -125,6 +145,8 @@ public final class VhostRace {
         for (String q : a.getOrDefault("--queues", "1,2").split(",")) {
             queues.add(Integer.parseInt(q));
         }
+        r.aios = List.of(a.getOrDefault("--aio", "io_uring,threads").split(","));
+        r.caches = List.of(a.getOrDefault("--caches", "page,direct").split(","));
         String only = a.get("--workloads"); // e.g. "QD1" runs the rows whose name contains it
         if (only != null) {
             r.workloads = new ArrayList<>();
@@ -146,47 +168,76 @@ public final class VhostRace {
         out.printf("vhost race: started %s, %d s per row after %d s warm-up, %d repetition(s), devices %s, queues %s%n",
                 Instant.now(), seconds.toSeconds(), warmup.toSeconds(), repeat, devices, queueCounts);
         for (String device : devices) {
-            for (int q : queueCounts) {
-                if (device.equals("raw")) {
-                    warmPageCache(img);
+            for (String cache : device.equals("null") ? List.of("-") : caches) {
+                for (int q : queueCounts) {
+                    if (device.equals("raw")) {
+                        warmPageCache(img);
+                    }
+                    runGroup(device, cache, q, img);
                 }
-                runGroup(device, q, img);
             }
         }
         report(devices, queueCounts);
     }
 
-    /** Both back-ends, a machine on each, every workload in alternating pairs. */
-    private void runGroup(String device, int queues, Path img) throws Exception {
-        Path vs = dir.resolve("vblk.sock");
-        Path qs = dir.resolve("qsd.sock");
-        Files.deleteIfExists(vs);
-        Files.deleteIfExists(qs);
-        try (Backend vb = Backend.vblk(vblkJar, vs, device, img, size, queues, dir);
-             Backend qb = Backend.qsd(qsd, qs, device, img, size, queues, dir);
-             Machine vm = machine(vs, queues, "vblk");
-             Machine qm = machine(qs, queues, "qsd")) {
-            LinuxGuest vg = probe(vm, queues, "vblk");
-            LinuxGuest qg = probe(qm, queues, "qsd");
+    /**
+     * Every configuration's back-end with a machine on each, then every
+     * workload: a warm-up on each, then {@code repeat} rounds that measure
+     * each configuration once, in an order rotated per round, so all of them
+     * share the background load.
+     */
+    private void runGroup(String device, String cache, int queues, Path img) throws Exception {
+        List<Config> configs = new ArrayList<>();
+        for (boolean vblk : List.of(true, false)) {
+            if (device.equals("null")) {
+                configs.add(new Config(vblk, null));
+            } else {
+                for (String aio : aios) {
+                    configs.add(new Config(vblk, aio));
+                }
+            }
+        }
+        boolean direct = cache.equals("direct");
+        List<Backend> backends = new ArrayList<>();
+        List<Machine> machines = new ArrayList<>();
+        List<LinuxGuest> guests = new ArrayList<>();
+        try {
+            for (int i = 0; i < configs.size(); i++) {
+                Config c = configs.get(i);
+                Path sock = dir.resolve("be" + i + ".sock");
+                Files.deleteIfExists(sock);
+                backends.add(c.vblk() ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir, c.aio(), direct)
+                        : Backend.qsd(qsd, sock, device, img, size, queues, dir, c.aio(), direct, i));
+                machines.add(machine(sock, queues, c.label()));
+                guests.add(probe(machines.get(i), queues, c.label()));
+            }
             for (Workload w : workloads) {
-                measure(vm, vg, w, warmup, null, null); // warm-up: JIT, caches, adaptive polling
-                measure(qm, qg, w, warmup, null, null);
+                for (int i = 0; i < configs.size(); i++) {
+                    measure(machines.get(i), guests.get(i), w, warmup, null, null); // JIT, caches, adaptive polling
+                }
                 for (int rep = 0; rep < repeat; rep++) {
-                    boolean vblkFirst = rep % 2 == 0;
-                    for (int i = 0; i < 2; i++) {
-                        boolean v = (i == 0) == vblkFirst;
-                        Result r = measure(v ? vm : qm, v ? vg : qg, w, seconds, v ? "vblk" : "qsd", v ? vb : qb);
-                        r = new Result(r.backend(), rep, device, queues, w.name(), r.requests(), r.seconds(), r.iops(),
-                                r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(),
+                    for (int k = 0; k < configs.size(); k++) {
+                        int i = (k + rep) % configs.size();
+                        Config c = configs.get(i);
+                        Result r = measure(machines.get(i), guests.get(i), w, seconds, c.label(), backends.get(i));
+                        r = new Result(r.backend(), rep, device, cache, queues, w.name(), r.requests(), r.seconds(),
+                                r.iops(), r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(),
                                 r.frontendCpuS());
                         results.add(r);
-                        out.printf(Locale.ROOT, "  %-5s %-4s %dq %-17s #%d %9.0f IOPS %8.1f MiB/s p50 %7.1f p99 %8.1f "
-                                + "p99.9 %8.1f max %9.1f us, backend CPU %6.2f s/M req (frontend %6.2f s/M) load %s%n",
-                                r.backend(), device, queues, w.name(), rep, r.iops(), r.mibps(), r.p50us(), r.p99us(),
-                                r.p999us(), r.maxUs(), r.cpuPerMillion(), r.frontendCpuS() / r.requests() * 1e6,
-                                loadAverage());
+                        out.printf(Locale.ROOT, "  %-17s %-4s %-6s %dq %-17s #%d %9.0f IOPS %8.1f MiB/s p50 %7.1f "
+                                + "p99 %8.1f p99.9 %8.1f max %9.1f us, backend CPU %6.2f s/M req (frontend %6.2f s/M) "
+                                + "load %s%n", r.backend(), device, cache, queues, w.name(), rep, r.iops(), r.mibps(),
+                                r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.cpuPerMillion(),
+                                r.frontendCpuS() / r.requests() * 1e6, loadAverage());
                     }
                 }
+            }
+        } finally {
+            for (Machine m : machines) {
+                m.close();
+            }
+            for (Backend b : backends) {
+                b.close();
             }
         }
     }
@@ -251,7 +302,7 @@ public final class VhostRace {
             all0.add(x);
         }
         long n = run.completed();
-        return new Result(backend, 0, "", nq, w.name(), n, secs, n / secs, n * (double) w.blockSize() / secs / (1 << 20),
+        return new Result(backend, 0, "", "", nq, w.name(), n, secs, n / secs, n * (double) w.blockSize() / secs / (1 << 20),
                 all0.getValueAtPercentile(50) / 1e3, all0.getValueAtPercentile(99) / 1e3,
                 all0.getValueAtPercentile(99.9) / 1e3, all0.getMaxValue() / 1e3, cpu, fe / 1e9);
     }
@@ -294,77 +345,82 @@ public final class VhostRace {
 
     // ------------------------------------------------------------------ report
 
+    /**
+     * Per row (device, cache mode, queues, workload): each configuration's
+     * median over the rounds, the spread of its IOPS, and for vblk's rows the
+     * ratio of its median IOPS to the best qemu-storage-daemon configuration's
+     * median in that row (and the CPU per request against that same one).
+     */
     private void report(List<String> devices, List<Integer> queueCounts) {
         out.println();
-        out.println("| device | queues | workload | back-end | IOPS | MiB/s | p50 µs | p99 µs | CPU s / M req | "
-                + "IOPS vblk/qsd | CPU/req vblk/qsd |");
-        out.println("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        out.println("| device | cache | queues | workload | back-end | IOPS (median) | min..max | MiB/s | p50 µs | p99 µs "
+                + "| CPU s / M req | IOPS vs qsd best | CPU/req vs qsd best |");
+        out.println("| --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for (String device : devices) {
-            for (int q : queueCounts) {
-                for (Workload w : workloads) {
-                    Result v = median("vblk", device, q, w.name());
-                    Result s = median("qsd", device, q, w.name());
-                    if (v == null || s == null) {
-                        continue;
-                    }
-                    double[] ratios = pairRatios(device, q, w.name());
-                    for (Result r : List.of(v, s)) {
-                        boolean first = r == v;
-                        out.printf(Locale.ROOT, "| %s | %d | %s | %s | %.0f | %.1f | %.1f | %.1f | %.2f | %s | %s |%n",
-                                device, q, w.name(), r.backend().equals("vblk") ? "vblk serve" : "qemu-storage-daemon",
-                                r.iops(), r.mibps(), r.p50us(), r.p99us(), r.cpuPerMillion(),
-                                first ? String.format(Locale.ROOT, "%.2f", ratios[0]) : "",
-                                first ? String.format(Locale.ROOT, "%.2f", ratios[1]) : "");
+            for (String cache : device.equals("null") ? List.of("-") : caches) {
+                for (int q : queueCounts) {
+                    for (Workload w : workloads) {
+                        List<String> labels = new ArrayList<>();
+                        for (Result r : results) {
+                            if (matches(r, device, cache, q, w.name()) && !labels.contains(r.backend())) {
+                                labels.add(r.backend());
+                            }
+                        }
+                        Result best = null;
+                        for (String l : labels) {
+                            Result m = median(l, device, cache, q, w.name());
+                            if (l.startsWith("qsd") && (best == null || m.iops() > best.iops())) {
+                                best = m;
+                            }
+                        }
+                        for (String l : labels) {
+                            Result m = median(l, device, cache, q, w.name());
+                            double[] spread = spread(l, device, cache, q, w.name());
+                            boolean vblk = l.startsWith("vblk") && best != null;
+                            out.printf(Locale.ROOT, "| %s | %s | %d | %s | %s%s | %.0f | %.0f..%.0f | %.1f | %.1f | %.1f "
+                                    + "| %.2f | %s | %s |%n", device, cache, q, w.name(), l,
+                                    best != null && l.equals(best.backend()) ? " (best qsd)" : "", m.iops(), spread[0],
+                                    spread[1], m.mibps(), m.p50us(), m.p99us(), m.cpuPerMillion(),
+                                    vblk ? String.format(Locale.ROOT, "%.2f", m.iops() / best.iops()) : "",
+                                    vblk ? String.format(Locale.ROOT, "%.2f", m.cpuPerMillion() / best.cpuPerMillion())
+                                            : "");
+                        }
                     }
                 }
             }
         }
         out.println();
-        out.println("raw runs (backend,rep,device,queues,workload,requests,seconds,iops,mibps,p50us,p99us,p999us,maxus,"
-                + "backend_cpu_s,frontend_cpu_s):");
+        out.println("raw runs (backend,rep,device,cache,queues,workload,requests,seconds,iops,mibps,p50us,p99us,p999us,"
+                + "maxus,backend_cpu_s,frontend_cpu_s):");
         for (Result r : results) {
-            out.printf(Locale.ROOT, "%s,%d,%s,%d,%s,%d,%.3f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f%n", r.backend(),
-                    r.rep(), r.device(), r.queues(), r.workload(), r.requests(), r.seconds(), r.iops(), r.mibps(),
-                    r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS());
+            out.printf(Locale.ROOT, "%s,%d,%s,%s,%d,%s,%d,%.3f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f%n", r.backend(),
+                    r.rep(), r.device(), r.cache(), r.queues(), r.workload(), r.requests(), r.seconds(), r.iops(),
+                    r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS());
         }
     }
 
-    /** Medians of the per-pair ratios vblk / qsd: IOPS, and CPU seconds per request. */
-    private double[] pairRatios(String device, int queues, String workload) {
-        List<Double> iops = new ArrayList<>();
-        List<Double> cpu = new ArrayList<>();
-        for (Result v : results) {
-            if (!v.backend().equals("vblk") || !v.device().equals(device) || v.queues() != queues
-                    || !v.workload().equals(workload)) {
-                continue;
-            }
-            for (Result s : results) {
-                if (s.backend().equals("qsd") && s.rep() == v.rep() && s.device().equals(device)
-                        && s.queues() == queues && s.workload().equals(workload)) {
-                    iops.add(v.iops() / s.iops());
-                    cpu.add(v.cpuPerMillion() / s.cpuPerMillion());
-                }
-            }
-        }
-        return new double[] {medianOf(iops), medianOf(cpu)};
+    private static boolean matches(Result r, String device, String cache, int queues, String workload) {
+        return r.device().equals(device) && r.cache().equals(cache) && r.queues() == queues
+                && r.workload().equals(workload);
     }
 
-    private static double medianOf(List<Double> l) {
-        if (l.isEmpty()) {
-            return Double.NaN;
+    private double[] spread(String backend, String device, String cache, int queues, String workload) {
+        double lo = Double.MAX_VALUE;
+        double hi = 0;
+        for (Result r : results) {
+            if (r.backend().equals(backend) && matches(r, device, cache, queues, workload)) {
+                lo = Math.min(lo, r.iops());
+                hi = Math.max(hi, r.iops());
+            }
         }
-        List<Double> c = new ArrayList<>(l);
-        c.sort(null);
-        int n = c.size();
-        return n % 2 == 1 ? c.get(n / 2) : (c.get(n / 2 - 1) + c.get(n / 2)) / 2;
+        return new double[] {lo, hi};
     }
 
     /** The run with the median IOPS among the repetitions of a row. */
-    private Result median(String backend, String device, int queues, String workload) {
+    private Result median(String backend, String device, String cache, int queues, String workload) {
         List<Result> l = new ArrayList<>();
         for (Result r : results) {
-            if (r.backend().equals(backend) && r.device().equals(device) && r.queues() == queues
-                    && r.workload().equals(workload)) {
+            if (r.backend().equals(backend) && matches(r, device, cache, queues, workload)) {
                 l.add(r);
             }
         }
@@ -389,15 +445,22 @@ public final class VhostRace {
             this.child = child;
         }
 
-        static Backend vblk(Path jar, Path sock, String device, Path img, long size, int queues, Path dir)
-                throws Exception {
+        /**
+         * {@code vblk serve} with the file driver's {@code --aio} and {@code --cache-direct}; locking off,
+         * as every back-end of the race serves the same image at once.
+         */
+        static Backend vblk(Path jar, Path sock, String device, Path img, long size, int queues, Path dir, String aio,
+                boolean direct) throws Exception {
             List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
                     .toString(), "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString(), "serve", "--socket",
                     sock.toString(), "--num-queues", Integer.toString(queues), "--iothreads", "1"));
             if (device.equals("null")) {
                 cmd.addAll(List.of("--null", Long.toString(size)));
             } else {
-                cmd.addAll(List.of("--image", img.toString(), "--format", "raw"));
+                cmd.addAll(List.of("--image", img.toString(), "--format", "raw", "--aio", aio, "--locking", "off"));
+                if (direct) {
+                    cmd.add("--cache-direct");
+                }
             }
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
@@ -426,24 +489,26 @@ public final class VhostRace {
             return new Backend("vblk", p.toHandle(), p);
         }
 
-        static Backend qsd(Path qsd, Path sock, String device, Path img, long size, int queues, Path dir)
-                throws Exception {
-            Path pidfile = dir.resolve("qsd.pid");
+        /** qemu-storage-daemon with {@code file.aio} and {@code cache.direct}; locking off (see {@link #vblk}). */
+        static Backend qsd(Path qsd, Path sock, String device, Path img, long size, int queues, Path dir, String aio,
+                boolean direct, int id) throws Exception {
+            Path pidfile = dir.resolve("qsd" + id + ".pid");
             Files.deleteIfExists(pidfile);
             String blockdev = device.equals("null")
                     ? "driver=null-co,node-name=disk0,size=" + size
-                    : "driver=raw,node-name=disk0,file.driver=file,file.filename=" + img;
+                    : "driver=raw,node-name=disk0,cache.direct=" + (direct ? "on" : "off")
+                            + ",file.driver=file,file.locking=off,file.aio=" + aio + ",file.filename=" + img;
             List<String> cmd = List.of(qsd.toString(), "--daemonize", "--pidfile", pidfile.toString(),
                     "--object", "iothread,id=io0",
                     "--blockdev", blockdev,
                     "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock
                             + ",writable=on,num-queues=" + queues + ",iothread=io0");
             Process parent = new ProcessBuilder(cmd).redirectErrorStream(true)
-                    .redirectOutput(dir.resolve("qsd.out").toFile()).start();
+                    .redirectOutput(dir.resolve("qsd" + id + ".out").toFile()).start();
             if (!parent.waitFor(60, TimeUnit.SECONDS) || parent.exitValue() != 0) {
                 parent.destroyForcibly();
                 throw new IllegalStateException("qemu-storage-daemon did not start: " + cmd + "\n"
-                        + Files.readString(dir.resolve("qsd.out")));
+                        + Files.readString(dir.resolve("qsd" + id + ".out")));
             }
             long pid = Long.parseLong(Files.readString(pidfile).trim());
             return new Backend("qsd", ProcessHandle.of(pid).orElseThrow(), null);

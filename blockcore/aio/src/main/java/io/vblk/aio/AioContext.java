@@ -48,6 +48,7 @@ public final class AioContext {
 
     private volatile Thread home;
     private volatile boolean closed;
+    private final List<Runnable> freeHooks = new java.util.concurrent.CopyOnWriteArrayList<>();
     /** Written by the home thread (or a lock holder), read racily. */
     private long callbackFailures;
 
@@ -354,10 +355,29 @@ public final class AioContext {
         notifier.wakeUnconditionally();
     }
 
+    /**
+     * Runs {@code hook} when the context frees its resources, after its last
+     * poll: per-context state another layer keeps (the block layer's io_uring,
+     * which QEMU's {@code aio_ctx_finalize} frees with {@code luring_cleanup}).
+     * Closing the returned handle unregisters the hook (the state went first).
+     */
+    public AutoCloseable addFreeHook(Runnable hook) {
+        freeHooks.add(hook);
+        return () -> freeHooks.remove(hook);
+    }
+
     /** Frees the epoll instance and notifier; only once no thread can poll any more. */
     void freeResources() {
         closed = true;
         poller.phase = Phase.STOPPED;
+        for (Runnable h : freeHooks) {
+            try {
+                h.run();
+            } catch (RuntimeException e) {
+                LOG.error("AioContext '{}': free hook failed", name, e);
+            }
+        }
+        freeHooks.clear();
         fdHandlers.deleteAll();
         notifier.close();
         fdmon.close();

@@ -39,6 +39,7 @@ public final class BlockLayer implements AutoCloseable {
     private final List<BlockBackend> backends = new CopyOnWriteArrayList<>();
     private final List<BlockFormat> formats = new CopyOnWriteArrayList<>();
     private final AutoCloseable diagnostics;
+    private volatile FileOptions fileDefaults = FileOptions.defaults();
 
     public BlockLayer(MainLoop loop) {
         this.loop = loop;
@@ -105,10 +106,29 @@ public final class BlockLayer implements AutoCloseable {
         }
     }
 
+    /**
+     * The {@link FileOptions} a file node gets when the caller names none
+     * (an image opened by path, a backing file a format opens): the
+     * machine-wide {@code -blockdev driver=file} settings ({@code vblk serve
+     * --aio ... --cache-direct}). Only {@code read-only} is taken from the open.
+     */
+    public void setFileDefaults(FileOptions o) {
+        fileDefaults = java.util.Objects.requireNonNull(o);
+    }
+
+    public FileOptions fileDefaults() {
+        return fileDefaults;
+    }
+
     public BlockNode openFile(String name, Path path, boolean readOnly) {
-        FileDriver d = FileDriver.open(path, readOnly, loop.threadPool());
+        return openFile(name, path, fileDefaults.withReadOnly(readOnly));
+    }
+
+    /** A {@code file} node over {@code path} with explicit options (QEMU's {@code -blockdev driver=file,...}). */
+    public BlockNode openFile(String name, Path path, FileOptions options) {
+        FileDriver d = FileDriver.open(path, options, loop.threadPool());
         try {
-            return addNode(name, d, readOnly);
+            return addNode(name, d, options.readOnly());
         } catch (RuntimeException e) {
             d.close();
             throw e;
@@ -188,9 +208,21 @@ public final class BlockLayer implements AutoCloseable {
      * the backing node itself: QEMU's {@code BDRV_O_NO_BACKING}.
      */
     public BlockNode openImage(String name, Path path, String format, boolean readOnly, boolean openBacking) {
+        return openImage(name, path, format, fileDefaults.withReadOnly(readOnly), openBacking);
+    }
+
+    /**
+     * As {@link #openImage(String, Path, String, boolean, boolean)}, the
+     * image's file node opened with {@code fileOptions} (read-only from them).
+     */
+    public BlockNode openImage(String name, Path path, String format, FileOptions fileOptions, boolean openBacking) {
         checkMainLoop("open an image");
         checkNodeName(name);
-        BlockNode file = openProtocol(name + "-file", path.toString(), readOnly);
+        boolean readOnly = fileOptions.readOnly();
+        // a "rbd:" (or other registered protocol) name is not a host file: its protocol opens it
+        BlockNode file = findProtocol(path.toString()) != null
+                ? openProtocol(name + "-file", path.toString(), readOnly)
+                : openFile(name + "-file", path, fileOptions);
         try {
             BlockFormat f = format == null ? probe(file) : format(format);
             BlockDriver d = f.open(this, name, file, readOnly);
