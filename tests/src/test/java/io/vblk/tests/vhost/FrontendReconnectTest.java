@@ -6,6 +6,7 @@ import io.vblk.aio.AioContext;
 import io.vblk.bench.BenchConfig;
 import io.vblk.bench.BenchResult;
 import io.vblk.bench.BenchRunner;
+import io.vblk.block.FileOptions;
 import io.vblk.guest.IoPattern;
 
 import java.nio.file.Path;
@@ -44,7 +45,7 @@ class FrontendReconnectTest {
         try {
             BenchConfig cfg = new BenchConfig(1, 1, 32, 4096, IoPattern.parse("randread"), BenchConfig.Backend.NULL,
                     null, null, 256L << 20, 6_000_000_000L, 0, true, false, AioContext.DEFAULT_POLL_MAX_NS, false, 1,
-                    0, false);
+                    0, false, FileOptions.defaults());
             CompletableFuture<BenchResult> run = CompletableFuture.supplyAsync(
                     () -> new BenchRunner(cfg, BenchRunner.Progress.NONE, sock).run());
             new SerialLog(log1).await("rings [0] started", 1, BOUND, () -> "");
