@@ -96,9 +96,10 @@ final class BlockdevFactory {
         if (forceShare) {
             throw QmpError.generic("force-share=on is not supported yet by vblk");
         }
-        common.checkSupported();
         if (file != null) {
             file.checkSupported();
+        } else {
+            common.checkSupportedAboveFile(driver);
         }
         if (nullSize < 0 || latency < 0) {
             throw QmpError.generic("null-co: size and latency-ns must not be negative");
@@ -141,7 +142,7 @@ final class BlockdevFactory {
         try {
             switch (s.driver()) {
                 case "file":
-                    return layer.openFile(s.nodeName(), s.file().filename(), s.readOnly());
+                    return layer.openFile(s.nodeName(), s.file().filename(), s.file().toDriverOptions());
                 case "null-co": {
                     BlockNode n = layer.openNull(s.nodeName(), new NullDriver.Options(s.nullSize(), s.readZeroes(),
                             s.latencyNs()));

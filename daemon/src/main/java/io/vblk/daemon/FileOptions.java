@@ -8,12 +8,12 @@ import java.nio.file.Path;
 /**
  * The options of {@code driver=file} as qsd spells them (QAPI's
  * {@code BlockdevOptionsFile} plus the common {@code cache.*},
- * {@code discard}, {@code detect-zeroes}), parsed into one value. vblk's
- * file driver today opens with the thread pool, buffered, without locks and
- * passes discards through; {@link #checkSupported()} accepts exactly those
- * settings and names any other as not supported yet, so a command line that
- * asks for io_uring or O_DIRECT fails clearly instead of running without it.
- * (The io_uring/O_DIRECT/OFD-locking driver, when it lands, widens this.)
+ * {@code discard}, {@code detect-zeroes}), parsed into one value and mapped
+ * key by key onto the file driver's {@link io.vblk.block.FileOptions}.
+ *
+ * <p>Where vblk differs from qsd: without {@code aio=} the file driver uses
+ * io_uring where the kernel allows it (qsd's default is {@code threads});
+ * {@code aio=native} (Linux AIO) is refused, io_uring being its successor.
  */
 public record FileOptions(Path filename, boolean readOnly, String aio, boolean cacheDirect, boolean cacheNoFlush,
                           String locking, String discard, String detectZeroes) {
@@ -21,7 +21,8 @@ public record FileOptions(Path filename, boolean readOnly, String aio, boolean c
     /** Reads the file-driver members of {@code a} (the caller has read the common ones it shares). */
     static FileOptions parse(QapiArgs a, boolean readOnly, Common c) {
         String filename = a.str("filename");
-        String aio = a.optEnum("aio", "threads", "threads", "native", "io_uring");
+        // null: not given, the driver's default (io_uring, falling back to threads)
+        String aio = a.has("aio") ? a.optEnum("aio", "threads", "threads", "native", "io_uring") : null;
         String locking = a.optEnum("locking", "auto", "auto", "on", "off");
         return new FileOptions(Path.of(filename), readOnly, aio, c.cacheDirect(), c.cacheNoFlush(), locking,
                 c.discard(), c.detectZeroes());
@@ -43,37 +44,43 @@ public record FileOptions(Path filename, boolean readOnly, String aio, boolean c
             return new Common(direct, noFlush, discard, dz, given);
         }
 
-        /** vblk's drivers flush, do not detect zeroes and pass discards through. */
-        void checkSupported() {
-            if (cacheDirect) {
-                throw QmpError.generic("cache.direct=on is not supported yet by vblk (O_DIRECT comes with the "
-                        + "io_uring file driver)");
-            }
-            if (cacheNoFlush) {
-                throw QmpError.generic("cache.no-flush=on is not supported yet by vblk");
-            }
-            if (discardGiven && (discard.equals("ignore") || discard.equals("off"))) {
-                throw QmpError.generic("discard=" + discard + " is not supported yet by vblk: discard requests are "
-                        + "always passed through (as discard=unmap)");
+        /**
+         * On a node that is not a file: formats pass discards down to their
+         * file node, which decides whether they reach the host; the cache and
+         * zero-detection options act on the file node only in vblk, so they
+         * are asked for there.
+         */
+        void checkSupportedAboveFile(String driver) {
+            if (cacheDirect || cacheNoFlush) {
+                throw QmpError.generic("cache.* on a " + driver + " node is not supported by vblk: set cache.direct "
+                        + "and cache.no-flush on its driver=file node");
             }
             if (!detectZeroes.equals("off")) {
-                throw QmpError.generic("detect-zeroes=" + detectZeroes + " is not supported yet by vblk");
+                throw QmpError.generic("detect-zeroes on a " + driver + " node is not supported by vblk: set it on "
+                        + "its driver=file node");
             }
         }
     }
 
-    /** Refuses what the current file driver cannot do, naming it. */
+    /** Refuses what the file driver does not offer, naming it. */
     void checkSupported() {
-        if (aio.equals("native")) {
-            throw QmpError.generic("aio=native is not supported by vblk (use aio=threads; aio=io_uring comes with "
-                    + "the io_uring file driver)");
+        if ("native".equals(aio)) {
+            throw QmpError.generic("aio=native (Linux AIO) is not supported by vblk: use aio=io_uring (the "
+                    + "default) or aio=threads");
         }
-        if (aio.equals("io_uring")) {
-            throw QmpError.generic("aio=io_uring is not supported yet by vblk's file driver (use aio=threads)");
+    }
+
+    /** The file driver's options, key by key as QEMU names them. */
+    io.vblk.block.FileOptions toDriverOptions() {
+        io.vblk.block.FileOptions o = io.vblk.block.FileOptions.defaults();
+        if (aio != null) {
+            o = o.with("aio", aio);
         }
-        if (locking.equals("on")) {
-            throw QmpError.generic("locking=on is not supported yet by vblk's file driver (OFD locks come with the "
-                    + "io_uring file driver; use locking=auto or locking=off)");
-        }
+        return o.with("cache.direct", cacheDirect ? "on" : "off")
+                .with("cache.no-flush", cacheNoFlush ? "on" : "off")
+                .with("discard", discard)
+                .with("detect-zeroes", detectZeroes)
+                .with("locking", locking)
+                .with("read-only", readOnly ? "on" : "off");
     }
 }
