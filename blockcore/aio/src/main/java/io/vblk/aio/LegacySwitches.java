@@ -9,7 +9,14 @@ import java.util.Set;
  * single volatile load so the hot path may consult it.
  */
 public final class LegacySwitches {
-    private volatile int mask;
+    /** One bit per switch, by ordinal; the class refuses to load if the enum outgrows a long. */
+    private volatile long mask;
+
+    static {
+        if (LegacyBehavior.values().length > Long.SIZE) {
+            throw new ExceptionInInitializerError("LegacySwitches holds at most 64 switches; make it an EnumSet");
+        }
+    }
 
     public LegacySwitches() {
     }
@@ -19,15 +26,15 @@ public final class LegacySwitches {
     }
 
     public boolean isOn(LegacyBehavior b) {
-        return (mask & (1 << b.ordinal())) != 0;
+        return (mask & (1L << b.ordinal())) != 0;
     }
 
     public synchronized void enable(LegacyBehavior b) {
-        mask |= 1 << b.ordinal();
+        mask |= 1L << b.ordinal();
     }
 
     public synchronized void disable(LegacyBehavior b) {
-        mask &= ~(1 << b.ordinal());
+        mask &= ~(1L << b.ordinal());
     }
 
     public synchronized void set(LegacyBehavior b, boolean on) {
