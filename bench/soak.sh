@@ -3,8 +3,10 @@
 # reports each test's failures. A race that a quiet machine hides shows up here as a failure with its message
 # (and seed) and the command that reruns that test alone.
 #
-#   bench/soak.sh [--runs N] [--hogs K] [--one-core] [--tests PATTERN] [--timeout SECONDS] [--for MINUTES] [--out DIR]
+#   bench/soak.sh [--short] [--runs N] [--hogs K] [--one-core] [--tests PATTERN] [--timeout SECONDS] [--for MINUTES] [--out DIR]
 #
+#   --short         CI's short soak: 3 runs under one hog of the seed and historic-bug scenarios and the core
+#                   event-loop, drain and job-cancel tests, never past 5 minutes (later options override it)
 #   --runs N        iterations (default 50)
 #   --hogs K        busy-loop CPU hogs, same nice level as the tests (default: one per core, `nproc`)
 #   --one-core      pins the hogs and the whole Maven run (tests included) to CPU 0 with taskset
@@ -23,6 +25,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 runs=50 hogs=$(nproc) one_core=0 tests='' iter_timeout=1200 out='' for_min=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --short) runs=3 hogs=1 for_min=5
+             tests='Seed*Test,Bug*Test,JobCancelTest,AioWaitTest,NotifyTest,DrainTest,IOThreadStopTest,BottomHalfTest'
+             shift ;;
     --runs) runs=$2; shift 2 ;;
     --hogs) hogs=$2; shift 2 ;;
     --one-core) one_core=1; shift ;;
@@ -30,7 +35,7 @@ while [ $# -gt 0 ]; do
     --timeout) iter_timeout=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --for) for_min=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "vblk soak: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
