@@ -112,7 +112,8 @@ public final class HtmlReport {
         int pw = W - ML - MR;
         int ph = H - MT - MB;
         StringBuilder sb = new StringBuilder();
-        sb.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"").append(W).append("\" height=\"")
+        sb.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"").append(svgWidth(series.keySet()))
+                .append("\" height=\"")
                 .append(H + 20 * series.size()).append("\" role=\"img\" aria-label=\"").append(esc(title))
                 .append("\">\n");
         sb.append("<text x=\"").append(W / 2).append("\" y=\"18\" text-anchor=\"middle\" font-weight=\"bold\">")
@@ -167,6 +168,19 @@ public final class HtmlReport {
         }
         sb.append("</svg>\n");
         return sb.toString();
+    }
+
+    /**
+     * Wide enough for the longest legend entry (series names such as
+     * "iothreads=2 queues=2 backend=file aio=io_uring" run past the plot):
+     * 7 px a character bounds the 12 px font the report uses.
+     */
+    static int svgWidth(java.util.Collection<String> seriesNames) {
+        int longest = 0;
+        for (String name : seriesNames) {
+            longest = Math.max(longest, name.length());
+        }
+        return Math.max(W, ML + 30 + 7 * longest + 10);
     }
 
     private static String line(int x1, int y1, int x2, int y2, String color) {

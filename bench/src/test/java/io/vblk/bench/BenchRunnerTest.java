@@ -76,4 +76,13 @@ class BenchRunnerTest {
         assertTrue(json.contains("\"iops\": 100000"), json);
         assertNull(rs.get(0).firstProblem());
     }
+
+    @Test
+    void aLongSeriesNameWidensTheChartInsteadOfBeingCut() {
+        String longName = "iothreads=2 queues=2 qd=128 backend=file aio=io_uring cache-direct=on";
+        int w = HtmlReport.svgWidth(java.util.List.of("qd=1", longName));
+        assertTrue(w >= 7 * longName.length(), "legend of " + longName.length() + " characters in " + w + " px");
+        assertEquals(HtmlReport.svgWidth(java.util.List.of("qd=1")), HtmlReport.svgWidth(java.util.List.of("qd=8")),
+                "short names keep the default width");
+    }
 }

@@ -296,8 +296,9 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /** The command as the user typed it: picocli's original arguments begin with the subcommand's name. */
     private String commandLine() {
-        StringBuilder sb = new StringBuilder("vblk bench");
+        StringBuilder sb = new StringBuilder("vblk");
         for (String a : spec.commandLine().getParseResult().originalArgs()) {
             sb.append(' ').append(a.contains(" ") ? "'" + a + "'" : a);
         }
