@@ -44,6 +44,17 @@ class DaemonNbdTest {
         return ref;
     }
 
+    /** One export of a {@code query-block-exports} reply (qsd lists the newest first). */
+    private static JsonNode byId(JsonNode exports, String id) {
+        for (JsonNode e : exports) {
+            if (e.path("id").asText().equals(id)) {
+                return e;
+            }
+        }
+        fail("no export '" + id + "' in " + exports);
+        return null;
+    }
+
     @Test
     void commandLineExportsServeQemuIoAndQemuImg(@TempDir Path dir) throws Exception {
         Path img = DaemonQmpTest.blank(dir.resolve("disk.raw"), 16L * MIB);
@@ -82,7 +93,8 @@ class DaemonNbdTest {
                 assertEquals("nbd", e.path("type").asText(), exports.toString());
                 assertFalse(e.path("shutting-down").asBoolean(), exports.toString());
             }
-            assertEquals("disk0", exports.get(0).path("node-name").asText(), exports.toString());
+            assertEquals("disk0", byId(exports, "exp0").path("node-name").asText(), exports.toString());
+            assertEquals("zero0", byId(exports, "exp1").path("node-name").asText(), exports.toString());
             assertEquals("NBD server already running", c.error("nbd-server-start",
                     "{\"addr\": {\"type\": \"unix\", \"data\": {\"path\": \"" + dir.resolve("other.sock") + "\"}}}")
                     .path("desc").asText());
@@ -197,9 +209,9 @@ class DaemonNbdTest {
                     + "\"name\": \"hot\", \"writable\": true}");
             JsonNode exports = c.ok("query-block-exports", null);
             assertEquals(2, exports.size(), exports.toString());
-            assertEquals("nbd", exports.get(1).path("type").asText(), exports.toString());
-            assertEquals("nbd1", exports.get(1).path("id").asText(), exports.toString());
-            assertEquals("disk1", exports.get(1).path("node-name").asText(), exports.toString());
+            assertEquals("nbd", byId(exports, "nbd1").path("type").asText(), exports.toString());
+            assertEquals("disk1", byId(exports, "nbd1").path("node-name").asText(), exports.toString());
+            assertEquals("vhost-user-blk", byId(exports, "exp0").path("type").asText(), exports.toString());
 
             String hot = QemuTool.nbdUri("hot", nbd);
             QemuTool.qemuIo(hot, "write -P 0x7e 0 2M", "read -P 0x7e 0 2M");
