@@ -108,7 +108,11 @@ final class BlockdevFactory {
         if (forceShare) {
             throw QmpError.generic("force-share=on is not supported yet by vblk");
         }
-        common.checkSupported(rbd != null);
+        if (rbd != null) {
+            checkRbdCommon(common);
+        } else {
+            common.checkSupported();
+        }
         if (file != null) {
             file.checkSupported();
         }
@@ -117,6 +121,24 @@ final class BlockdevFactory {
         }
         return new Spec(driver, nodeName, ro, file, fileChild, backing, offset, size, nullSize, readZeroes, latency,
                 rbd);
+    }
+
+    /**
+     * The common members on an rbd node: {@code cache.direct} is honoured
+     * (librbd's cache off, {@link RbdOptions#cacheDirect}); the rest as for
+     * every vblk node.
+     */
+    private static void checkRbdCommon(FileOptions.Common c) {
+        if (c.cacheNoFlush()) {
+            throw QmpError.generic("cache.no-flush=on is not supported yet by vblk");
+        }
+        if (!c.detectZeroes().equals("off")) {
+            throw QmpError.generic("detect-zeroes=" + c.detectZeroes() + " is not supported yet by vblk");
+        }
+        if (c.discardGiven() && (c.discard().equals("ignore") || c.discard().equals("off"))) {
+            throw QmpError.generic("discard=" + c.discard() + " is not supported yet by vblk: discard requests are "
+                    + "always passed through (as discard=unmap)");
+        }
     }
 
     /**

@@ -43,12 +43,9 @@ public record FileOptions(Path filename, boolean readOnly, String aio, boolean c
             return new Common(direct, noFlush, discard, dz, given);
         }
 
-        /**
-         * vblk's drivers flush, do not detect zeroes and pass discards through;
-         * {@code directSupported}: the driver honours cache.direct (rbd: no librbd cache).
-         */
-        void checkSupported(boolean directSupported) {
-            if (cacheDirect && !directSupported) {
+        /** vblk's drivers flush, do not detect zeroes and pass discards through. */
+        void checkSupported() {
+            if (cacheDirect) {
                 throw QmpError.generic("cache.direct=on is not supported yet by vblk (O_DIRECT comes with the "
                         + "io_uring file driver)");
             }

@@ -364,7 +364,7 @@ class DaemonQmpTest {
             JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "stream0");
             assertFalse(done.path("data").has("error"), done.toString());
             assertEquals("stream", done.path("data").path("type").asText());
-            // BLOCK_JOB_COMPLETED comes before the job's last status changes (concluded, null): wait for the last
+            // BLOCK_JOB_COMPLETED comes between pending and concluded (as QEMU's job_completed): wait for the last
             c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
             List<String> states = c.jobStatuses("stream0");
             assertEquals(List.of("created", "running", "paused", "running"), states.subList(0, 4), c.transcript());
