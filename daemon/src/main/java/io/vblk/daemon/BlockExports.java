@@ -109,12 +109,19 @@ public final class BlockExports {
                 }
                 throw QmpError.generic("Export '" + id + "' is not found");
             }
-            if (!hard && e.hasClients()) {
-                throw QmpError.generic("export '" + id + "' still in use (a client is connected; use mode=hard "
-                        + "to disconnect it)");
+        }
+        // asked outside the lock: an export may ask the main loop (commands run one at a time, so the export
+        // cannot change meanwhile)
+        if (!hard && e.hasClients()) {
+            throw QmpError.generic("export '" + id + "' still in use (a client is connected; use mode=hard "
+                    + "to disconnect it)");
+        }
+        synchronized (this) {
+            if (exports.remove(id, e)) {
+                deleting.put(id, e);
+            } else {
+                throw QmpError.generic("Export '" + id + "' is already shutting down");
             }
-            exports.remove(id);
-            deleting.put(id, e);
         }
         try {
             e.shutdown();
@@ -149,10 +156,13 @@ public final class BlockExports {
         return l;
     }
 
-    /** Every export, those being deleted included ({@code query-block-exports}). */
+    /**
+     * Every export, those being deleted included ({@code query-block-exports}):
+     * the newest first, as QEMU's export list (QLIST_INSERT_HEAD) has them.
+     */
     public synchronized List<Map.Entry<BlockExport, Boolean>> list() {
         List<Map.Entry<BlockExport, Boolean>> l = new ArrayList<>();
-        exports.values().forEach(e -> l.add(Map.entry(e, false)));
+        exports.values().forEach(e -> l.add(0, Map.entry(e, false)));
         deleting.values().forEach(e -> l.add(Map.entry(e, true)));
         return l;
     }

@@ -7,6 +7,8 @@ import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 import io.vblk.block.ChildRole;
 import io.vblk.block.NullDriver;
+import io.vblk.block.rbd.RbdDriver;
+import io.vblk.block.rbd.RbdOptions;
 import io.vblk.qmp.QapiArgs;
 import io.vblk.qmp.QmpError;
 
@@ -14,7 +16,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * {@code --blockdev} / {@code blockdev-add}: QEMU's {@code bdrv_open} from a
@@ -22,8 +27,11 @@ import java.util.List;
  * included) is read and checked first — an unknown member, a bad value or a
  * setting vblk does not support yet fails before any file is opened — and
  * then built bottom-up in the main loop. Drivers: {@code file},
- * {@code null-co}, {@code raw} and every image format of the block layer's
- * registry ({@code qcow2}). A child is a node name or an inline object,
+ * {@code null-co}, {@code raw}, {@code rbd} and every image format of the
+ * block layer's registry ({@code qcow2}). An {@code rbd} node's cluster
+ * connection is made before the main loop is entered
+ * ({@link #openRemote}), so a slow or unreachable cluster never stalls the
+ * loop (QEMU connects inside {@code bdrv_open}, under the big lock). A child is a node name or an inline object,
  * whose node is named after its parent ({@code disk-file}), as
  * {@code BlockLayer#openImage} does.
  */
@@ -39,12 +47,12 @@ final class BlockdevFactory {
 
     /** One node to create, checked. */
     record Spec(String driver, String nodeName, boolean readOnly, FileOptions file, Child fileChild, Child backing,
-                long offset, long size, long nullSize, boolean readZeroes, long latencyNs) {
+                long offset, long size, long nullSize, boolean readZeroes, long latencyNs, RbdOptions rbd) {
     }
 
     /** Reads and checks the tree; {@code implicitName} names a node given inline (null at the root). */
     static Spec parse(QapiArgs a, BlockLayer layer, String implicitName) {
-        List<String> drivers = new ArrayList<>(List.of("file", "null-co", "raw"));
+        List<String> drivers = new ArrayList<>(List.of("file", "null-co", "raw", "rbd"));
         layer.formats().forEach(f -> {
             if (!drivers.contains(f.name())) {
                 drivers.add(f.name());
@@ -70,6 +78,7 @@ final class BlockdevFactory {
         long nullSize = 0;
         boolean readZeroes = false;
         long latency = 0;
+        RbdOptions rbd = null;
         switch (driver) {
             case "file":
                 file = FileOptions.parse(a, ro, common);
@@ -78,6 +87,9 @@ final class BlockdevFactory {
                 nullSize = a.optSize("size", NULL_DEFAULT_SIZE);
                 readZeroes = a.optBool("read-zeroes", false);
                 latency = a.optInt("latency-ns", 0);
+                break;
+            case "rbd":
+                rbd = rbdOptions(a, ro, common.cacheDirect());
                 break;
             case "raw":
                 fileChild = child(a, "file", layer, nodeName, false);
@@ -98,13 +110,110 @@ final class BlockdevFactory {
         }
         if (file != null) {
             file.checkSupported();
+        } else if (rbd != null) {
+            checkRbdCommon(common);
         } else {
             common.checkSupportedAboveFile(driver);
         }
         if (nullSize < 0 || latency < 0) {
             throw QmpError.generic("null-co: size and latency-ns must not be negative");
         }
-        return new Spec(driver, nodeName, ro, file, fileChild, backing, offset, size, nullSize, readZeroes, latency);
+        return new Spec(driver, nodeName, ro, file, fileChild, backing, offset, size, nullSize, readZeroes, latency,
+                rbd);
+    }
+
+    /**
+     * The common members on an rbd node: {@code cache.direct} is honoured
+     * (librbd's cache off, {@link RbdOptions#cacheDirect}); the rest as for
+     * every vblk node.
+     */
+    private static void checkRbdCommon(FileOptions.Common c) {
+        if (c.cacheNoFlush()) {
+            throw QmpError.generic("cache.no-flush=on is not supported yet by vblk");
+        }
+        if (!c.detectZeroes().equals("off")) {
+            throw QmpError.generic("detect-zeroes=" + c.detectZeroes() + " is not supported yet by vblk");
+        }
+        if (c.discardGiven() && (c.discard().equals("ignore") || c.discard().equals("off"))) {
+            throw QmpError.generic("discard=" + c.discard() + " is not supported yet by vblk: discard requests are "
+                    + "always passed through (as discard=unmap)");
+        }
+    }
+
+    /**
+     * QAPI's {@code BlockdevOptionsRbd}, mapped onto
+     * {@link RbdOptions#fromKeyValues}: pool, image, namespace, snapshot,
+     * conf, user, with the node's read-only and cache.direct. The members
+     * vblk has no use for yet (encryption, cephx secrets, explicit monitors)
+     * are refused by name.
+     */
+    private static RbdOptions rbdOptions(QapiArgs a, boolean readOnly, boolean cacheDirect) {
+        Map<String, String> kv = new LinkedHashMap<>();
+        kv.put("pool", a.str("pool"));
+        kv.put("image", a.str("image"));
+        for (String k : new String[] {"namespace", "snapshot", "conf", "user"}) {
+            String v = a.optStr(k, null);
+            if (v != null) {
+                kv.put(k, v);
+            }
+        }
+        for (String k : new String[] {"encrypt", "auth-client-required", "key-secret", "server"}) {
+            a.accept(k);
+            if (a.has(k)) {
+                throw QmpError.generic("rbd: '" + k + "' is not supported by vblk (put the cluster's monitors and "
+                        + "keyring in the conf file)");
+            }
+        }
+        kv.put("read-only", readOnly ? "on" : "off");
+        kv.put("cache.direct", cacheDirect ? "on" : "off");
+        try {
+            return RbdOptions.fromKeyValues(kv);
+        } catch (BlockException e) {
+            throw QmpError.generic(e.getMessage());
+        }
+    }
+
+    /**
+     * Opens the cluster image of every {@code rbd} node in the tree, off the
+     * main loop (a cluster may take its timeouts to answer). The caller
+     * passes the map to {@link #build} and closes whatever is left in it
+     * afterwards ({@link #closeUnused}). On failure nothing stays open.
+     */
+    static Map<Spec, BlockDriver> openRemote(Spec s) {
+        Map<Spec, BlockDriver> opened = new IdentityHashMap<>();
+        try {
+            openRemote(s, opened);
+        } catch (RuntimeException e) {
+            closeUnused(opened);
+            if (e instanceof BlockException || e instanceof IllegalArgumentException) {
+                throw QmpError.generic(e.getMessage());
+            }
+            throw e;
+        }
+        return opened;
+    }
+
+    private static void openRemote(Spec s, Map<Spec, BlockDriver> opened) {
+        if (s.rbd() != null) {
+            if (s.rbd().snapshot() != null && !s.readOnly()) {
+                throw QmpError.generic("rbd snapshots are always read-only (node '" + s.nodeName()
+                        + "': add read-only=on)");
+            }
+            opened.put(s, RbdDriver.open(s.rbd()));
+        }
+        for (Child c : new Child[] {s.fileChild(), s.backing()}) {
+            if (c != null && c.inline() != null) {
+                openRemote(c.inline(), opened);
+            }
+        }
+    }
+
+    /** Closes the drivers {@link #build} did not use (it failed before reaching them). */
+    static void closeUnused(Map<Spec, BlockDriver> opened) {
+        for (BlockDriver d : opened.values()) {
+            d.close();
+        }
+        opened.clear();
     }
 
     private static Child child(QapiArgs a, String key, BlockLayer layer, String parent, boolean nullable) {
@@ -135,7 +244,7 @@ final class BlockdevFactory {
      * new node holding its creation reference; on failure nothing created is
      * left behind.
      */
-    static BlockNode build(Spec s, BlockLayer layer) {
+    static BlockNode build(Spec s, BlockLayer layer, Map<Spec, BlockDriver> opened) {
         if (layer.node(s.nodeName()) != null) {
             throw QmpError.generic("Duplicate nodes with node-name='" + s.nodeName() + "'");
         }
@@ -149,8 +258,17 @@ final class BlockdevFactory {
                     n.setReadOnly(s.readOnly());
                     return n;
                 }
+                case "rbd": {
+                    BlockDriver d = opened.get(s);
+                    if (d == null) {
+                        throw new IllegalStateException("rbd node '" + s.nodeName() + "' was not opened");
+                    }
+                    BlockNode n = layer.addNode(s.nodeName(), d, s.readOnly());
+                    opened.remove(s);
+                    return n;
+                }
                 case "raw": {
-                    Resolved f = resolve(s.fileChild(), layer);
+                    Resolved f = resolve(s.fileChild(), layer, opened);
                     try {
                         BlockNode n = layer.openRaw(s.nodeName(), f.node, s.offset(), s.size());
                         n.setReadOnly(s.readOnly() || f.node.isReadOnly());
@@ -160,21 +278,21 @@ final class BlockdevFactory {
                     }
                 }
                 default:
-                    return buildFormat(s, layer);
+                    return buildFormat(s, layer, opened);
             }
         } catch (BlockException | IllegalArgumentException e) {
             throw QmpError.generic(e.getMessage());
         }
     }
 
-    private static BlockNode buildFormat(Spec s, BlockLayer layer) {
+    private static BlockNode buildFormat(Spec s, BlockLayer layer, Map<Spec, BlockDriver> opened) {
         BlockFormat fmt = layer.format(s.driver());
-        Resolved f = resolve(s.fileChild(), layer);
+        Resolved f = resolve(s.fileChild(), layer, opened);
         Resolved b = null;
         BlockNode n = null;
         try {
             if (s.backing() != null && !s.backing().none()) {
-                b = resolve(s.backing(), layer);
+                b = resolve(s.backing(), layer, opened);
             }
             BlockDriver d = fmt.open(layer, s.nodeName(), f.node, s.readOnly());
             n = layer.addNode(s.nodeName(), d, s.readOnly());
@@ -211,9 +329,9 @@ final class BlockdevFactory {
         }
     }
 
-    private static Resolved resolve(Child c, BlockLayer layer) {
+    private static Resolved resolve(Child c, BlockLayer layer, Map<Spec, BlockDriver> opened) {
         if (c.inline() != null) {
-            return new Resolved(build(c.inline(), layer), true);
+            return new Resolved(build(c.inline(), layer, opened), true);
         }
         BlockNode n = layer.node(c.ref());
         if (n == null) {

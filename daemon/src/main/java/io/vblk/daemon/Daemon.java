@@ -71,6 +71,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
     private final BlockLayer layer;
     private final BlockJobs jobs;
     private final BlockExports exports;
+    private final DaemonNbdServer nbd;
     private final QmpCommands commands = new QmpCommands();
     private final QmpDispatcher dispatcher;
     private final ExecutorService qmpThread;
@@ -91,6 +92,8 @@ public final class Daemon implements ExportContext, AutoCloseable {
         this.layer = new BlockLayer(loop);
         this.jobs = new BlockJobs(layer);
         this.exports = new BlockExports(this, this::iothread, this::emit);
+        this.nbd = new DaemonNbdServer(this);
+        exports.register(new NbdBlockExport.Type(nbd));
         this.dispatcher = new QmpDispatcher(commands, versionInfo(version));
         this.qmpThread = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "qmp-dispatcher");
@@ -100,6 +103,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
         DaemonCommands.register(this, commands);
         JobCommands.register(this, commands);
         SnapshotCommands.register(this, commands);
+        nbd.register(commands);
     }
 
     /** {@code query-version}: vblk speaks QEMU 7.2's QMP; the package names vblk. */
@@ -131,6 +135,11 @@ public final class Daemon implements ExportContext, AutoCloseable {
 
     public BlockExports exports() {
         return exports;
+    }
+
+    /** The NBD server ({@code --nbd-server}, {@code nbd-server-start}). */
+    DaemonNbdServer nbd() {
+        return nbd;
     }
 
     public QmpDispatcher dispatcher() {
@@ -264,7 +273,15 @@ public final class Daemon implements ExportContext, AutoCloseable {
     /** {@code --blockdev} / {@code blockdev-add}: the node is monitor-owned until {@code blockdev-del}. */
     public void blockdevAdd(QapiArgs a) {
         BlockdevFactory.Spec spec = BlockdevFactory.parse(a, layer, null);
-        inMainLoop("blockdev-add " + spec.nodeName(), () -> BlockdevFactory.build(spec, layer));
+        if (layer.node(spec.nodeName()) != null) {
+            throw QmpError.generic("Duplicate nodes with node-name='" + spec.nodeName() + "'");
+        }
+        Map<BlockdevFactory.Spec, io.vblk.block.BlockDriver> opened = BlockdevFactory.openRemote(spec);
+        try {
+            inMainLoop("blockdev-add " + spec.nodeName(), () -> BlockdevFactory.build(spec, layer, opened));
+        } finally {
+            BlockdevFactory.closeUnused(opened);
+        }
         synchronized (this) {
             monitorOwned.add(spec.nodeName());
         }
@@ -443,6 +460,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
             LOG.error("cancelling jobs at shutdown failed", e);
         }
         exports.shutdownAll();
+        nbd.shutdown();
         List<String> owned;
         synchronized (this) {
             owned = new ArrayList<>(monitorOwned);

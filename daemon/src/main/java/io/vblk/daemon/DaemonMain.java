@@ -185,7 +185,8 @@ public final class DaemonMain {
                 break;
             }
             case "--nbd-server":
-                throw QmpError.generic("--nbd-server is not supported yet by vblk daemon");
+                d.nbd().startFromOptions(OptionSyntax.parse(o.arg(), null));
+                break;
             case "--trace":
                 throw QmpError.generic("--trace is not supported by vblk daemon (use VBLK_LOG=trace)");
             case "--pidfile":

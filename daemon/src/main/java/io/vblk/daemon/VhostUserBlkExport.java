@@ -201,9 +201,12 @@ public final class VhostUserBlkExport implements BlockExport {
         return TYPE;
     }
 
+    /** The node served now: after a mirror's pivot, the target (QEMU's {@code blk_bs(exp->blk)}). */
     @Override
     public String nodeName() {
-        return node.name();
+        BlockBackend b = blk;
+        BlockNode r = b == null ? null : b.root();
+        return r != null ? r.name() : node.name();
     }
 
     @Override

@@ -43,11 +43,11 @@ import org.junit.jupiter.api.io.TempDir;
 class DaemonQmpTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
 
-    private static List<String> monitor(Path sock) {
+    static List<String> monitor(Path sock) {
         return List.of("--chardev", "socket,id=qmp0,path=" + sock + ",server=on,wait=off", "--monitor", "chardev=qmp0");
     }
 
-    private static Path blank(Path p, long size) throws Exception {
+    static Path blank(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
         }
@@ -160,7 +160,7 @@ class DaemonQmpTest {
     }
 
     /** A verified random read/write workload of the machine's Linux-like driver on its one disk. */
-    private static final class Workload {
+    static final class Workload {
         final AtomicBoolean stop = new AtomicBoolean();
         final Progress progress = new Progress();
         final LinuxGuest.Run run;

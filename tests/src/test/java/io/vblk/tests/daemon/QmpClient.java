@@ -28,7 +28,7 @@ import java.util.concurrent.TimeUnit;
  * are waited for by name, with a deadline). Works against qsd and vblk alike.
  */
 final class QmpClient implements AutoCloseable {
-    static final Duration BOUND = Duration.ofSeconds(60);
+    static final Duration BOUND = Duration.ofSeconds(180); // a one-node Ceph cluster may take seconds per write
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SocketChannel ch;
