@@ -100,6 +100,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
         DaemonCommands.register(this, commands);
         JobCommands.register(this, commands);
         SnapshotCommands.register(this, commands);
+        ResizeCommands.register(this, commands);
     }
 
     /** {@code query-version}: vblk speaks QEMU 7.2's QMP; the package names vblk. */
