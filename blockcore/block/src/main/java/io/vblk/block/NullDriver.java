@@ -12,7 +12,7 @@ import java.util.ArrayDeque;
  * {@code latency-ns}). Used by benchmarks: the request path allocates nothing.
  */
 public final class NullDriver extends BlockDriver {
-    private volatile long size;
+    private final long size;
     private final boolean readZeroes;
     private final long latencyNs;
     private final ArrayDeque<Delayed> delayed = new ArrayDeque<>();
@@ -47,13 +47,6 @@ public final class NullDriver extends BlockDriver {
     @Override
     public long length() {
         return size;
-    }
-
-    /** A null node takes any new size (it stores nothing): what {@code block_resize} of a null-co node does. */
-    @Override
-    public int truncate(long newLength) {
-        size = newLength;
-        return 0;
     }
 
     @Override

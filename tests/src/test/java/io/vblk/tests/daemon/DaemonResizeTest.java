@@ -26,7 +26,9 @@ import org.junit.jupiter.api.io.TempDir;
  * file changes size, the vhost-user-blk export's front-end — vblk's own,
  * which negotiated BACKEND_REQ — is told with a config change and reads the
  * new capacity; bad arguments get QEMU's error words. With
- * {@code -Dvblk.daemon=qsd} the same run against qemu-storage-daemon.
+ * {@code -Dvblk.daemon=qsd} the same run against qemu-storage-daemon (which
+ * proves the error words and the file's growth; qsd 7.2 sends no config
+ * change, so that part is vblk's only).
  */
 class DaemonResizeTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
@@ -60,8 +62,11 @@ class DaemonResizeTest {
                         .thenRun(() -> seen.complete(fe.readConfig(0, 8)));
 
                 c.ok("block_resize", "{\"node-name\": \"disk0\", \"size\": 33554432}");
-                assertEquals(65536L, loop.watchdog(BOUND).await("the config change", seen), c.transcript());
                 assertEquals(32L << 20, Files.size(img), "the host file grew");
+                if (!StorageDaemonUnderTest.isQsd()) {
+                    // qsd 7.2 never tells a vhost-user front-end of a resize (README, "Linux-guest tests"); vblk does
+                    assertEquals(65536L, loop.watchdog(BOUND).await("the config change", seen), c.transcript());
+                }
 
                 assertEquals("Cannot find device='nope' nor node-name=''",
                         c.error("block_resize", "{\"device\": \"nope\", \"size\": 512}").path("desc").asText());
@@ -71,10 +76,12 @@ class DaemonResizeTest {
                         c.error("block_resize", "{\"node-name\": \"disk0\", \"size\": -1}").path("desc").asText());
                 assertEquals(32L << 20, Files.size(img), "refused resizes leave the file alone");
 
-                c.ok("block_resize", "{\"node-name\": \"null0\", \"size\": 2097152}");
-                String nodes = c.ok("query-named-block-nodes", null).toString();
-                assertTrue(nodes.contains("2097152"), "the null node's new size is reported: " + nodes);
-                assertEquals(1, fe.configChanges(), "resizing another node tells this front-end nothing");
+                String refused = c.error("block_resize", "{\"node-name\": \"null0\", \"size\": 2097152}")
+                        .path("desc").asText();
+                assertTrue(refused.startsWith("Image format driver does not support resize"), refused);
+                if (!StorageDaemonUnderTest.isQsd()) {
+                    assertEquals(1, fe.configChanges(), "resizing another node tells this front-end nothing");
+                }
             } finally {
                 loop.watchdog(BOUND).run("close", fe::close);
             }
