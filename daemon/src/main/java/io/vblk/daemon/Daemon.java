@@ -104,6 +104,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
         JobCommands.register(this, commands);
         SnapshotCommands.register(this, commands);
         nbd.register(commands);
+        ResizeCommands.register(this, commands);
     }
 
     /** {@code query-version}: vblk speaks QEMU 7.2's QMP; the package names vblk. */

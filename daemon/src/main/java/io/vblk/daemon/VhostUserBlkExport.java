@@ -269,6 +269,32 @@ public final class VhostUserBlkExport implements BlockExport {
         });
     }
 
+    /**
+     * The disk may have a new length (QMP {@code block_resize} of its node or
+     * of a node under it): if the device's capacity differs from the disk's,
+     * it follows and the connected front-end is told with
+     * VHOST_USER_BACKEND_CONFIG_CHANGE_MSG (QEMU's {@code resize_cb} of the
+     * export's BlockBackend, {@code vu_blk_exp_resize}). Off the main loop:
+     * waits for it.
+     */
+    void diskResized() {
+        Long sectors = ctx.inMainLoop("resize export " + id, () -> {
+            if (dev == null || blk == null || shutDown.get()) {
+                return null;
+            }
+            long s = blk.length() / 512;
+            if (s == dev.capacitySectors()) {
+                return null;
+            }
+            dev.resize(s);
+            vdev.configChanged();
+            return s;
+        });
+        if (sectors != null) {
+            LOG.info("export '{}': capacity is now {} sectors, front-end told", id, sectors);
+        }
+    }
+
     /** Flushes {@code b} from the main loop, waiting in a nested poll (its context may be an IOThread). */
     private int flushSync(BlockBackend b) {
         AtomicBoolean done = new AtomicBoolean();

@@ -65,6 +65,18 @@ public abstract class BlockDriver {
         return BlockStatus.data(bytes);
     }
 
+    /**
+     * Sets the node's length to {@code newLength} bytes: QEMU's
+     * {@code .bdrv_co_truncate}, reached from QMP {@code block_resize}
+     * through {@link BlockNode#truncate}, which has drained the node and runs
+     * in its home context (or under its lock). 0 or -errno. A driver without
+     * the callback refuses with QEMU's words and its own name.
+     */
+    public int truncate(long newLength) {
+        throw new BlockException("Image format driver does not support resize (node '" + node.name()
+                + "', driver " + formatName() + ")");
+    }
+
     /** Whether this format can have a backing child (qcow2 can). */
     public boolean supportsBacking() {
         return false;

@@ -2,10 +2,14 @@ package io.vblk.block;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioWait;
+import io.vblk.aio.Errno;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * A node of the block graph: QEMU's {@code BlockDriverState}. It has a
@@ -26,6 +30,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * {@code bdrv_drained_begin}/{@code end}). The public methods here delegate.
  */
 public final class BlockNode implements BlockParent {
+    private static final Logger LOG = LoggerFactory.getLogger(BlockNode.class);
 
     static final int OP_READ = 0;
     static final int OP_WRITE = 1;
@@ -374,6 +379,38 @@ public final class BlockNode implements BlockParent {
         NodeRequests.SyncCompletion done = new NodeRequests.SyncCompletion();
         pdiscard(offset, bytes, done);
         return done.await(this);
+    }
+
+    /**
+     * Sets the node's length: QEMU's {@code bdrv_co_truncate} as
+     * {@code qmp_block_resize} calls it, inside a drained section of the node
+     * so no request runs against the old length while it changes. The caller
+     * runs in the home context or holds its lock; the node's length (and so
+     * every {@link BlockBackend}'s on it) is the driver's new one afterwards.
+     * Devices on it are told by whoever owns them (an export's config change).
+     *
+     * @throws BlockException with QEMU's message if the size is negative, the
+     *         node read-only, the driver unable to resize, or the driver failed
+     */
+    public void truncate(long newLength) {
+        checkOwned("truncate");
+        if (newLength < 0) {
+            throw new BlockException("Image size cannot be negative");
+        }
+        if (isReadOnly()) {
+            throw new BlockException("Image is read-only");
+        }
+        int r;
+        try (DrainedSection s = drainedBegin()) {
+            r = driver.truncate(newLength);
+        }
+        if (r < 0) {
+            throw new BlockException("Failed to resize node '" + name + "' (" + driver.formatName() + ") to "
+                    + newLength + " bytes: " + Errno.name(-r));
+        }
+        if (LOG.isTraceEnabled()) {
+            LOG.trace("bdrv_co_truncate node={} offset={}", name, newLength);
+        }
     }
 
     // ------------------------------------------------------------------ drained sections

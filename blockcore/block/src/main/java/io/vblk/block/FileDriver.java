@@ -254,7 +254,12 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         return BlockStatus.data(Math.min(bytes, h - offset));
     }
 
-    /** Sets the file's length (format drivers preallocating or shrinking); control path, blocking briefly. */
+    /**
+     * Sets the file's length with ftruncate (QEMU's {@code raw_co_truncate}
+     * on a regular file: grows sparse, shrinks); format drivers preallocating
+     * and {@code block_resize}. Control path, blocking briefly.
+     */
+    @Override
     public int truncate(long newLength) {
         if (FileIo.ftruncate(fd, newLength) < 0) {
             return -Native.getLastError();

@@ -61,6 +61,23 @@ public final class RawDriver extends BlockDriver {
         return file().blockStatus(windowOffset + offset, bytes);
     }
 
+    /**
+     * QEMU's {@code raw_co_truncate}: a window with a fixed size cannot be
+     * resized; otherwise the file child is set to the window's offset plus
+     * the new length.
+     */
+    @Override
+    public int truncate(long newLength) {
+        if (windowSize >= 0) {
+            throw new BlockException("Cannot resize fixed-size raw disks");
+        }
+        if (Long.MAX_VALUE - newLength < windowOffset) {
+            throw new BlockException("Disk size too large for the chosen offset");
+        }
+        file().truncate(windowOffset + newLength);
+        return 0;
+    }
+
     @Override
     public String describe() {
         return "raw" + (windowOffset != 0 || windowSize >= 0 ? " window=" + windowOffset + "+" + windowSize : "");

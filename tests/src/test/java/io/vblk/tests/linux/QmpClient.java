@@ -75,6 +75,25 @@ public final class QmpClient implements AutoCloseable {
         return q;
     }
 
+    /**
+     * Connects to a process that listens for QMP on {@code socket}
+     * ({@code server=on}, as {@code vblk daemon}'s monitor does), reads the
+     * greeting and enters command mode.
+     */
+    static QmpClient connectTo(String name, Path socket, Duration bound, Path transcriptFile,
+            Supplier<String> diagnosis) throws IOException, InterruptedException {
+        SocketChannel ch = SocketChannel.open(java.net.UnixDomainSocketAddress.of(socket));
+        QmpClient q = new QmpClient(name, ch, transcriptFile);
+        synchronized (q) {
+            long deadline = System.nanoTime() + bound.toNanos();
+            while (q.greeting == null) {
+                q.waitUntil(deadline, "the QMP greeting", diagnosis);
+            }
+        }
+        q.execute("qmp_capabilities");
+        return q;
+    }
+
     private void readLoop() {
         try (BufferedReader r = new BufferedReader(new InputStreamReader(Channels.newInputStream(channel),
                 StandardCharsets.UTF_8))) {

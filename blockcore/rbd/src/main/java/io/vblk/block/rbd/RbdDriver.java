@@ -321,6 +321,7 @@ public final class RbdDriver extends BlockDriver {
      * {@code block_resize}): blocking, main loop, node drained by the caller.
      * 0 or -errno.
      */
+    @Override
     public int truncate(long newSize) {
         int r = LibRbd.rbd_resize(conn.image(), newSize);
         if (r < 0) {
