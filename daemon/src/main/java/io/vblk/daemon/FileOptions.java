@@ -51,13 +51,17 @@ public record FileOptions(Path filename, boolean readOnly, String aio, boolean c
          * are asked for there.
          */
         void checkSupportedAboveFile(String driver) {
-            if (cacheDirect || cacheNoFlush) {
-                throw QmpError.generic("cache.* on a " + driver + " node is not supported by vblk: set cache.direct "
-                        + "and cache.no-flush on its driver=file node");
+            // a format has a file child that takes these; null-co has no host file at all
+            String where = driver.equals("null-co") ? "" : ": set it on its driver=file node";
+            if (cacheDirect) {
+                throw QmpError.generic("cache.direct=on is not supported by vblk on a " + driver + " node" + where);
+            }
+            if (cacheNoFlush) {
+                throw QmpError.generic("cache.no-flush=on is not supported by vblk on a " + driver + " node" + where);
             }
             if (!detectZeroes.equals("off")) {
-                throw QmpError.generic("detect-zeroes on a " + driver + " node is not supported by vblk: set it on "
-                        + "its driver=file node");
+                throw QmpError.generic("detect-zeroes=" + detectZeroes + " is not supported by vblk on a " + driver
+                        + " node" + where);
             }
         }
     }
