@@ -250,4 +250,92 @@ class DaemonNbdTest {
         String cmp = QemuTool.ok("qemu-img", "compare", "-f", "raw", "-F", "raw", img1.toString(), ref.toString());
         assertTrue(cmp.contains("Images are identical"), cmp);
     }
+
+    /** A job's {@code status} in {@code query-jobs}, or "" if it is not listed. */
+    private static String jobStatus(QmpClient c, String id) throws Exception {
+        for (JsonNode j : c.ok("query-jobs", null)) {
+            if (j.path("id").asText().equals(id)) {
+                return j.path("status").asText();
+            }
+        }
+        return "";
+    }
+
+    /**
+     * Issue 22's acceptance: a qcow2 overlay over a raw base, exported over
+     * NBD while {@code blockdev-mirror} copies it to a qcow2 target. qemu-io
+     * writes through the export while the (rate-limited) mirror copies, again
+     * while it is READY, and after {@code job-complete} — when the export
+     * serves the target. The export, and the target image once the daemon has
+     * gone, read exactly like a raw reference that got the same writes.
+     */
+    @Test
+    void aQcow2ChainExportedWhileAMirrorRunsStaysConsistent(@TempDir Path dir) throws Exception {
+        long size = 64L * MIB;
+        Path base = DaemonQmpTest.blank(dir.resolve("base.raw"), size);
+        QemuTool.qemuIo(base.toString(), "write -P 0x11 0 64M"); // data everywhere: nothing for the mirror to skip
+        Path top = dir.resolve("top.qcow2");
+        QemuTool.ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", base.toString(), "-F", "raw", top.toString());
+        QemuTool.ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 4M 4M", top.toString());
+        Path target = dir.resolve("target.qcow2");
+        QemuTool.ok("qemu-img", "create", "-q", "-f", "qcow2", target.toString(), "64M");
+        Path ref = dir.resolve("ref.raw");
+        QemuTool.ok("qemu-img", "convert", "-f", "qcow2", "-O", "raw", top.toString(), ref.toString());
+
+        String[] during = new String[16];
+        for (int i = 0; i < during.length; i++) {
+            during[i] = "write -P 0x" + Integer.toHexString(0x30 + i) + " " + (i * 4) + "M 512k";
+        }
+        String[] whileReady = {"write -P 0x44 20M 1M", "write -z 1M 64k", "write -P 0x45 63M 1M"};
+        String[] afterPivot = {"write -P 0x55 30M 1M", "write -z 5M 128k", "read -P 0x55 30M 1M"};
+
+        Path nbd = dir.resolve("nbd.sock");
+        Path qmp = dir.resolve("qmp.sock");
+        List<String> args = new ArrayList<>(DaemonQmpTest.monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=file,node-name=base-file,filename=" + base,
+                "--blockdev", "driver=raw,node-name=base,file=base-file",
+                "--blockdev", "driver=file,node-name=top-file,filename=" + top,
+                "--blockdev", "driver=qcow2,node-name=top,file=top-file,backing=base",
+                "--nbd-server", "addr.type=unix,addr.path=" + nbd,
+                "--export", "type=nbd,id=exp0,node-name=top,name=disk,writable=on"));
+        String uri = QemuTool.nbdUri("disk", nbd);
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true)) {
+            c.ok("blockdev-add", "{\"driver\": \"qcow2\", \"node-name\": \"target\", \"file\": "
+                    + "{\"driver\": \"file\", \"filename\": \"" + target + "\"}}");
+            // 1 MiB/s over 64 MiB of data: the copy is still running when the writes below have landed
+            c.ok("blockdev-mirror", "{\"job-id\": \"mirror0\", \"device\": \"top\", \"target\": \"target\", "
+                    + "\"sync\": \"full\", \"speed\": 1048576}");
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "running");
+            QemuTool.qemuIo(uri, during);
+            assertEquals("running", jobStatus(c, "mirror0"), "the writes were meant to land during the copy\n"
+                    + c.transcript());
+            c.ok("block-job-set-speed", "{\"device\": \"mirror0\", \"speed\": 0}");
+            c.awaitEvent("BLOCK_JOB_READY", "device", "mirror0");
+            QemuTool.qemuIo(uri, whileReady);
+            c.ok("job-complete", "{\"id\": \"mirror0\"}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "mirror0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            assertEquals("mirror", done.path("data").path("type").asText(), done.toString());
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
+            assertEquals("", jobStatus(c, "mirror0"), "auto-dismiss removed the job");
+            JsonNode exports = c.ok("query-block-exports", null);
+            assertEquals("target", byId(exports, "exp0").path("node-name").asText(),
+                    "the export serves the mirror's target now: " + exports);
+
+            QemuTool.qemuIo(uri, afterPivot);
+            for (String[] writes : List.of(during, whileReady, afterPivot)) {
+                QemuTool.qemuIo(ref.toString(), writes);
+            }
+            String cmp = QemuTool.ok("qemu-img", "compare", "-f", "raw", "-F", "raw", uri, ref.toString());
+            assertTrue(cmp.contains("Images are identical"), cmp);
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        String cmp = QemuTool.ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", target.toString(), ref.toString());
+        assertTrue(cmp.contains("Images are identical"), cmp);
+        QemuTool.ok("qemu-img", "check", "-f", "qcow2", target.toString());
+        QemuTool.ok("qemu-img", "check", "-f", "qcow2", top.toString());
+        String info = QemuTool.ok("qemu-img", "info", "-f", "qcow2", target.toString());
+        assertFalse(info.contains("backing file:"), "a full mirror's target stands alone:\n" + info);
+    }
 }
