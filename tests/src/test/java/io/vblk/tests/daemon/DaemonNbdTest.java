@@ -188,12 +188,7 @@ class DaemonNbdTest {
         Path qmp = dir.resolve("qmp.sock");
         Path sock0 = dir.resolve("vhost0.sock");
         Path nbd = dir.resolve("nbd.sock");
-        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
-        args.addAll(DaemonQmpTest.monitor(qmp));
-        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img0,
-                "--blockdev", "driver=raw,node-name=disk0,file=file0",
-                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock0
-                        + ",writable=on,iothread=io0"));
+        List<String> args = DaemonQmpTest.rawDiskOverVhostUser(img0, qmp, sock0);
         try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
              QmpClient c = QmpClient.connect(qmp, true);
              Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {

@@ -47,6 +47,38 @@ class DaemonQmpTest {
         return List.of("--chardev", "socket,id=qmp0,path=" + sock + ",server=on,wait=off", "--monitor", "chardev=qmp0");
     }
 
+    /**
+     * A daemon's arguments (qsd syntax) for one raw file, node {@code disk0},
+     * served writable over vhost-user as export {@code exp0} on IOThread
+     * {@code io0}, with a QMP monitor; callers add what their case needs.
+     */
+    static List<String> rawDiskOverVhostUser(Path img, Path qmp, Path sock) {
+        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
+        args.addAll(monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img,
+                "--blockdev", "driver=raw,node-name=disk0,file=file0",
+                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock
+                        + ",writable=on,iothread=io0"));
+        return args;
+    }
+
+    /**
+     * A raw image of {@code size} zero bytes that are written, not a hole:
+     * it reads as zeroes (what the guest's verifier expects of blocks it has
+     * not written) but block status reports data, so jobs copy it.
+     */
+    static Path allocatedZeroes(Path p, long size) throws Exception {
+        java.nio.ByteBuffer chunk = java.nio.ByteBuffer.allocate(1 << 20);
+        try (java.nio.channels.FileChannel f = java.nio.channels.FileChannel.open(p,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
+            for (long off = 0; off < size; off += chunk.capacity()) {
+                chunk.clear();
+                f.write(chunk, off);
+            }
+        }
+        return p;
+    }
+
     static Path blank(Path p, long size) throws Exception {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(size);
@@ -216,12 +248,7 @@ class DaemonQmpTest {
         Path qmp = dir.resolve("qmp.sock");
         Path sock0 = dir.resolve("vhost0.sock");
         Path sock1 = dir.resolve("vhost1.sock");
-        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
-        args.addAll(monitor(qmp));
-        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img0,
-                "--blockdev", "driver=raw,node-name=disk0,file=file0",
-                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock0
-                        + ",writable=on,iothread=io0"));
+        List<String> args = rawDiskOverVhostUser(img0, qmp, sock0);
         try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
              QmpClient c = QmpClient.connect(qmp, true);
              Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
@@ -335,7 +362,9 @@ class DaemonQmpTest {
      */
     @Test
     void streamUnderGuestIoWithPauseAndResume(@TempDir Path dir) throws Exception {
-        Path base = blank(dir.resolve("base.raw"), 32L << 20);
+        // written zeroes, not a hole: a stream skips what block status reports as a hole, and must have 32 MiB to
+        // copy at 1 MiB/s to be still running when it is paused and resumed
+        Path base = allocatedZeroes(dir.resolve("base.raw"), 32L << 20);
         Path top = dir.resolve("top.qcow2");
         Process qi = new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", "-b", base.toString(), "-F", "raw",
                 top.toString()).redirectErrorStream(true).start();
@@ -399,12 +428,7 @@ class DaemonQmpTest {
         Path snap2 = dir.resolve("snap2.qcow2");
         Path qmp = dir.resolve("qmp.sock");
         Path sock0 = dir.resolve("vhost0.sock");
-        List<String> args = new ArrayList<>(List.of("--object", "iothread,id=io0"));
-        args.addAll(monitor(qmp));
-        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + img0,
-                "--blockdev", "driver=raw,node-name=disk0,file=file0",
-                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock0
-                        + ",writable=on,iothread=io0"));
+        List<String> args = rawDiskOverVhostUser(img0, qmp, sock0);
         try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
              QmpClient c = QmpClient.connect(qmp, true);
              Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
