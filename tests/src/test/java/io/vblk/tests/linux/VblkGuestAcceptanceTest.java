@@ -36,18 +36,21 @@ class VblkGuestAcceptanceTest {
     private static final String IN_FLIGHT = "timeout 60 sh -c 'until read r w </sys/block/vda/inflight "
             + "&& [ $((r + w)) -gt 0 ]; do :; done'";
     /**
-     * Kills tried until one finds requests the back-end took and had not
-     * completed. In steady state it holds a request for microseconds while the
-     * TCG guest takes far longer, so most first kills find none; a kill soon
-     * after a restart finds the burst of the guest's waiting requests.
+     * Kills under the guest's fio loop, each a crash the guest must survive.
+     * Whether one finds requests the back-end took and had not completed is
+     * chance: it holds a request for microseconds, the TCG guest takes far
+     * longer (in 10 kills, none to 16 requests were seen replayed). So this
+     * test notes the replays and asserts what the guest sees; the replay
+     * itself is pinned deterministically by {@code InflightTest} (a crashed
+     * back-end's region built by hand, resubmitted in order).
      */
-    private static final int KILLS = 10;
+    private static final int KILLS = 3;
 
     @RegisterExtension
     final GuestLogs logs = new GuestLogs();
 
     @Test
-    void killNineUnderFioRestartReconnectReplaysAndVerifies(@TempDir Path tmp) throws Exception {
+    void killNineUnderFioRestartReconnectAndVerify(@TempDir Path tmp) throws Exception {
         GuestEnvironment.require();
         Path image = DiskImages.sparse(tmp.resolve("disk.raw"), 64);
         // O_DIRECT: each request stays on the host disk long enough that a kill finds some taken and not done
@@ -58,11 +61,9 @@ class VblkGuestAcceptanceTest {
             guest.check("mkfifo /tmp/first");
             guest.startBackground("fioloop", Fio.verifyLoop(8, "/tmp/first"));
             guest.check("cat /tmp/first"); // one job has verified; the next is starting
-            // SIGKILL while the guest has requests on the ring, until one kill left some in flight in the back-end
-            // (a kill can fall while the back-end holds none: its requests take microseconds, the TCG guest's far
-            // longer); every kill is a crash the guest must survive
-            String replay = null;
-            for (int kill = 1; kill <= KILLS && replay == null; kill++) {
+            // SIGKILL while the guest has requests on the ring; every kill is a crash the guest must survive
+            for (int kill = 1; kill <= KILLS; kill++) {
+                String replay = null;
                 guest.check(IN_FLIGHT);
                 vblk.kill9();
                 vblk.restart();
@@ -72,7 +73,6 @@ class VblkGuestAcceptanceTest {
                 }
                 logs.note("vblk: kill " + kill + ": " + (replay != null ? replay : "no request was in flight"));
             }
-            assertTrue(replay != null, "no kill left a request in flight to replay\n" + vblk.describe());
             String atRestart = guest.check("cat /tmp/iterations").trim();
             guest.check("touch /tmp/stop");
             GuestResult loop = guest.awaitBackground("fioloop", Duration.ofMinutes(3));
