@@ -167,6 +167,11 @@ final class HostileHarness implements AutoCloseable {
             q.add("refused " + request + ": " + why);
         }
 
+        /** The next event starting with {@code prefix} (others are skipped). */
+        String await(String prefix) throws InterruptedException {
+            return await(prefix, "");
+        }
+
         /** The next event starting with {@code prefix} and containing {@code fragment} (others are skipped). */
         String await(String prefix, String fragment) throws InterruptedException {
             long deadline = System.nanoTime() + BOUND.toNanos();

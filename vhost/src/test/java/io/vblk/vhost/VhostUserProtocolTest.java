@@ -25,9 +25,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.time.Duration;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
@@ -62,48 +60,6 @@ class VhostUserProtocolTest {
             ch.write(ByteBuffer.wrap(new byte[1]), (1L << 20) - 1);
         }
         return p;
-    }
-
-    private static final class Events implements VhostUserEvents {
-        final LinkedBlockingQueue<String> q = new LinkedBlockingQueue<>();
-
-        @Override
-        public void connected(int pid) {
-            q.add("connected");
-        }
-
-        @Override
-        public void disconnected(String why) {
-            q.add("disconnected: " + why);
-        }
-
-        @Override
-        public void ringsStarted(List<Integer> rings) {
-            q.add("started " + rings);
-        }
-
-        @Override
-        public void ringsStopped(List<Integer> rings) {
-            q.add("stopped " + rings);
-        }
-
-        @Override
-        public void refused(String request, String why) {
-            q.add("refused " + request + ": " + why);
-        }
-
-        String await(String prefix) throws InterruptedException {
-            long deadline = System.nanoTime() + BOUND.toNanos();
-            for (;;) {
-                String e = q.poll(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-                if (e == null) {
-                    throw new AssertionError("no back-end event '" + prefix + "' within " + BOUND);
-                }
-                if (e.startsWith(prefix)) {
-                    return e;
-                }
-            }
-        }
     }
 
     private static VhostUserMsg raw(UnixSocket s, VhostUserMsg m) {
@@ -168,7 +124,7 @@ class VhostUserProtocolTest {
     @Test
     void everyMalformedOrUnknownMessageIsRefusedAndTheStreamStaysInSync(@TempDir Path dir) throws Exception {
         Path sock = dir.resolve("s.sock");
-        Events ev = new Events();
+        HostileHarness.RecordingEvents ev = new HostileHarness.RecordingEvents();
         try (VhostUserBlkServer srv = VhostUserBlkServer.start(
                 VhostUserBlkServer.Options.image(sock, patterned(dir.resolve("d.raw")), "raw"),
                 VhostUserBlkServer.DEFAULT_OPENER, ev);
@@ -231,7 +187,7 @@ class VhostUserProtocolTest {
     @Test
     void anUntrustworthyHeaderEndsTheConnectionAndTheNextFrontEndIsServed(@TempDir Path dir) throws Exception {
         Path sock = dir.resolve("s.sock");
-        Events ev = new Events();
+        HostileHarness.RecordingEvents ev = new HostileHarness.RecordingEvents();
         try (VhostUserBlkServer srv = VhostUserBlkServer.start(
                 VhostUserBlkServer.Options.image(sock, patterned(dir.resolve("d.raw")), "raw"),
                 VhostUserBlkServer.DEFAULT_OPENER, ev)) {
@@ -269,7 +225,7 @@ class VhostUserProtocolTest {
     void getVringBaseAnswersOnlyOnceThePoppedRequestWasCompletedAndSignalled(@TempDir Path dir) throws Exception {
         Path sock = dir.resolve("s.sock");
         Path img = patterned(dir.resolve("d.raw"));
-        Events ev = new Events();
+        HostileHarness.RecordingEvents ev = new HostileHarness.RecordingEvents();
         AtomicReference<BlkDebugDriver> dbg = new AtomicReference<>();
         VhostUserBlkServer.NodeOpener opener = (layer, o) -> {
             BlockNode r = layer.openImage("img", o.image(), "raw", false);
@@ -322,7 +278,7 @@ class VhostUserProtocolTest {
     @Test
     void memoryTableChangesUnderARunningRing(@TempDir Path dir) throws Exception {
         Path sock = dir.resolve("s.sock");
-        Events ev = new Events();
+        HostileHarness.RecordingEvents ev = new HostileHarness.RecordingEvents();
         try (VhostUserBlkServer srv = VhostUserBlkServer.start(
                 VhostUserBlkServer.Options.image(sock, patterned(dir.resolve("d.raw")), "raw"),
                 VhostUserBlkServer.DEFAULT_OPENER, ev);
@@ -365,7 +321,7 @@ class VhostUserProtocolTest {
     @Test
     void disconnectWithARunningRingLeavesNothingBehind(@TempDir Path dir) throws Exception {
         Path sock = dir.resolve("s.sock");
-        Events ev = new Events();
+        HostileHarness.RecordingEvents ev = new HostileHarness.RecordingEvents();
         try (VhostUserBlkServer srv = VhostUserBlkServer.start(
                 VhostUserBlkServer.Options.image(sock, patterned(dir.resolve("d.raw")), "raw"),
                 VhostUserBlkServer.DEFAULT_OPENER, ev)) {
