@@ -29,6 +29,8 @@ final class EchoDevice extends VirtioDevice {
     final AtomicInteger requests = new AtomicInteger();
     final AtomicInteger driverOks = new AtomicInteger();
     final AtomicInteger resets = new AtomicInteger();
+    /** Interrupt decisions taken (signalled or suppressed), counted after each; see {@code echo} in the PCI test. */
+    final AtomicInteger notifyDecisions = new AtomicInteger();
     final List<String> statusChanges = new CopyOnWriteArrayList<>();
     final List<Thread> statusHookThreads = new CopyOnWriteArrayList<>();
     volatile AioContext lastHandlerContext;
@@ -79,6 +81,7 @@ final class EchoDevice extends VirtioDevice {
         if (pushed) {
             vq.flush();
             interrupt(vq);
+            notifyDecisions.incrementAndGet();
         }
     }
 
@@ -106,6 +109,7 @@ final class EchoDevice extends VirtioDevice {
             vq.push(e, echo(e));
             vq.flush();
             interrupt(vq);
+            notifyDecisions.incrementAndGet();
             pool.add(e);
         }
         held.clear();
