@@ -330,8 +330,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             }
             return;
         }
-        if (client != c) {
-            return; // gone again while restarting the rings: the retry is armed
+        if (c.isBroken()) {
+            return; // gone again while restarting the rings: backendGone re-armed the retry
         }
         reconnecting = false;
         long stall = System.nanoTime() - goneSince;
@@ -394,12 +394,17 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                 vq.setLastAvailIdx(memory().readU16(vq.usedAddr() + VirtioRing.USED_IDX));
             }
         }
-        vhostStart(); // if the back-end dies again meanwhile, backendGone has re-armed the retry
+        startOrWait(); // if the back-end dies again meanwhile, backendGone has re-armed the retry
     }
 
     /** The longest time the guest's requests waited for a back-end to come back, in nanoseconds. */
     public long longestStallNanos() {
         return longestStallNs;
+    }
+
+    /** True from a back-end's death until the front-end is back on a new one (home context). */
+    public boolean awaitingBackend() {
+        return reconnecting;
     }
 
     /** Back-ends reconnected to after one went away. */
@@ -561,13 +566,26 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
      */
     public void vhostStart() {
         checkHome("start");
+        if (reconnecting) {
+            // the back-end is gone (a reset's DRIVER_OK while it restarts): the reconnect starts the rings
+            return;
+        }
+        startOrWait();
+    }
+
+    /**
+     * Starts the rings unless the device has nothing to start; a back-end that
+     * dies meanwhile is waited for, whichever path noticed it first (the
+     * connection handler may have run already, or not yet).
+     */
+    private void startOrWait() {
         if (started || (status() & VirtioStatus.DRIVER_OK) == 0 || isBroken()) {
             return;
         }
         try {
             startRings();
         } catch (VhostUserException e) {
-            if (client.isBroken() && connectionHandler != null) {
+            if (client.isBroken()) {
                 backendGone("starting the rings: " + e.getMessage()); // it died under us: wait for it to come back
                 return;
             }

@@ -108,6 +108,7 @@ public final class VhostUserBlkServer implements AutoCloseable {
     private VhostUserDevice vdev;
     private VhostUserServer server;
     private AutoCloseable diagnostics;
+    private boolean closed;
 
     private VhostUserBlkServer(Options o) {
         this.options = o;
@@ -234,9 +235,13 @@ public final class VhostUserBlkServer implements AutoCloseable {
         return sb.toString();
     }
 
-    /** Stops serving: the connection ends (rings stopped, disk flushed), the socket file is removed. */
+    /** Stops serving: the connection ends (rings stopped, disk flushed), the socket file is removed. Idempotent. */
     @Override
     public void close() {
+        if (closed) {
+            return; // a second teardown would wait its whole watchdog on a loop that no longer runs
+        }
+        closed = true;
         if (server != null) {
             try {
                 server.close();

@@ -48,7 +48,8 @@ class FrontendReconnectTest {
                     0, false, FileOptions.defaults());
             CompletableFuture<BenchResult> run = CompletableFuture.supplyAsync(
                     () -> new BenchRunner(cfg, BenchRunner.Progress.NONE, sock).run());
-            new SerialLog(log1).await("rings [0] started", 1, BOUND, () -> "");
+            // the firmware's boot starts the rings once, the driver's probe (after a reset) a second time
+            new SerialLog(log1).await("rings [0] started", 2, BOUND, () -> "");
             first.destroyForcibly(); // SIGKILL with the guest's requests in flight
             first.waitFor();
             second = serve(sock, log2);

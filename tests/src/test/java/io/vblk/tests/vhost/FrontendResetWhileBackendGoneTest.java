@@ -1,0 +1,110 @@
+package io.vblk.tests.vhost;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.vblk.aio.AioWait;
+import io.vblk.firmware.BootVerdict;
+import io.vblk.guest.DiskSpec;
+import io.vblk.guest.GuestWorkload;
+import io.vblk.guest.IoPattern;
+import io.vblk.guest.LatencySink;
+import io.vblk.guest.LinuxGuest;
+import io.vblk.guest.Machine;
+import io.vblk.guest.MachineConfig;
+import io.vblk.vhost.VhostUserBlkFrontend;
+import io.vblk.vhost.VhostUserBlkServer;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The guest resets and re-initialises its disk while the vhost-user back-end
+ * is gone (a driver that times out and resets, or a reboot, during a back-end
+ * restart): the DRIVER_OK that arrives between the death and the reconnect
+ * must wait for the new back-end, not fail the device. Before the fix it
+ * tried the dead connection, marked the device NEEDS_RESET, and the reconnect
+ * then found a broken device and never started the rings — the intermittent
+ * {@code FrontendReconnectTest} hang when its SIGKILL fell during the
+ * simulated guest's probe.
+ */
+class FrontendResetWhileBackendGoneTest {
+    private static final Duration BOUND = Duration.ofSeconds(60);
+
+    /** Counts completed guest requests and completes a future at a target. */
+    private static final class Count implements LatencySink {
+        final AtomicLong n = new AtomicLong();
+        volatile long target = Long.MAX_VALUE;
+        final CompletableFuture<Void> reached = new CompletableFuture<>();
+
+        @Override
+        public void record(long nanos) {
+            if (n.incrementAndGet() >= target) {
+                reached.complete(null);
+            }
+        }
+    }
+
+    @Test
+    void aDriverOkWhileTheBackEndIsGoneStartsTheRingsOnTheNextOne(@TempDir Path dir) throws Exception {
+        Path img = dir.resolve("d.raw");
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(16L << 20);
+        }
+        Path sock = dir.resolve("s.sock");
+        VhostUserBlkServer.Options opts = VhostUserBlkServer.Options.image(sock, img, "raw");
+        VhostUserBlkServer first = VhostUserBlkServer.start(opts);
+        boolean firstClosed = false;
+        VhostUserBlkServer second = null;
+        try (Machine m = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock))))) {
+            assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.boot().verdict());
+            LinuxGuest.probe(m, 0, 1, 128, true);
+            VhostUserBlkFrontend fe = m.disk(0).vhostUser();
+            assertTrue(m.mainLoop().watchdog(BOUND).call("started", fe::isStarted), "rings with the back-end");
+            first.close(); // the back-end goes away with the rings running
+            firstClosed = true;
+            m.await("the front-end to notice the back-end is gone",
+                    m.mainLoop().run("watch", () -> AioWait.pollWhile(m.mainLoop().context(),
+                            () -> !fe.awaitingBackend())), BOUND);
+
+            LinuxGuest guest = LinuxGuest.probe(m, 0, 1, 128, true); // reset, re-init, DRIVER_OK: nobody to start
+            assertFalse(m.mainLoop().watchdog(BOUND).call("broken?", fe::isBroken),
+                    "a DRIVER_OK while the back-end is away is not the device's failure");
+
+            second = VhostUserBlkServer.start(opts);
+            Count count = new Count();
+            count.target = 200;
+            AtomicBoolean stop = new AtomicBoolean();
+            LinuxGuest.Run run = guest.start(new GuestWorkload.Spec(8, 4096, IoPattern.parse("randrw"), true, false),
+                    stop::get, new LatencySink[] {count}, 11);
+            m.await("200 verified requests on the new back-end", count.reached, BOUND);
+            stop.set(true);
+            for (CompletableFuture<Void> f : run.done()) {
+                m.await("the workload to end", f, BOUND);
+            }
+            assertNull(run.firstProblem(), run.firstProblem());
+            for (GuestWorkload w : run.workloads()) {
+                assertEquals(0, w.stats.errors, "I/O errors");
+                assertEquals(0, w.stats.mismatches, "data read back differs from what was written");
+            }
+            assertEquals(1L, (long) m.mainLoop().watchdog(BOUND).call("reconnects", fe::reconnects));
+        } finally {
+            if (!firstClosed) {
+                first.close();
+            }
+            if (second != null) {
+                second.close();
+            }
+        }
+    }
+}
