@@ -26,6 +26,7 @@ public final class Vcpu implements AutoCloseable {
     private final Object lock = new Object();
     private volatile Task<?> current;
     private boolean parking;
+    private static final long CLOSE_BOUND_NS = 10_000_000_000L;
     private volatile boolean closed;
 
     /** A guest program and the future of its result. */
@@ -204,10 +205,30 @@ public final class Vcpu implements AutoCloseable {
         return sb.toString();
     }
 
+    /** Stops the vCPU and waits for its thread to end, so a closed machine leaves no vCPU thread behind. */
     @Override
     public void close() {
         closed = true;
         stop();
         tasks.add(new Task<Void>("close", null));
+        if (Thread.currentThread() == thread) {
+            return;
+        }
+        boolean interrupted = false;
+        long deadline = System.nanoTime() + CLOSE_BOUND_NS;
+        while (thread.isAlive() && System.nanoTime() < deadline) {
+            try {
+                thread.join(Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (thread.isAlive()) {
+            LOG.warn("{}: thread did not end within {} s of close:\n{}", name(), CLOSE_BOUND_NS / 1_000_000_000L,
+                    describe());
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
     }
 }
