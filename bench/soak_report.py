@@ -115,7 +115,7 @@ def main():
     failing.sort()
     total = sum(t['failures'] for t in tests.values())
     print()
-    print(f"{total} failure(s) in {len(failing)} test(s); {len(bad_runs)} iteration(s) not clean")
+    print(f"{total} failure(s) in {len(failing)} of {len(tests)} test(s); {len(bad_runs)} iteration(s) not clean")
     for run, why in bad_runs:
         print(f"  {run}: {why}")
     for key in failing:
