@@ -108,6 +108,8 @@ public final class VhostUserBlkServer implements AutoCloseable {
     private VhostUserDevice vdev;
     private VhostUserServer server;
     private AutoCloseable diagnostics;
+    /** The test switch's hold ({@link #holdAfterTake}), or null: the device's observer is then untouched. */
+    private volatile TakenRequestHold hold;
 
     private VhostUserBlkServer(Options o) {
         this.options = o;
@@ -196,6 +198,22 @@ public final class VhostUserBlkServer implements AutoCloseable {
         LOG.info("vblk serve: capacity is now {} sectors", newSectors);
     }
 
+    /**
+     * Test seam ({@code vblk serve --x-hold-after-take N}): holds the queue's
+     * thread once it has taken the {@code nth} write request from the avail
+     * ring and marked it in flight, before the backend sees it; the line
+     * saying so goes to {@code announce}. For a test that kills the back-end
+     * with a request in flight at a known step. The hold lasts until the
+     * server closes. Unarmed (the default), the device keeps its no-op
+     * observer and nothing changes on the request path.
+     */
+    public void holdAfterTake(long nth, java.util.function.Consumer<String> announce) {
+        TakenRequestHold h = new TakenRequestHold(nth, announce);
+        hold = h;
+        dev.setObserver(h);
+        LOG.warn("vblk serve: test switch armed: write request {} will be held in flight", nth);
+    }
+
     public Options options() {
         return options;
     }
@@ -237,6 +255,10 @@ public final class VhostUserBlkServer implements AutoCloseable {
     /** Stops serving: the connection ends (rings stopped, disk flushed), the socket file is removed. */
     @Override
     public void close() {
+        TakenRequestHold h = hold;
+        if (h != null) {
+            h.release(); // the held request completes, so the rings can stop
+        }
         if (server != null) {
             try {
                 server.close();
