@@ -148,6 +148,7 @@ final class VhostUserFuzzer {
             return true;
         }
         long sent = System.nanoTime();
+        long gcBefore = gcMillis();
         try {
             VhostUserMsg r = VhostUserMsg.read(s);
             long took = System.nanoTime() - sent;
@@ -163,11 +164,26 @@ final class VhostUserFuzzer {
         } catch (VhostUserException e) {
             if (e.getMessage().contains("receive timeout")) {
                 hangs++;
-                System.err.println("fuzz: no reply to " + m + " within " + REPLY_BOUND + " (session " + sessions + ")");
+                System.err.println("fuzz: no reply to " + m + " within " + REPLY_BOUND + " (session " + sessions + "); "
+                        + "the JVM spent " + (gcMillis() - gcBefore) + " ms of it collecting garbage");
                 dumpHang();
             }
             return false;
         }
+    }
+
+    /**
+     * Milliseconds the JVM has spent collecting garbage so far: the server
+     * runs in this JVM, so a long pause while a reply is awaited is a stall
+     * of the server that the socket's timeout (a kernel clock) still counts.
+     */
+    private static long gcMillis() {
+        long t = 0;
+        for (java.lang.management.GarbageCollectorMXBean b : java.lang.management.ManagementFactory
+                .getGarbageCollectorMXBeans()) {
+            t += Math.max(0, b.getCollectionTime());
+        }
+        return t;
     }
 
     /** What a hang looked like: the session's last messages, the server's state, every thread's stack. */
@@ -353,7 +369,7 @@ final class VhostUserFuzzer {
         long seed = Long.parseLong(args[0]);
         double minutes = Double.parseDouble(args[1]);
         Path dir = Files.createDirectories(Path.of(args[2]));
-        try (HostileHarness h = new HostileHarness(dir, true)) {
+        try (HostileHarness h = new HostileHarness(dir, true, false)) {
             VhostUserFuzzer f = new VhostUserFuzzer(seed, h);
             Result r = f.run(Long.MAX_VALUE, System.nanoTime() + (long) (minutes * 60e9));
             f.close();
