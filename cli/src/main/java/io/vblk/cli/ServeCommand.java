@@ -71,6 +71,17 @@ final class ServeCommand implements Callable<Integer> {
             description = "IOThread adaptive busy-poll bound, 0 disables (default ${DEFAULT-VALUE}).")
     long pollMaxNs;
 
+    /**
+     * Test-only switch, hidden from the help: hold the N-th write request
+     * after the back-end took it from the avail ring and marked it in flight,
+     * announcing it with a "holding write request" line, so a test can kill
+     * the back-end with a request in flight at a known step
+     * ({@code VblkGuestAcceptanceTest}). Never for production: the held
+     * queue serves nothing more until the process ends.
+     */
+    @Option(names = "--x-hold-after-take", paramLabel = "N", hidden = true)
+    Long holdAfterTake;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -93,6 +104,12 @@ final class ServeCommand implements Callable<Integer> {
         } catch (VhostUserException | BlockException | IllegalArgumentException e) {
             err.println("vblk serve: " + e.getMessage());
             return Main.EXIT_FAILED;
+        }
+        if (holdAfterTake != null) {
+            server.holdAfterTake(holdAfterTake, line -> {
+                out.println("vblk serve: " + line);
+                out.flush();
+            });
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Thread hook = new Thread(() -> {
@@ -150,6 +167,9 @@ final class ServeCommand implements Callable<Integer> {
         }
         if (pollMaxNs < 0) {
             return "--poll-max-ns must not be negative";
+        }
+        if (holdAfterTake != null && holdAfterTake < 1) {
+            return "--x-hold-after-take counts write requests from 1";
         }
         return null;
     }

@@ -109,6 +109,8 @@ public final class VhostUserBlkServer implements AutoCloseable {
     private VhostUserServer server;
     private AutoCloseable diagnostics;
     private boolean closed;
+    /** The test switch's hold ({@link #holdAfterTake}), or null: the device's observer is then untouched. */
+    private volatile TakenRequestHold hold;
 
     private VhostUserBlkServer(Options o) {
         this.options = o;
@@ -197,6 +199,22 @@ public final class VhostUserBlkServer implements AutoCloseable {
         LOG.info("vblk serve: capacity is now {} sectors", newSectors);
     }
 
+    /**
+     * Test seam ({@code vblk serve --x-hold-after-take N}): holds the queue's
+     * thread once it has taken the {@code nth} write request from the avail
+     * ring and marked it in flight, before the backend sees it; the line
+     * saying so goes to {@code announce}. For a test that kills the back-end
+     * with a request in flight at a known step. The hold lasts until the
+     * server closes. Unarmed (the default), the device keeps its no-op
+     * observer and nothing changes on the request path.
+     */
+    public void holdAfterTake(long nth, java.util.function.Consumer<String> announce) {
+        TakenRequestHold h = new TakenRequestHold(nth, announce);
+        hold = h;
+        dev.setObserver(h);
+        LOG.warn("vblk serve: test switch armed: write request {} will be held in flight", nth);
+    }
+
     public Options options() {
         return options;
     }
@@ -242,6 +260,10 @@ public final class VhostUserBlkServer implements AutoCloseable {
             return; // a second teardown would wait its whole watchdog on a loop that no longer runs
         }
         closed = true;
+        TakenRequestHold h = hold;
+        if (h != null) {
+            h.release(); // the held request completes, so the rings can stop
+        }
         if (server != null) {
             try {
                 server.close();

@@ -59,6 +59,9 @@
  * <tr><td>{@link io.vblk.vhost.UnixSocket}, {@link io.vblk.vhost.VhostUserMsg}</td>
  *     <td>{@code QIOChannelSocket}, {@code VhostUserMsg}, {@code vu_message_read/write}</td>
  *     <td>SCM_RIGHTS through JNA sendmsg/recvmsg; the wire format</td></tr>
+ * <tr><td>{@link io.vblk.vhost.TakenRequestHold}</td><td>none (a test seam)</td>
+ *     <td>{@code vblk serve --x-hold-after-take N}: holds the N-th write taken and marked in flight, so a
+ *     test kills the back-end at that step</td></tr>
  * </table>
  *
  * <h2>Decisions worth knowing</h2>

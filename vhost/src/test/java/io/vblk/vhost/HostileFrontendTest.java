@@ -9,6 +9,7 @@ import static io.vblk.vhost.VhostUserProtocol.VERSION;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -531,6 +532,84 @@ class HostileFrontendTest {
             h.dropped("does not read");
             h.assertStillServingAndIntact();
         }
+    }
+
+    /**
+     * The one hang the 10-minute fuzzer saw (bench/RESULTS.md, run 1): no
+     * reply to {@code POSTCOPY_LISTEN flags=0x9 size=124} within 10 s. The
+     * postcopy requests (not offered) have replies of their own, so each must
+     * get exactly one answer whatever its flags (NEED_REPLY, the REPLY bit
+     * set on a request, another version), payload (none, a u64, the
+     * fuzzer's 124 bytes) and descriptors — and the stream must stay in step:
+     * the GET_QUEUE_NUM sent behind each is answered next, with 1. Sent both
+     * as whole messages and cut in two, the second piece carrying the rest
+     * of the message and the whole GET_QUEUE_NUM (a message completed in the
+     * wake-up that brings the next one). The descriptors that came with them
+     * are closed.
+     */
+    @Test
+    void postcopyRequestsAreAnsweredOnceWhateverTheirFlagsPayloadAndDescriptors(@TempDir Path dir) throws Exception {
+        try (HostileHarness h = new HostileHarness(dir, true); UnixSocket s = h.raw()) {
+            negotiate(s);
+            int[] requests = {VhostUserProtocol.POSTCOPY_ADVISE, VhostUserProtocol.POSTCOPY_LISTEN,
+                VhostUserProtocol.POSTCOPY_END};
+            int[] flagSets = {VERSION, NEED, VERSION | VhostUserProtocol.FLAG_REPLY, NEED | VhostUserProtocol.FLAG_REPLY,
+                2 | VhostUserProtocol.FLAG_NEED_REPLY, 0};
+            int[] sizes = {0, 8, 124};
+            long fdsBefore = openFds();
+            int asked = 0;
+            for (int request : requests) {
+                for (int flags : flagSets) {
+                    for (int size : sizes) {
+                        for (int split = 0; split < 2; split++) {
+                            EventNotifier e = new EventNotifier();
+                            int[] pipe = Fds.pipe();
+                            int[] fds = (asked % 3) == 0 ? new int[0] : (asked % 3) == 1 ? new int[] {e.fd()}
+                                    : new int[] {pipe[1], e.fd(), pipe[0]};
+                            byte[] p = new byte[size];
+                            java.util.Arrays.fill(p, (byte) 0xA5);
+                            VhostUserMsg m = new VhostUserMsg(request, flags, p, fds);
+                            byte[] next = wire(VhostUserMsg.of(VhostUserProtocol.GET_QUEUE_NUM, VERSION));
+                            if (split == 0) {
+                                m.write(s);
+                                s.send(next, next.length, null);
+                            } else {
+                                byte[] b = wire(m);
+                                int cut = Math.min(b.length - 1, 7 + size / 2);
+                                s.send(b, cut, fds);
+                                byte[] rest = new byte[b.length - cut + next.length];
+                                System.arraycopy(b, cut, rest, 0, b.length - cut);
+                                System.arraycopy(next, 0, rest, b.length - cut, next.length);
+                                s.send(rest, rest.length, null);
+                            }
+                            String what = m + (split == 1 ? " (cut in two)" : "");
+                            VhostUserMsg r = VhostUserMsg.read(s);
+                            assertNotNull(r, what + ": the connection was closed instead of answered");
+                            assertEquals(request, r.request(), what + " -> " + r);
+                            assertTrue(r.isReply(), what + " -> " + r);
+                            VhostUserMsg q = VhostUserMsg.read(s);
+                            assertNotNull(q, what + ": the connection was closed after the answer");
+                            assertEquals(VhostUserProtocol.GET_QUEUE_NUM, q.request(), what + ": out of step, "
+                                    + "then " + q);
+                            assertEquals(1, q.u64());
+                            e.close();
+                            Fds.close(pipe);
+                            asked++;
+                        }
+                    }
+                }
+            }
+            assertEquals(fdsBefore, openFds(), "the descriptors that came with the " + asked + " requests are closed");
+        }
+    }
+
+    /** A message as it goes on the wire (header and payload; descriptors travel beside). */
+    private static byte[] wire(VhostUserMsg m) {
+        byte[] b = new byte[12 + m.size()];
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        bb.putInt(0, m.request()).putInt(4, m.flags()).putInt(8, m.size());
+        m.payload().get(0, b, 12, m.size());
+        return b;
     }
 
     // ------------------------------------------------------------------ helpers

@@ -94,6 +94,59 @@ class InflightTest {
         }
     }
 
+    /**
+     * The test switch of {@code vblk serve --x-hold-after-take N}
+     * ({@link TakenRequestHold}): the N-th write — reads and earlier writes
+     * pass — is held after it was taken and marked in flight, before the
+     * backend sees it, with one line saying so; closing the server lets it
+     * go on to the image.
+     */
+    @Test
+    void theTestSwitchHoldsTheNthWriteMarkedInFlightUntilTheServerCloses(@TempDir Path dir) throws Exception {
+        Path img = HostileHarness.patterned(dir.resolve("d.raw"));
+        java.util.concurrent.CompletableFuture<String> announced = new java.util.concurrent.CompletableFuture<>();
+        VhostUserBlkServer srv = VhostUserBlkServer.start(VhostUserBlkServer.Options.image(dir.resolve("s"), img,
+                "raw"));
+        TestFrontend fe = null;
+        try {
+            fe = new TestFrontend(srv.socket());
+            srv.holdAfterTake(2, announced::complete);
+            fe.negotiate();
+            VhostUserMsg r = fe.client.requestReply(inflightMsg(VhostUserProtocol.GET_INFLIGHT_FD, 0, 1,
+                    TestFrontend.QSIZE));
+            int fd = r.takeFd(0);
+            try (RamRegion region = RamRegion.mapShared(0, REGION, fd, 0)) {
+                InflightRegion view = new InflightRegion(region.hostAddress(), TestFrontend.QSIZE);
+                fe.client.send(inflightMsg(VhostUserProtocol.SET_INFLIGHT_FD, REGION, 1, TestFrontend.QSIZE, fd));
+                fe.addMemory();
+                fe.startRing(0, 0);
+                fe.mem.writeU64(TestFrontend.DATA, 0x1111L);
+                fe.submit(0, VirtioBlkAbi.T_OUT, 10);
+                assertTrue(fe.awaitCall(BOUND), "write 1 is not held");
+                fe.submit(1, VirtioBlkAbi.T_IN, 11);
+                assertTrue(fe.awaitCall(BOUND), "a read is not counted");
+                fe.mem.writeU64(TestFrontend.DATA + 0x2000, 0x2222L);
+                fe.submit(2, VirtioBlkAbi.T_OUT, 12);
+                String line = srv.mainLoop().watchdog(BOUND).await("the hold", announced);
+                assertTrue(line.startsWith("holding write request 2 (queue 0, sector 12) in flight"), line);
+                assertEquals(1, inflightCount(view), "the held write is marked in flight");
+                assertEquals(2, view.usedIdx(), "and not published");
+                assertEquals(BlkHeaders.STATUS_UNSET, fe.status(2));
+            } finally {
+                io.vblk.aio.LibC.close(fd);
+            }
+        } finally {
+            srv.close(); // releases the hold; the rings stop once the write completed
+            if (fe != null) {
+                fe.close();
+            }
+        }
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ)) {
+            assertEquals(0x1111L, readLong(ch, 10));
+            assertEquals(0x2222L, readLong(ch, 12), "the held write went on once released");
+        }
+    }
+
     private static int inflightCount(InflightRegion view) {
         int n = 0;
         for (int h = 0; h < TestFrontend.QSIZE; h++) {

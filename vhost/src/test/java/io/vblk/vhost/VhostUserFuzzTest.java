@@ -15,7 +15,7 @@ import org.junit.jupiter.api.io.TempDir;
 class VhostUserFuzzTest {
     @Test
     void aSeededRandomFrontEndNeitherHangsNorCrashesNorWritesTheServer(@TempDir Path dir) throws Exception {
-        try (HostileHarness h = new HostileHarness(dir, true)) {
+        try (HostileHarness h = new HostileHarness(dir, true, false)) {
             VhostUserFuzzer f = new VhostUserFuzzer(20261207L, h);
             VhostUserFuzzer.Result r;
             try {

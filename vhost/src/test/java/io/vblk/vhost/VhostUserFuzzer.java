@@ -45,12 +45,13 @@ final class VhostUserFuzzer {
 
     /** What a run found. */
     record Result(long seed, long sessions, long messages, long hangs, long crashes, boolean imageUnchanged,
-                  long refusals, Duration took) {
+                  long refusals, Duration took, Duration slowestReply, String slowestRequest) {
         @Override
         public String toString() {
             return String.format("seed %d: %d sessions, %d messages sent, %d refused by the back-end, hangs %d, "
-                    + "crashes %d, image %s, %d s", seed, sessions, messages, refusals, hangs, crashes,
-                    imageUnchanged ? "unchanged" : "CHANGED", took.toSeconds());
+                    + "crashes %d, image %s, %d s; slowest reply %d ms (to %s)", seed, sessions, messages, refusals,
+                    hangs, crashes, imageUnchanged ? "unchanged" : "CHANGED", took.toSeconds(),
+                    slowestReply.toMillis(), slowestRequest);
         }
     }
 
@@ -63,6 +64,9 @@ final class VhostUserFuzzer {
     private final java.util.ArrayDeque<String> recent = new java.util.ArrayDeque<>();
     private long hangs;
     private long sessions;
+    /** The longest wait for a reply the protocol owes (from the end of the send), and to what. */
+    private long slowestNanos;
+    private String slowest = "-";
 
     VhostUserFuzzer(long seed, HostileHarness h) {
         this.seed = seed;
@@ -85,7 +89,7 @@ final class VhostUserFuzzer {
         boolean same = Arrays.equals(before, Files.readAllBytes(h.image));
         long crashes = h.server.mainLoop().failures().size();
         return new Result(seed, sessions, messages, hangs, crashes, same, h.server.server().device().refusals(),
-                Duration.ofNanos(System.nanoTime() - t0));
+                Duration.ofNanos(System.nanoTime() - t0), Duration.ofNanos(slowestNanos), slowest);
     }
 
     /** A fresh connection is answered: the server is not wedged by the last session. */
@@ -143,8 +147,15 @@ final class VhostUserFuzzer {
         if (!owed) {
             return true;
         }
+        long sent = System.nanoTime();
+        long gcBefore = gcMillis();
         try {
             VhostUserMsg r = VhostUserMsg.read(s);
+            long took = System.nanoTime() - sent;
+            if (took > slowestNanos) {
+                slowestNanos = took;
+                slowest = m + " (session " + sessions + ")";
+            }
             if (r == null) {
                 return false;
             }
@@ -153,11 +164,26 @@ final class VhostUserFuzzer {
         } catch (VhostUserException e) {
             if (e.getMessage().contains("receive timeout")) {
                 hangs++;
-                System.err.println("fuzz: no reply to " + m + " within " + REPLY_BOUND + " (session " + sessions + ")");
+                System.err.println("fuzz: no reply to " + m + " within " + REPLY_BOUND + " (session " + sessions + "); "
+                        + "the JVM spent " + (gcMillis() - gcBefore) + " ms of it collecting garbage");
                 dumpHang();
             }
             return false;
         }
+    }
+
+    /**
+     * Milliseconds the JVM has spent collecting garbage so far: the server
+     * runs in this JVM, so a long pause while a reply is awaited is a stall
+     * of the server that the socket's timeout (a kernel clock) still counts.
+     */
+    private static long gcMillis() {
+        long t = 0;
+        for (java.lang.management.GarbageCollectorMXBean b : java.lang.management.ManagementFactory
+                .getGarbageCollectorMXBeans()) {
+            t += Math.max(0, b.getCollectionTime());
+        }
+        return t;
     }
 
     /** What a hang looked like: the session's last messages, the server's state, every thread's stack. */
@@ -343,7 +369,7 @@ final class VhostUserFuzzer {
         long seed = Long.parseLong(args[0]);
         double minutes = Double.parseDouble(args[1]);
         Path dir = Files.createDirectories(Path.of(args[2]));
-        try (HostileHarness h = new HostileHarness(dir, true)) {
+        try (HostileHarness h = new HostileHarness(dir, true, false)) {
             VhostUserFuzzer f = new VhostUserFuzzer(seed, h);
             Result r = f.run(Long.MAX_VALUE, System.nanoTime() + (long) (minutes * 60e9));
             f.close();

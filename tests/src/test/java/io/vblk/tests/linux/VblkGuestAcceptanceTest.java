@@ -1,6 +1,7 @@
 package io.vblk.tests.linux;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
@@ -20,7 +21,10 @@ import org.junit.jupiter.api.io.TempDir;
  * flight, restart with the same arguments, QEMU's reconnect with the
  * inflight region handed back (the replay is the point), fio verify passing
  * and no I/O error in the guest's kernel log (the same scenario
- * {@link BackendRestartTest} runs on qemu-storage-daemon); and live
+ * {@link BackendRestartTest} runs on qemu-storage-daemon); the same with the
+ * kill at a known step — a write the back-end took and marked in flight,
+ * held there by the test switch {@code --x-hold-after-take} — so the replay
+ * is asserted, not left to chance; and live
  * migration of the running guest between two {@code vblk serve} processes on
  * one image ({@code --locking off}) with fio writing and verifying through it
  * ({@link LiveMigrationTest#migrateUnderFioLoop}).
@@ -45,6 +49,12 @@ class VblkGuestAcceptanceTest {
      * back-end's region built by hand, resubmitted in order).
      */
     private static final int KILLS = 3;
+    /**
+     * The write the first back-end holds in flight: within the fio loop's
+     * first job (8 MiB of 4 KiB writes: 2048), nothing before fio writes.
+     */
+    private static final long HELD_WRITE = 300;
+    private static final Pattern RESUBMITTED = Pattern.compile("resubmitting (\\d+) request");
 
     @RegisterExtension
     final GuestLogs logs = new GuestLogs();
@@ -83,6 +93,48 @@ class VblkGuestAcceptanceTest {
             logs.note("vblk: fio verify iterations: " + atRestart + " done at the restart, " + it.group(1) + " in all");
             assertTrue(Integer.parseInt(it.group(1)) > Integer.parseInt(atRestart),
                     "fio went on after the reconnect: " + loop);
+            assertTrue(guest.qemu().isAlive());
+            assertEquals(List.of(), guest.ioErrors(), "I/O errors in the guest's kernel log");
+        }
+    }
+
+    /**
+     * The replay made deterministic: the first back-end holds the guest's
+     * {@value #HELD_WRITE}th write after taking it from the avail ring and
+     * marking it in flight (test switch {@code --x-hold-after-take}); it is
+     * killed with SIGKILL there and started again without the switch. The
+     * new back-end must resubmit what the region says is in flight (at least
+     * the held write), the guest's fio verify — which reads that block back
+     * — must pass and its kernel log no I/O error.
+     */
+    @Test
+    void killNineWithAWriteHeldInFlightReplaysItAfterTheRestart(@TempDir Path tmp) throws Exception {
+        GuestEnvironment.require();
+        Path image = DiskImages.sparse(tmp.resolve("disk.raw"), 64);
+        try (VblkServe vblk = VblkServe.startHoldingWrite("vblk", logs.sockets().resolve("vblk.sock"), image,
+                logs.dir(), HELD_WRITE, "--aio", "io_uring", "--cache-direct");
+             LinuxGuest guest = LinuxGuest.boot(logs, vblk.socket(), LinuxGuest.Options.defaults().withReconnect(true),
+                     vblk)) {
+            guest.startBackground("fioloop", Fio.verifyLoop(8, null));
+            String held = vblk.log().await("the held write", l -> l.contains("holding write request"),
+                    Duration.ofMinutes(3));
+            logs.note("vblk: " + held);
+            vblk.kill9();
+            vblk.restart(); // without the switch: an ordinary back-end on the same image and socket
+            String replay = vblk.log().await("the replay", l -> l.contains("left in flight"), Duration.ofSeconds(90));
+            logs.note("vblk: after the restart: " + replay);
+            Matcher n = RESUBMITTED.matcher(replay);
+            assertTrue(n.find(), replay);
+            assertTrue(Integer.parseInt(n.group(1)) >= 1, "the held write is resubmitted: " + replay);
+            vblk.log().await("the reconnected ring", l -> l.contains("rings [0] started"), Duration.ofSeconds(90));
+            guest.check("touch /tmp/stop");
+            GuestResult loop = guest.awaitBackground("fioloop", Duration.ofMinutes(3));
+            logs.note("vblk: fio loop after the replay: status " + loop.status());
+            assertEquals(0, loop.status(), loop + "\n" + guest.describe());
+            Matcher it = ITERATIONS.matcher(loop.output());
+            assertTrue(it.find() && Integer.parseInt(it.group(1)) >= 1, "fio verified the job the write was in: "
+                    + loop);
+            assertFalse(vblk.log().any(l -> l.contains("holding write request")), "the restart held nothing");
             assertTrue(guest.qemu().isAlive());
             assertEquals(List.of(), guest.ioErrors(), "I/O errors in the guest's kernel log");
         }

@@ -15,17 +15,36 @@ import java.util.List;
 public final class VblkServe extends VhostUserBackend {
     private final Path image;
     private final List<String> extra;
+    /** Options of the first start only (a test switch); a restart runs without them. */
+    private final List<String> firstStartOnly;
+    private boolean started;
 
-    private VblkServe(String name, Path socket, Path image, Path logDir, List<String> extra) {
+    private VblkServe(String name, Path socket, Path image, Path logDir, List<String> extra,
+            List<String> firstStartOnly) {
         super(name, socket, logDir);
         this.image = image;
         this.extra = List.copyOf(extra);
+        this.firstStartOnly = List.copyOf(firstStartOnly);
     }
 
     /** Starts {@code vblk serve} on {@code image} (raw) with the extra options {@code extra}. */
     public static VblkServe start(String name, Path socket, Path image, Path logDir, String... extra)
             throws IOException, InterruptedException {
-        VblkServe s = new VblkServe(name, socket, image, logDir, List.of(extra));
+        VblkServe s = new VblkServe(name, socket, image, logDir, List.of(extra), List.of());
+        s.start();
+        return s;
+    }
+
+    /**
+     * As {@link #start}, the first start with the test switch
+     * {@code --x-hold-after-take NTH}: the back-end holds the {@code nth} write
+     * request it takes, marked in flight, and prints "holding write request";
+     * {@link #restart} runs without the switch, as an ordinary back-end.
+     */
+    public static VblkServe startHoldingWrite(String name, Path socket, Path image, Path logDir, long nth,
+            String... extra) throws IOException, InterruptedException {
+        VblkServe s = new VblkServe(name, socket, image, logDir, List.of(extra),
+                List.of("--x-hold-after-take", Long.toString(nth)));
         s.start();
         return s;
     }
@@ -40,6 +59,10 @@ public final class VblkServe extends VhostUserBackend {
         cmd.add("io.vblk.cli.Main");
         cmd.addAll(List.of("serve", "--socket", socket.toString(), "--image", image.toString(), "--format", "raw"));
         cmd.addAll(extra);
+        if (!started) {
+            cmd.addAll(firstStartOnly);
+        }
+        started = true;
         return cmd;
     }
 

@@ -51,6 +51,22 @@ class ServeCommandTest {
         assertEquals("precious", Files.readString(notASocket));
     }
 
+    /** {@code --x-hold-after-take} is for tests only: not in the help, and it counts write requests from 1. */
+    @Test
+    void theTestOnlyHoldSwitchIsHiddenAndChecked(@TempDir Path dir) {
+        StringWriter out = new StringWriter();
+        CommandLine cl = new CommandLine(new Main());
+        cl.setOut(new PrintWriter(out));
+        cl.setErr(new PrintWriter(new StringWriter()));
+        assertEquals(0, cl.execute("serve", "--help"));
+        assertTrue(out.toString().contains("--poll-max-ns"), out.toString());
+        assertFalse(out.toString().contains("hold"), "the test switch is not in the help:\n" + out);
+        StringWriter err = new StringWriter();
+        assertEquals(Main.EXIT_USAGE, run(err, "serve", "--socket", dir.resolve("s.sock").toString(), "--null", "1M",
+                "--x-hold-after-take", "0"));
+        assertTrue(err.toString().contains("--x-hold-after-take counts write requests from 1"), err.toString());
+    }
+
     @Test
     void sigtermStopsTheServerAndRemovesItsSocket(@TempDir Path dir) throws Exception {
         Path img = Tools.bootDisk(dir.resolve("d.raw"), "X", 1 << 20);
