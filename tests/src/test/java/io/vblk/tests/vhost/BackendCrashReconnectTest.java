@@ -33,7 +33,10 @@ import org.junit.jupiter.api.io.TempDir;
  * writes, restarted with the same arguments: a front-end that kept the
  * inflight region (GET_INFLIGHT_FD) hands it to the new back-end, which
  * resubmits what was in flight; every write completes without an I/O error
- * and the image holds every write. And SIGTERM ends a server whose
+ * and the image holds every write. The first back-end holds its last write
+ * taken and in flight (the test switch {@code --x-hold-after-take}), so at
+ * least one kill certainly leaves a request to resubmit; the other kills fall
+ * wherever they fall. And SIGTERM ends a server whose
  * front-end left a message half-sent.
  */
 class BackendCrashReconnectTest {
@@ -59,9 +62,15 @@ class BackendCrashReconnectTest {
     private int submitted;
     private int completed;
 
-    private Process serve(Path img, Path sock, Path log) throws IOException {
-        Process p = new ProcessBuilder(Tools.javaCommand("io.vblk.cli.Main", "serve", "--socket", sock.toString(),
-                "--image", img.toString())).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    /** {@code holdWrite} > 0: the test switch holds that write (counted from 1) taken and in flight. */
+    private Process serve(Path img, Path sock, Path log, long holdWrite) throws IOException {
+        java.util.List<String> cmd = new java.util.ArrayList<>(Tools.javaCommand("io.vblk.cli.Main", "serve",
+                "--socket", sock.toString(), "--image", img.toString()));
+        if (holdWrite > 0) {
+            cmd.add("--x-hold-after-take");
+            cmd.add(Long.toString(holdWrite));
+        }
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         new SerialLog(log).await("listening on " + sock, 1, BOUND, () -> "");
         return p;
     }
@@ -164,10 +173,14 @@ class BackendCrashReconnectTest {
         Process p = null;
         int lives = 5;
         int resubmitted = 0;
+        int held = 0;
         try {
             for (int life = 0; life < lives; life++) {
                 Path log = dir.resolve("serve-" + life + ".out");
-                p = serve(img, sock, log);
+                // the first life holds its last write in flight (a fresh back-end counts only this life's
+                // writes), so its kill certainly leaves one to resubmit; the others die wherever they are
+                boolean hold = life == 0;
+                p = serve(img, sock, log, hold ? REQUESTS_PER_LIFE : 0);
                 try (VhostUserClient c = attach(sock)) {
                     int target = submitted + REQUESTS_PER_LIFE;
                     while (submitted < target) {
@@ -178,19 +191,28 @@ class BackendCrashReconnectTest {
                             Thread.onSpinWait();
                         }
                     }
+                    if (hold) {
+                        new SerialLog(log).await("holding write request " + REQUESTS_PER_LIFE, 1, BOUND,
+                                () -> "the back-end did not hold its last write");
+                    }
                     if (life < lives - 1) {
                         p.destroyForcibly(); // SIGKILL with up to DEPTH writes outstanding
                         p.waitFor();
                         reap();
-                        resubmitted += markedInflight(); // what the next back-end finds in the region
+                        int left = markedInflight(); // what the next back-end finds in the region
+                        if (hold) {
+                            assertTrue(left >= 1, "life " + life + ": the held write is marked in flight");
+                            held++;
+                        }
+                        resubmitted += left;
                     } else {
                         awaitCompleted(submitted);
                     }
                 }
             }
             assertEquals(submitted, completed, "every write completed, none with an error");
-            assertTrue(resubmitted > 0, "at least one kill left requests in flight that the next back-end resubmitted "
-                    + "(else this test proved nothing about resubmission)");
+            assertTrue(held == 1 && resubmitted >= held, "the held kills left writes in flight for the next "
+                    + "back-end to resubmit: " + held + " held, " + resubmitted + " resubmitted");
         } finally {
             Tools.stop(p, Duration.ofSeconds(30));
             io.vblk.aio.LibC.close(inflightFd);
@@ -218,7 +240,7 @@ class BackendCrashReconnectTest {
         }
         Path sock = dir.resolve("s.sock");
         Path log = dir.resolve("serve.out");
-        Process p = serve(img, sock, log);
+        Process p = serve(img, sock, log, 0);
         try (UnixSocket a = UnixSocket.connect(sock); UnixSocket b = UnixSocket.connect(sock)) {
             a.send(new byte[5], 5, null);
             new SerialLog(log).await("front-end connected", 1, BOUND, () -> "");
