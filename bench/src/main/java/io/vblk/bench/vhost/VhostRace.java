@@ -58,12 +58,14 @@ import org.HdrHistogram.Histogram;
  * java --enable-native-access=ALL-UNNAMED -cp bench/target/benchmarks.jar io.vblk.bench.vhost.VhostRace \
  *     --vblk cli/target/vblk.jar [--seconds 5] [--warmup 5] [--repeat 5] [--dir /tmp/race] \
  *     [--devices null,raw] [--queues 1,2] [--workloads QD1,QD32,64k] [--size-mib 256] \
- *     [--aio io_uring,threads] [--caches page,direct] [--perf EVENTS]
+ *     [--aio io_uring,threads] [--caches page,direct] [--perf EVENTS] [--vblk-poll-max-ns 32768,0]
  * </pre>
  *
  * <p>{@code --perf EVENTS} runs {@code perf stat -e EVENTS -p PID} on the
  * back-end process of every measured run ({@link PerfStat}) and reports the
  * counts per request, to say where a short row's cycles and wake-ups go.
+ * {@code --vblk-poll-max-ns A,B} runs one vblk configuration per IOThread
+ * polling bound ({@code vblk serve --poll-max-ns}), interleaved with the rest.
  */
 public final class VhostRace {
     /** One workload of the race: fio's {@code rw}, {@code bs}, {@code iodepth} per queue. */
@@ -81,9 +83,10 @@ public final class VhostRace {
      * with the file driver's {@code aio} engine ({@code null} for the null
      * device, where there is no file).
      */
-    record Config(boolean vblk, String aio) {
+    record Config(boolean vblk, String aio, Long pollMaxNs) {
         String label() {
-            return (vblk ? "vblk" : "qsd") + (aio == null ? "" : " aio=" + aio);
+            return (vblk ? "vblk" : "qsd") + (aio == null ? "" : " aio=" + aio)
+                    + (pollMaxNs == null ? "" : " poll-max-ns=" + pollMaxNs);
         }
     }
 
@@ -111,6 +114,8 @@ public final class VhostRace {
     private List<String> caches = List.of("page", "direct");
     /** {@code --perf EVENTS}: perf stat of each measured back-end run, reported per request. */
     private String perfEvents;
+    /** {@code --vblk-poll-max-ns A,B}: one vblk configuration per IOThread polling bound (null: vblk's default). */
+    private List<Long> vblkPollMaxNs = java.util.Collections.singletonList(null);
 
     VhostRace(Path vblkJar, Path qsd, Path dir, Duration seconds, Duration warmup, int repeat, long size,
               PrintStream out) {
@@ -154,6 +159,12 @@ public final class VhostRace {
         r.aios = List.of(a.getOrDefault("--aio", "io_uring,threads").split(","));
         r.caches = List.of(a.getOrDefault("--caches", "page,direct").split(","));
         r.perfEvents = a.get("--perf");
+        if (a.containsKey("--vblk-poll-max-ns")) {
+            r.vblkPollMaxNs = new ArrayList<>();
+            for (String v : a.get("--vblk-poll-max-ns").split(",")) {
+                r.vblkPollMaxNs.add(Long.parseLong(v));
+            }
+        }
         String only = a.get("--workloads"); // e.g. "QD1" runs the rows whose name contains it
         if (only != null) {
             r.workloads = new ArrayList<>();
@@ -196,11 +207,13 @@ public final class VhostRace {
     private void runGroup(String device, String cache, int queues, Path img) throws Exception {
         List<Config> configs = new ArrayList<>();
         for (boolean vblk : List.of(true, false)) {
-            if (device.equals("null")) {
-                configs.add(new Config(vblk, null));
-            } else {
-                for (String aio : aios) {
-                    configs.add(new Config(vblk, aio));
+            for (Long poll : vblk ? vblkPollMaxNs : java.util.Collections.<Long>singletonList(null)) {
+                if (device.equals("null")) {
+                    configs.add(new Config(vblk, null, poll));
+                } else {
+                    for (String aio : aios) {
+                        configs.add(new Config(vblk, aio, poll));
+                    }
                 }
             }
         }
@@ -213,7 +226,8 @@ public final class VhostRace {
                 Config c = configs.get(i);
                 Path sock = dir.resolve("be" + i + ".sock");
                 Files.deleteIfExists(sock);
-                backends.add(c.vblk() ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir, c.aio(), direct)
+                backends.add(c.vblk() ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir, c.aio(), direct,
+                        c.pollMaxNs())
                         : Backend.qsd(qsd, sock, device, img, size, queues, dir, c.aio(), direct, i));
                 machines.add(machine(sock, queues, c.label()));
                 guests.add(probe(machines.get(i), queues, c.label()));
@@ -560,10 +574,13 @@ public final class VhostRace {
          * as every back-end of the race serves the same image at once.
          */
         static Backend vblk(Path jar, Path sock, String device, Path img, long size, int queues, Path dir, String aio,
-                boolean direct) throws Exception {
+                boolean direct, Long pollMaxNs) throws Exception {
             List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
                     .toString(), "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString(), "serve", "--socket",
                     sock.toString(), "--num-queues", Integer.toString(queues), "--iothreads", "1"));
+            if (pollMaxNs != null) {
+                cmd.addAll(List.of("--poll-max-ns", Long.toString(pollMaxNs)));
+            }
             if (device.equals("null")) {
                 cmd.addAll(List.of("--null", Long.toString(size)));
             } else {
