@@ -34,8 +34,9 @@ import org.slf4j.LoggerFactory;
  *     {@code cache.no-flush=on} completes it at once. FUA writes use
  *     {@code RWF_DSYNC}.</li>
  * <li>{@code discard=unmap} punches holes ({@code BLKDISCARD} on a block
- *     device, trimmed to its logical block size); {@code ignore} (QEMU's default) completes discards without
- *     touching the file and strips MAY_UNMAP from write-zeroes. Write-zeroes
+ *     device, trimmed to its logical block size); {@code ignore} (QEMU's
+ *     default) completes discards without touching the file and strips
+ *     MAY_UNMAP from write-zeroes. Write-zeroes
  *     is {@code fallocate(ZERO_RANGE)} or a hole, on the ring where the kernel
  *     has {@code IORING_OP_FALLOCATE}; -ENOTSUP lets the node write zeroes.</li>
  * <li>{@code detect-zeroes=on|unmap}: an all-zero write becomes write-zeroes
