@@ -7,15 +7,17 @@
 # configuration the median IOPS, the spread (min..max) and the ratio of the
 # medians to fio's of the same cache mode.
 #
-#   bench/file-floor.sh [--repeat N] [--runtime S] [--qd D] [--bs SIZE] [--rw randread|randwrite]
+#   bench/file-floor.sh [--repeat N] [--runtime S] [--ramp S] [--qd D] [--bs SIZE] [--rw randread|randwrite]
 #                       [--image FILE] [--size SIZE]
+# --ramp (default 1 s) is the unmeasured start of every run, fio's and vblk's; vblk's JIT
+# compiler needs several seconds of it on a small machine (issue 19 profile).
 # Needs cli/target/vblk.jar (mvn -B -q -DskipTests package -pl cli -am) and fio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEAT=3 RUNTIME=5 QD=32 BS=4k RW=randread IMG=/var/tmp/vblk-floor.raw SIZE=1g
+REPEAT=3 RUNTIME=5 RAMP=1 QD=32 BS=4k RW=randread IMG=/var/tmp/vblk-floor.raw SIZE=1g
 while [ $# -gt 0 ]; do
     case "$1" in
-        --repeat) REPEAT=$2;; --runtime) RUNTIME=$2;; --qd) QD=$2;; --bs) BS=$2;; --rw) RW=$2;;
+        --repeat) REPEAT=$2;; --runtime) RUNTIME=$2;; --ramp) RAMP=$2;; --qd) QD=$2;; --bs) BS=$2;; --rw) RW=$2;;
         --image) IMG=$2;; --size) SIZE=$2;;
         *) echo "file-floor: unknown option $1" >&2; exit 2;;
     esac
@@ -40,7 +42,7 @@ for ((rep = 0; rep < REPEAT; rep++)); do
         engine=${c%%:*} direct=${c##*:}
         if [ "$engine" = fio ]; then
             fio --name=floor --filename="$IMG" --ioengine=io_uring --direct="$direct" --rw="$RW" --bs="$BS" \
-                --iodepth="$QD" --runtime="$RUNTIME" --ramp_time=1 --time_based --numjobs=1 \
+                --iodepth="$QD" --runtime="$RUNTIME" --ramp_time="$RAMP" --time_based --numjobs=1 \
                 --output-format=json >"$OUT/r.json"
             sel=$([ "${RW#rand}" = write ] && echo write || echo read)
             read -r iops p50 p99 < <(jq -r ".jobs[0].$sel | \"\\(.iops) \\(.clat_ns.percentile[\"50.000000\"]/1000) \\(.clat_ns.percentile[\"99.000000\"]/1000)\"" "$OUT/r.json")
@@ -48,7 +50,7 @@ for ((rep = 0; rep < REPEAT; rep++)); do
             flags=(--aio "$engine")
             [ "$direct" = 1 ] && flags+=(--cache-direct)
             java --enable-native-access=ALL-UNNAMED -jar "$JAR" bench --backend file --image "$IMG" --format raw \
-                "${flags[@]}" --qd "$QD" --bs "$BS" --rw "$RW" --runtime "${RUNTIME}s" --ramp 1s --quiet \
+                "${flags[@]}" --qd "$QD" --bs "$BS" --rw "$RW" --runtime "${RUNTIME}s" --ramp "${RAMP}s" --quiet \
                 --json "$OUT/r.json" >/dev/null
             read -r iops p50 p99 < <(jq -r '"\(.iops) \(.latency_ns.p50/1000) \(.latency_ns.p99/1000)"' "$OUT/r.json")
         fi

@@ -58,8 +58,14 @@ import org.HdrHistogram.Histogram;
  * java --enable-native-access=ALL-UNNAMED -cp bench/target/benchmarks.jar io.vblk.bench.vhost.VhostRace \
  *     --vblk cli/target/vblk.jar [--seconds 5] [--warmup 5] [--repeat 5] [--dir /tmp/race] \
  *     [--devices null,raw] [--queues 1,2] [--workloads QD1,QD32,64k] [--size-mib 256] \
- *     [--aio io_uring,threads] [--caches page,direct]
+ *     [--aio io_uring,threads] [--caches page,direct] [--perf EVENTS] [--vblk-poll-max-ns 32768,0]
  * </pre>
+ *
+ * <p>{@code --perf EVENTS} runs {@code perf stat -e EVENTS -p PID} on the
+ * back-end process of every measured run ({@link PerfStat}) and reports the
+ * counts per request, to say where a short row's cycles and wake-ups go.
+ * {@code --vblk-poll-max-ns A,B} runs one vblk configuration per IOThread
+ * polling bound ({@code vblk serve --poll-max-ns}), interleaved with the rest.
  */
 public final class VhostRace {
     /** One workload of the race: fio's {@code rw}, {@code bs}, {@code iodepth} per queue. */
@@ -77,9 +83,10 @@ public final class VhostRace {
      * with the file driver's {@code aio} engine ({@code null} for the null
      * device, where there is no file).
      */
-    record Config(boolean vblk, String aio) {
+    record Config(boolean vblk, String aio, Long pollMaxNs) {
         String label() {
-            return (vblk ? "vblk" : "qsd") + (aio == null ? "" : " aio=" + aio);
+            return (vblk ? "vblk" : "qsd") + (aio == null ? "" : " aio=" + aio)
+                    + (pollMaxNs == null ? "" : " poll-max-ns=" + pollMaxNs);
         }
     }
 
@@ -87,7 +94,7 @@ public final class VhostRace {
     record Result(String backend, int rep, String device, String cache, int queues, String workload, long requests,
                   double seconds,
                   double iops, double mibps, double p50us, double p99us, double p999us, double maxUs,
-                  double backendCpuS, double frontendCpuS) {
+                  double backendCpuS, double frontendCpuS, Map<String, Double> perf) {
         double cpuPerMillion() {
             return backendCpuS / requests * 1e6;
         }
@@ -105,6 +112,10 @@ public final class VhostRace {
     private List<Workload> workloads = WORKLOADS;
     private List<String> aios = List.of("io_uring", "threads");
     private List<String> caches = List.of("page", "direct");
+    /** {@code --perf EVENTS}: perf stat of each measured back-end run, reported per request. */
+    private String perfEvents;
+    /** {@code --vblk-poll-max-ns A,B}: one vblk configuration per IOThread polling bound (null: vblk's default). */
+    private List<Long> vblkPollMaxNs = java.util.Collections.singletonList(null);
 
     VhostRace(Path vblkJar, Path qsd, Path dir, Duration seconds, Duration warmup, int repeat, long size,
               PrintStream out) {
@@ -147,6 +158,13 @@ public final class VhostRace {
         }
         r.aios = List.of(a.getOrDefault("--aio", "io_uring,threads").split(","));
         r.caches = List.of(a.getOrDefault("--caches", "page,direct").split(","));
+        r.perfEvents = a.get("--perf");
+        if (a.containsKey("--vblk-poll-max-ns")) {
+            r.vblkPollMaxNs = new ArrayList<>();
+            for (String v : a.get("--vblk-poll-max-ns").split(",")) {
+                r.vblkPollMaxNs.add(Long.parseLong(v));
+            }
+        }
         String only = a.get("--workloads"); // e.g. "QD1" runs the rows whose name contains it
         if (only != null) {
             r.workloads = new ArrayList<>();
@@ -189,11 +207,13 @@ public final class VhostRace {
     private void runGroup(String device, String cache, int queues, Path img) throws Exception {
         List<Config> configs = new ArrayList<>();
         for (boolean vblk : List.of(true, false)) {
-            if (device.equals("null")) {
-                configs.add(new Config(vblk, null));
-            } else {
-                for (String aio : aios) {
-                    configs.add(new Config(vblk, aio));
+            for (Long poll : vblk ? vblkPollMaxNs : java.util.Collections.<Long>singletonList(null)) {
+                if (device.equals("null")) {
+                    configs.add(new Config(vblk, null, poll));
+                } else {
+                    for (String aio : aios) {
+                        configs.add(new Config(vblk, aio, poll));
+                    }
                 }
             }
         }
@@ -206,7 +226,8 @@ public final class VhostRace {
                 Config c = configs.get(i);
                 Path sock = dir.resolve("be" + i + ".sock");
                 Files.deleteIfExists(sock);
-                backends.add(c.vblk() ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir, c.aio(), direct)
+                backends.add(c.vblk() ? Backend.vblk(vblkJar, sock, device, img, size, queues, dir, c.aio(), direct,
+                        c.pollMaxNs())
                         : Backend.qsd(qsd, sock, device, img, size, queues, dir, c.aio(), direct, i));
                 machines.add(machine(sock, queues, c.label()));
                 guests.add(probe(machines.get(i), queues, c.label()));
@@ -222,13 +243,16 @@ public final class VhostRace {
                         Result r = measure(machines.get(i), guests.get(i), w, seconds, c.label(), backends.get(i));
                         r = new Result(r.backend(), rep, device, cache, queues, w.name(), r.requests(), r.seconds(),
                                 r.iops(), r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(),
-                                r.frontendCpuS());
+                                r.frontendCpuS(), r.perf());
                         results.add(r);
                         out.printf(Locale.ROOT, "  %-17s %-4s %-6s %dq %-17s #%d %9.0f IOPS %8.1f MiB/s p50 %7.1f "
                                 + "p99 %8.1f p99.9 %8.1f max %9.1f us, backend CPU %6.2f s/M req (frontend %6.2f s/M) "
                                 + "load %s%n", r.backend(), device, cache, queues, w.name(), rep, r.iops(), r.mibps(),
                                 r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.cpuPerMillion(),
                                 r.frontendCpuS() / r.requests() * 1e6, loadAverage());
+                        if (!r.perf().isEmpty()) {
+                            out.println("    perf per request: " + perfPerRequest(r));
+                        }
                     }
                 }
             }
@@ -279,6 +303,10 @@ public final class VhostRace {
         }
         AtomicBoolean stop = new AtomicBoolean();
         GuestWorkload.Spec spec = new GuestWorkload.Spec(w.queueDepth(), w.blockSize(), w.pattern(), false, false);
+        PerfStat perf = perfEvents != null && b != null ? PerfStat.attach(b.handle.pid(), perfEvents, dir) : null;
+        if (perf != null) {
+            perf.enable();
+        }
         double cpu0 = b == null ? 0 : b.cpuSeconds();
         long fe0 = frontendCpuNanos();
         long t0 = System.nanoTime();
@@ -294,6 +322,14 @@ public final class VhostRace {
         double secs = (System.nanoTime() - t0) / 1e9;
         long fe = frontendCpuNanos() - fe0;
         double cpu = b == null ? 0 : b.cpuSeconds() - cpu0;
+        Map<String, Double> counts = Map.of();
+        if (perf != null) {
+            perf.disable();
+            int workers = perf.iouWorkers();
+            counts = new LinkedHashMap<>(perf.finish());
+            perf.close();
+            counts.put(PerfStat.IOU_WRK, (double) workers);
+        }
         if (run.firstProblem() != null) {
             throw new IllegalStateException(run.firstProblem());
         }
@@ -304,7 +340,7 @@ public final class VhostRace {
         long n = run.completed();
         return new Result(backend, 0, "", "", nq, w.name(), n, secs, n / secs, n * (double) w.blockSize() / secs / (1 << 20),
                 all0.getValueAtPercentile(50) / 1e3, all0.getValueAtPercentile(99) / 1e3,
-                all0.getValueAtPercentile(99.9) / 1e3, all0.getMaxValue() / 1e3, cpu, fe / 1e9);
+                all0.getValueAtPercentile(99.9) / 1e3, all0.getMaxValue() / 1e3, cpu, fe / 1e9, counts);
     }
 
     private static long frontendCpuNanos() {
@@ -389,6 +425,7 @@ public final class VhostRace {
                 }
             }
         }
+        reportPerf(devices, queueCounts);
         out.println();
         out.println("raw runs (backend,rep,device,cache,queues,workload,requests,seconds,iops,mibps,p50us,p99us,p999us,"
                 + "maxus,backend_cpu_s,frontend_cpu_s):");
@@ -396,6 +433,93 @@ public final class VhostRace {
             out.printf(Locale.ROOT, "%s,%d,%s,%s,%d,%s,%d,%.3f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f,%.3f%n", r.backend(),
                     r.rep(), r.device(), r.cache(), r.queues(), r.workload(), r.requests(), r.seconds(), r.iops(),
                     r.mibps(), r.p50us(), r.p99us(), r.p999us(), r.maxUs(), r.backendCpuS(), r.frontendCpuS());
+        }
+    }
+
+    /** The perf counts of a run per request (task-clock as CPU µs per request; iou-wrk as counted). */
+    private static String perfPerRequest(Result r) {
+        StringBuilder sb = new StringBuilder();
+        for (Map.Entry<String, Double> e : r.perf().entrySet()) {
+            if (sb.length() > 0) {
+                sb.append(", ");
+            }
+            sb.append(String.format(Locale.ROOT, "%s %.3f", shortName(e.getKey()), perRequest(r, e.getKey())));
+        }
+        return sb.toString();
+    }
+
+    private static double perRequest(Result r, String event) {
+        double v = r.perf().getOrDefault(event, 0.0);
+        if (event.equals(PerfStat.IOU_WRK)) {
+            return v;
+        }
+        if (event.equals("task-clock")) {
+            return v * 1e3 / r.requests(); // ms -> µs per request
+        }
+        return v / r.requests();
+    }
+
+    private static String shortName(String event) {
+        String s = event.replace("syscalls:sys_enter_", "").replace("io_uring:io_uring_", "uring:");
+        return s.equals("task-clock") ? "cpu_us" : s;
+    }
+
+    /**
+     * With {@code --perf}: per row and back-end, each event per request as
+     * the median over the rounds, with min..max.
+     */
+    private void reportPerf(List<String> devices, List<Integer> queueCounts) {
+        List<String> events = new ArrayList<>();
+        for (Result r : results) {
+            for (String e : r.perf().keySet()) {
+                if (!events.contains(e)) {
+                    events.add(e);
+                }
+            }
+        }
+        if (events.isEmpty()) {
+            return;
+        }
+        out.println();
+        out.println("perf stat of the back-end process per request (median of the rounds, min..max); cpu_us is "
+                + "task-clock in µs per request, iou-wrk the io_uring worker threads alive at the end of a run:");
+        StringBuilder h = new StringBuilder("| device | cache | queues | workload | back-end | IOPS (median)");
+        StringBuilder sep = new StringBuilder("| --- | --- | --- | --- | --- | ---:");
+        for (String e : events) {
+            h.append(" | ").append(shortName(e));
+            sep.append(" | ---:");
+        }
+        out.println(h.append(" |"));
+        out.println(sep.append(" |"));
+        for (String device : devices) {
+            for (String cache : device.equals("null") ? List.of("-") : caches) {
+                for (int q : queueCounts) {
+                    for (Workload w : workloads) {
+                        List<String> labels = new ArrayList<>();
+                        for (Result r : results) {
+                            if (matches(r, device, cache, q, w.name()) && !labels.contains(r.backend())) {
+                                labels.add(r.backend());
+                            }
+                        }
+                        for (String l : labels) {
+                            List<Result> runs = new ArrayList<>();
+                            for (Result r : results) {
+                                if (r.backend().equals(l) && matches(r, device, cache, q, w.name())) {
+                                    runs.add(r);
+                                }
+                            }
+                            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "| %s | %s | %d | %s | %s | %.0f",
+                                    device, cache, q, w.name(), l, median(l, device, cache, q, w.name()).iops()));
+                            for (String e : events) {
+                                double[] v = runs.stream().mapToDouble(r -> perRequest(r, e)).sorted().toArray();
+                                row.append(String.format(Locale.ROOT, " | %.3f (%.3f..%.3f)", v[v.length / 2], v[0],
+                                        v[v.length - 1]));
+                            }
+                            out.println(row.append(" |"));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -450,10 +574,13 @@ public final class VhostRace {
          * as every back-end of the race serves the same image at once.
          */
         static Backend vblk(Path jar, Path sock, String device, Path img, long size, int queues, Path dir, String aio,
-                boolean direct) throws Exception {
+                boolean direct, Long pollMaxNs) throws Exception {
             List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
                     .toString(), "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString(), "serve", "--socket",
                     sock.toString(), "--num-queues", Integer.toString(queues), "--iothreads", "1"));
+            if (pollMaxNs != null) {
+                cmd.addAll(List.of("--poll-max-ns", Long.toString(pollMaxNs)));
+            }
             if (device.equals("null")) {
                 cmd.addAll(List.of("--null", Long.toString(size)));
             } else {

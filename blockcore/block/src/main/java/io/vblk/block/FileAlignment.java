@@ -34,6 +34,20 @@ final class FileAlignment {
         return (st.getShort(FileIo.STX_MODE) & FileIo.S_IFMT) == FileIo.S_IFBLK;
     }
 
+    /**
+     * The logical block size of block device {@code fd} ({@code BLKSSZGET}),
+     * or -1 when the ioctl fails. The kernel refuses O_DIRECT transfers,
+     * {@code BLKDISCARD} and {@code fallocate} not aligned to it, with or
+     * without O_DIRECT for the last two.
+     */
+    static int logicalBlockSize(int fd) {
+        Memory size = new Memory(4);
+        if (FileIo.ioctl(fd, FileIo.BLKSSZGET, size) == 0 && size.getInt(0) > 0) {
+            return size.getInt(0);
+        }
+        return -1;
+    }
+
     /** Probes the alignments of {@code fd} (opened with O_DIRECT). */
     static FileAlignment probe(int fd) {
         boolean blk = isBlockDevice(fd);
@@ -47,9 +61,9 @@ final class FileAlignment {
             mem = st.getInt(FileIo.STX_DIO_MEM_ALIGN);
         }
         if (blk) {
-            Memory size = new Memory(4);
-            if (FileIo.ioctl(fd, FileIo.BLKSSZGET, size) == 0 && size.getInt(0) > 0) {
-                off = size.getInt(0);
+            int lbs = logicalBlockSize(fd);
+            if (lbs > 0) {
+                off = lbs;
             }
         }
         if (off <= 0) {

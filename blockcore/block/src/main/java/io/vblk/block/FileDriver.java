@@ -34,8 +34,9 @@ import org.slf4j.LoggerFactory;
  *     {@code cache.no-flush=on} completes it at once. FUA writes use
  *     {@code RWF_DSYNC}.</li>
  * <li>{@code discard=unmap} punches holes ({@code BLKDISCARD} on a block
- *     device); {@code ignore} (QEMU's default) completes discards without
- *     touching the file and strips MAY_UNMAP from write-zeroes. Write-zeroes
+ *     device, trimmed to its logical block size); {@code ignore} (QEMU's
+ *     default) completes discards without touching the file and strips
+ *     MAY_UNMAP from write-zeroes. Write-zeroes
  *     is {@code fallocate(ZERO_RANGE)} or a hole, on the ring where the kernel
  *     has {@code IORING_OP_FALLOCATE}; -ENOTSUP lets the node write zeroes.</li>
  * <li>{@code detect-zeroes=on|unmap}: an all-zero write becomes write-zeroes
@@ -59,6 +60,8 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     private volatile long length;
     private final FileAlignment align;
     private final boolean blockDevice;
+    /** A block device's logical block size (BLKSSZGET), else 1: discards and fallocate must be aligned to it. */
+    private final int blockSize;
     private final FileLocks locks;
     private final ArrayDeque<FileRequest> free = new ArrayDeque<>();
 
@@ -75,7 +78,7 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     private long bounced;
 
     private FileDriver(Path path, FileOptions opts, int fd, ThreadPool pool, long length, FileAlignment align,
-            boolean blockDevice, FileLocks locks) {
+            boolean blockDevice, int blockSize, FileLocks locks) {
         this.path = path;
         this.opts = opts;
         this.fd = fd;
@@ -84,6 +87,7 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
         this.length = length;
         this.align = align;
         this.blockDevice = blockDevice;
+        this.blockSize = blockSize;
         this.locks = locks;
     }
 
@@ -123,7 +127,8 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
             if (a != null) {
                 LOG.debug("file '{}': O_DIRECT alignment {}", path, a);
             }
-            return new FileDriver(path, o, fd, pool, len, a, blk, locks);
+            int lbs = blk ? FileAlignment.logicalBlockSize(fd) : 1;
+            return new FileDriver(path, o, fd, pool, len, a, blk, lbs > 0 ? lbs : FileAlignment.DEFAULT, locks);
         } catch (RuntimeException e) {
             if (fd >= 0) {
                 FileIo.close(fd);
@@ -161,6 +166,16 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     /** The O_DIRECT offset alignment (1 without cache.direct). */
     public int directAlignment() {
         return align == null ? 1 : align.offset;
+    }
+
+    /** Whether the host file is a block device (discard is BLKDISCARD). */
+    public boolean isBlockDevice() {
+        return blockDevice;
+    }
+
+    /** A block device's logical block size (BLKSSZGET), 1 for a regular file. */
+    public int logicalBlockSize() {
+        return blockSize;
     }
 
     /** The host file: this is where a node's {@code bs->filename} comes from. */
@@ -217,6 +232,19 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
             cb.complete(0); // QEMU: without BDRV_O_UNMAP a discard succeeds and does nothing
             return;
         }
+        if (blockDevice) {
+            // BLKDISCARD refuses (EINVAL) a range past the device's end or not aligned to its
+            // logical block size; discard is advisory, so the unaligned head and tail are
+            // dropped, as QEMU's bdrv_co_pdiscard drops what its pdiscard_alignment cannot take
+            long end = Math.min(offset + bytes, length) & -(long) blockSize;
+            long start = (offset + blockSize - 1) & -(long) blockSize;
+            if (start >= end) {
+                cb.complete(0);
+                return;
+            }
+            offset = start;
+            bytes = end - start;
+        }
         submit(FileRequest.OP_DISCARD, offset, bytes, null, 0, cb);
     }
 
@@ -224,6 +252,12 @@ public final class FileDriver extends BlockDriver implements GrowableDriver {
     public void pwriteZeroes(long offset, long bytes, int flags, BlockCompletion cb) {
         if (opts.discard() == FileOptions.Discard.IGNORE) {
             flags &= ~BlockFlags.MAY_UNMAP;
+        }
+        if (blockDevice && (((offset | bytes) & (blockSize - 1)) != 0 || offset + bytes > length)) {
+            // fallocate on a block device refuses (EINVAL) what is not aligned to its logical
+            // block size or goes past its end: the node writes a buffer of zeroes instead
+            cb.complete(-Errno.ENOTSUP);
+            return;
         }
         submit(FileRequest.OP_ZEROES, offset, bytes, null, flags, cb);
     }
