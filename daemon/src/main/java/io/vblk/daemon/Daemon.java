@@ -103,6 +103,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
         DaemonCommands.register(this, commands);
         JobCommands.register(this, commands);
         SnapshotCommands.register(this, commands);
+        DriveMirrorCommand.register(this, commands);
         nbd.register(commands);
         ResizeCommands.register(this, commands);
     }

@@ -563,4 +563,50 @@ class DaemonQmpTest {
         QemuTool.ok("qemu-img", "check", "-U", ov1.toString());
         QemuTool.ok("qemu-img", "check", "-U", ov2.toString());
     }
+
+    /**
+     * {@code drive-mirror} of an exported raw disk under verified guest I/O
+     * into a qcow2 file the daemon creates ({@code mode=absolute-paths}),
+     * READY, {@code job-complete}: the export pivots to the new node, the
+     * guest keeps reading what it wrote, and the file is a sound qcow2 image
+     * of the source's size. A second {@code drive-mirror} with
+     * {@code mode=existing} and a missing file is refused.
+     */
+    @Test
+    void driveMirrorIntoANewQcow2UnderGuestIoPivots(@TempDir Path dir) throws Exception {
+        Path img0 = blank(dir.resolve("src.raw"), 32L << 20);
+        Path dst = dir.resolve("dst.qcow2");
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, rawDiskOverVhostUser(img0, qmp, sock0));
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the mirror", 1000);
+            assertEquals("Could not open '" + dir.resolve("missing.raw") + "': No such file or directory",
+                    c.error("drive-mirror", "{\"job-id\": \"nope\", \"device\": \"disk0\", \"target\": \""
+                    + dir.resolve("missing.raw") + "\", \"sync\": \"full\", \"mode\": \"existing\"}")
+                    .path("desc").asText());
+            assertEquals(0, c.ok("query-jobs", null).size(), "a refused drive-mirror started no job");
+            c.ok("drive-mirror", "{\"job-id\": \"dm0\", \"device\": \"disk0\", \"target\": \"" + dst
+                    + "\", \"format\": \"qcow2\", \"node-name\": \"dm-target\", \"sync\": \"full\"}");
+            c.awaitEvent("BLOCK_JOB_READY", "device", "dm0");
+            w.reach("1000 requests while READY", 1000);
+            c.ok("job-complete", "{\"id\": \"dm0\"}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "dm0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
+            assertEquals("dm-target", c.ok("query-block-exports", null).get(0).path("node-name").asText(),
+                    "the export pivoted to the target");
+            w.reach("1000 requests on the new qcow2", 1000);
+            w.finish();
+            assertTrue(m0.mainLoop().failures().isEmpty(), m0.mainLoop().failures().toString());
+            m0.close();
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        String info = QemuTool.ok("qemu-img", "info", "-U", dst.toString());
+        assertTrue(info.contains("file format: qcow2") && info.contains("virtual size: 32 MiB"), info);
+        assertFalse(info.contains("backing file:"), info);
+        QemuTool.ok("qemu-img", "check", "-U", dst.toString());
+    }
 }
