@@ -25,7 +25,8 @@ import org.junit.jupiter.api.io.TempDir;
  * against {@code vblk daemon} and — with {@code -Dvblk.daemon=qsd} —
  * qemu-storage-daemon 7.2, so what is asserted is QEMU's behaviour: report
  * fails the job with the errno's words, stop pauses it (user-visible, with
- * io-status "failed") and a resume retries the failed range, and a job in
+ * io-status "failed") and a resume retries the failed range, ignore goes on
+ * and copies the range again, and a job in
  * progress keeps {@code block_resize} off its nodes.
  */
 class DaemonJobErrorTest {
@@ -115,6 +116,36 @@ class DaemonJobErrorTest {
             assertTrue(d.terminate(), "SIGTERM ends the daemon");
         }
         assertArrayEquals(want, Files.readAllBytes(dst), "the range whose write failed was copied on resume");
+    }
+
+    @Test
+    void mirrorWithOnSourceErrorIgnoreCopiesTheRangeAgainAndCompletes(@TempDir Path dir) throws Exception {
+        byte[] want = data(4);
+        Path src = Files.write(dir.resolve("src.raw"), want);
+        Path dst = DaemonQmpTest.blank(dir.resolve("dst.raw"), SIZE);
+        Path qmp = dir.resolve("qmp.sock");
+        List<String> args = new ArrayList<>(DaemonQmpTest.monitor(qmp));
+        args.addAll(List.of("--blockdev", "driver=file,node-name=file0,filename=" + src,
+                "--blockdev", "{\"driver\": \"raw\", \"node-name\": \"disk0\", \"file\": {\"driver\": \"blkdebug\", "
+                        + "\"image\": \"file0\", \"inject-error\": " + rule("read_aio", true) + "}}",
+                "--blockdev", "driver=file,node-name=file1,filename=" + dst,
+                "--blockdev", "driver=raw,node-name=target,file=file1"));
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true)) {
+            c.ok("blockdev-mirror", "{\"job-id\": \"m0\", \"device\": \"disk0\", \"target\": \"target\", "
+                    + "\"sync\": \"full\", \"on-source-error\": \"ignore\"}");
+            JsonNode err = c.awaitEvent("BLOCK_JOB_ERROR", "device", "m0");
+            assertEquals("read", err.path("data").path("operation").asText(), err.toString());
+            assertEquals("ignore", err.path("data").path("action").asText(), err.toString());
+            c.awaitEvent("BLOCK_JOB_READY", "device", "m0");
+            c.ok("job-complete", "{\"id\": \"m0\"}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "m0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
+            assertFalse(c.jobStatuses("m0").contains("paused"), "ignore does not pause: " + c.transcript());
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        assertArrayEquals(want, Files.readAllBytes(dst), "the range whose read failed was copied again");
     }
 
     @Test
