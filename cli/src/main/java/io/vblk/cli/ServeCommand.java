@@ -1,11 +1,16 @@
 package io.vblk.cli;
 
 import io.vblk.bench.Units;
-import io.vblk.block.BlockException;
 import io.vblk.block.BlockLayer;
-import io.vblk.vhost.VhostUserBlkServer;
+import io.vblk.daemon.Daemon;
+import io.vblk.daemon.LegacyFilenames;
+import io.vblk.qmp.QapiArgs;
+import io.vblk.qmp.QmpError;
 import io.vblk.vhost.VhostUserEvents;
-import io.vblk.vhost.VhostUserException;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -22,9 +27,11 @@ import picocli.CommandLine.Spec;
  * {@code vblk serve}: exports a disk as a vhost-user-blk back-end on a UNIX
  * socket, as {@code qemu-storage-daemon --export type=vhost-user-blk} does,
  * so QEMU ({@code -device vhost-user-blk-pci}) or {@code vblk boot
- * --vhost-user} can use it. One front-end at a time; the next is served
- * after a disconnect. Runs until SIGINT or SIGTERM, then flushes the disk and
- * removes the socket.
+ * --vhost-user} can use it. A short form of {@code vblk daemon}: it builds the
+ * daemon's own objects (IOThreads, the disk's nodes, a vhost-user-blk
+ * export; {@link #build}) and prints the export's front-end events. One
+ * front-end at a time; the next is served after a disconnect. Runs until
+ * SIGINT or SIGTERM, then flushes the disk and removes the socket.
  */
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = "Serve a disk to vhost-user-blk front-ends (QEMU, vblk boot --vhost-user) on a UNIX socket.",
@@ -92,17 +99,26 @@ final class ServeCommand implements Callable<Integer> {
             return Main.EXIT_USAGE;
         }
         long nul = nullSize == null ? 0 : Units.parseBytes("null", nullSize);
-        VhostUserBlkServer.Options o = new VhostUserBlkServer.Options(socket, image, format, readOnly, nul, iothreads,
-                numQueues, serial, pollMaxNs);
-        VhostUserBlkServer server;
+        String version;
         try {
-            io.vblk.block.FileOptions fo = file.options();
-            server = VhostUserBlkServer.start(o, (layer, opts) -> {
-                layer.setFileDefaults(fo);
-                return VhostUserBlkServer.DEFAULT_OPENER.open(layer, opts);
-            }, printer(out));
-        } catch (VhostUserException | BlockException | IllegalArgumentException e) {
+            version = new Main.Version().getVersion()[0].replaceFirst("^vblk ", "");
+        } catch (java.io.IOException e) {
+            version = "unknown";
+        }
+        Daemon d = new Daemon(version);
+        try {
+            d.setVhostUserEvents(id -> printer(out));
+            d.onDispatcher(() -> {
+                build(d, nul);
+                return null;
+            });
+        } catch (QmpError e) {
+            err.println("vblk serve: " + e.desc());
+            d.close();
+            return Main.EXIT_FAILED;
+        } catch (Exception e) {
             err.println("vblk serve: " + e.getMessage());
+            d.close();
             return Main.EXIT_FAILED;
         }
         if (holdAfterTake != null) {
@@ -114,7 +130,7 @@ final class ServeCommand implements Callable<Integer> {
         CountDownLatch stopped = new CountDownLatch(1);
         Thread hook = new Thread(() -> {
             try {
-                server.close();
+                d.close();
             } finally {
                 out.println("vblk serve: stopped");
                 out.flush();
@@ -132,6 +148,79 @@ final class ServeCommand implements Callable<Integer> {
             Thread.currentThread().interrupt();
         }
         return 0;
+    }
+
+    /**
+     * The objects {@code vblk daemon} would build from the equivalent qsd
+     * command line: {@code --object iothread,id=serve-ioN,poll-max-ns=…} per
+     * IOThread, {@code --blockdev} for the disk (node {@code disk}: a format
+     * over a {@code file} node with the file options, an {@code rbd} node, or
+     * {@code null-co}), and {@code --export type=vhost-user-blk,id=serve,…}
+     * with vblk's {@code x-serial} and {@code x-iothreads}. On the QMP
+     * dispatcher thread, as the daemon applies its options.
+     */
+    private void build(Daemon d, long nul) throws Exception {
+        ObjectMapper json = new ObjectMapper();
+        ArrayNode threads = json.createArrayNode();
+        for (int i = 0; i < iothreads; i++) {
+            ObjectNode t = json.createObjectNode();
+            t.put("qom-type", "iothread");
+            t.put("id", "serve-io" + i);
+            t.put("poll-max-ns", pollMaxNs);
+            d.objectAdd(QapiArgs.json(t));
+            threads.add("serve-io" + i);
+        }
+        ObjectNode node = json.createObjectNode();
+        node.put("node-name", "disk");
+        node.put("read-only", readOnly);
+        if (image == null) {
+            node.put("driver", "null-co");
+            node.put("size", nul);
+        } else if (BlockLayer.findProtocol(image.toString()) != null) {
+            node.setAll(LegacyFilenames.rbd(image.toString()));
+            node.putObject("cache").put("direct", file.direct);
+        } else {
+            node.put("driver", format != null ? format : probe(d, image));
+            ObjectNode f = node.putObject("file");
+            f.put("driver", "file");
+            f.put("filename", image.toString());
+            f.put("read-only", readOnly);
+            f.put("aio", file.aio);
+            f.putObject("cache").put("direct", file.direct).put("no-flush", file.noFlush);
+            f.put("discard", file.discard);
+            f.put("detect-zeroes", file.detectZeroes);
+            f.put("locking", file.locking);
+        }
+        d.blockdevAdd(QapiArgs.json(node));
+        ObjectNode e = json.createObjectNode();
+        e.put("type", "vhost-user-blk");
+        e.put("id", "serve");
+        e.put("node-name", "disk");
+        e.putObject("addr").put("type", "unix").put("path", socket.toString());
+        e.put("writable", !readOnly);
+        e.put("num-queues", numQueues);
+        e.put("x-serial", serial != null ? serial : "vblk-serve");
+        e.set("x-iothreads", threads);
+        d.exports().add(QapiArgs.json(e));
+    }
+
+    /** The image's format as the block layer probes it (qsd needs {@code driver}; serve's --format is optional). */
+    private static String probe(Daemon d, Path image) throws java.io.IOException {
+        byte[] head = new byte[512];
+        try (java.io.InputStream in = java.nio.file.Files.newInputStream(image)) {
+            int n = in.readNBytes(head, 0, head.length);
+            head = java.util.Arrays.copyOf(head, n);
+        }
+        String best = "raw";
+        int score = 0;
+        for (io.vblk.block.BlockFormat f : d.layer().formats()) {
+            int sc = f.probe(head);
+            if (sc > score) {
+                score = sc;
+                best = f.name();
+            }
+        }
+        return best;
     }
 
     private String validate() {

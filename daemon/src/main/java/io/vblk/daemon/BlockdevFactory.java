@@ -1,5 +1,7 @@
 package io.vblk.daemon;
 
+import io.vblk.block.BlkDebugDriver;
+import io.vblk.block.BlkDebugInjectError;
 import io.vblk.block.BlockDriver;
 import io.vblk.block.BlockException;
 import io.vblk.block.BlockFormat;
@@ -27,7 +29,9 @@ import java.util.Map;
  * included) is read and checked first — an unknown member, a bad value or a
  * setting vblk does not support yet fails before any file is opened — and
  * then built bottom-up in the main loop. Drivers: {@code file},
- * {@code null-co}, {@code raw}, {@code rbd} and every image format of the
+ * {@code null-co}, {@code raw}, {@code rbd}, {@code blkdebug} (its
+ * {@code image}, {@code inject-error} rules and {@code align}: the subset
+ * {@link BlkDebugInjectError} describes) and every image format of the
  * block layer's registry ({@code qcow2}). An {@code rbd} node's cluster
  * connection is made before the main loop is entered
  * ({@link #openRemote}), so a slow or unreachable cluster never stalls the
@@ -47,12 +51,21 @@ final class BlockdevFactory {
 
     /** One node to create, checked. */
     record Spec(String driver, String nodeName, boolean readOnly, FileOptions file, Child fileChild, Child backing,
-                long offset, long size, long nullSize, boolean readZeroes, long latencyNs, RbdOptions rbd) {
+                long offset, long size, long nullSize, boolean readZeroes, long latencyNs, RbdOptions rbd,
+                BlkDebug blkdebug) {
     }
+
+    /** A blkdebug node's rules and request alignment (0: its image's). */
+    record BlkDebug(List<BlkDebugInjectError> injectErrors, int align) {
+    }
+
+    /** blkdebug's options QEMU has and vblk does not: refused by name rather than ignored. */
+    private static final String[] BLKDEBUG_UNSUPPORTED = {"config", "set-state", "max-transfer", "opt-write-zero",
+        "max-write-zero", "opt-discard", "max-discard", "take-child-perms", "unshare-child-perms"};
 
     /** Reads and checks the tree; {@code implicitName} names a node given inline (null at the root). */
     static Spec parse(QapiArgs a, BlockLayer layer, String implicitName) {
-        List<String> drivers = new ArrayList<>(List.of("file", "null-co", "raw", "rbd"));
+        List<String> drivers = new ArrayList<>(List.of("file", "null-co", "raw", "rbd", "blkdebug"));
         layer.formats().forEach(f -> {
             if (!drivers.contains(f.name())) {
                 drivers.add(f.name());
@@ -79,6 +92,7 @@ final class BlockdevFactory {
         boolean readZeroes = false;
         long latency = 0;
         RbdOptions rbd = null;
+        BlkDebug blkdebug = null;
         switch (driver) {
             case "file":
                 file = FileOptions.parse(a, ro, common);
@@ -95,6 +109,10 @@ final class BlockdevFactory {
                 fileChild = child(a, "file", layer, nodeName, false);
                 offset = a.optSize("offset", 0);
                 size = a.optSize("size", -1);
+                break;
+            case "blkdebug":
+                fileChild = child(a, "image", layer, nodeName, false);
+                blkdebug = blkdebugOptions(a);
                 break;
             default: // an image format of the registry
                 fileChild = child(a, "file", layer, nodeName, false);
@@ -119,7 +137,66 @@ final class BlockdevFactory {
             throw QmpError.generic("null-co: size and latency-ns must not be negative");
         }
         return new Spec(driver, nodeName, ro, file, fileChild, backing, offset, size, nullSize, readZeroes, latency,
-                rbd);
+                rbd, blkdebug);
+    }
+
+    /**
+     * QAPI's {@code BlockdevOptionsBlkdebug}: {@code inject-error} (a list;
+     * on the command line {@code inject-error.0.event=…}) and {@code align};
+     * the other members are refused by name.
+     */
+    private static BlkDebug blkdebugOptions(QapiArgs a) {
+        List<BlkDebugInjectError> rules = new ArrayList<>();
+        JsonNode list = a.optRaw("inject-error");
+        if (list != null) {
+            List<JsonNode> items = new ArrayList<>();
+            if (list.isArray()) {
+                list.forEach(items::add);
+            } else if (list.isObject() && a.isKeyval()) {
+                for (int i = 0; list.has(Integer.toString(i)); i++) {
+                    items.add(list.get(Integer.toString(i)));
+                }
+                if (items.size() != list.size()) {
+                    throw QmpError.generic("Parameter '" + a.path("inject-error") + "' expects a list");
+                }
+            } else {
+                throw QmpError.generic("Invalid parameter type for '" + a.path("inject-error") + "', expected: array");
+            }
+            for (JsonNode item : items) {
+                if (!item.isObject()) {
+                    throw QmpError.generic("Invalid parameter type for '" + a.path("inject-error")
+                            + "', expected: object");
+                }
+                QapiArgs r = a.isKeyval() ? QapiArgs.keyval((ObjectNode) item) : QapiArgs.json((ObjectNode) item);
+                String event = r.str("event");
+                long state = r.optInt("state", 0);
+                String ioType = r.optStr("iotype", null);
+                long errno = r.optInt("errno", BlkDebugInjectError.EIO);
+                long sector = r.optInt("sector", -1);
+                boolean once = r.optBool("once", false);
+                boolean immediately = r.optBool("immediately", false);
+                r.end();
+                if (state != 0) {
+                    throw QmpError.generic("blkdebug: inject-error 'state' is not supported yet by vblk");
+                }
+                try {
+                    rules.add(new BlkDebugInjectError(event, ioType, (int) errno, sector, once, immediately));
+                } catch (BlockException e) {
+                    throw QmpError.generic(e.getMessage());
+                }
+            }
+        }
+        long align = a.optSize("align", 0);
+        for (String k : BLKDEBUG_UNSUPPORTED) {
+            a.accept(k);
+            if (a.has(k)) {
+                throw QmpError.generic("blkdebug: '" + k + "' is not supported yet by vblk");
+            }
+        }
+        if (align < 0 || align > (1 << 30) || (align != 0 && Long.bitCount(align) != 1)) {
+            throw QmpError.generic("Cannot meet constraints with align " + align);
+        }
+        return new BlkDebug(rules, (int) align);
     }
 
     /**
@@ -266,6 +343,21 @@ final class BlockdevFactory {
                     BlockNode n = layer.addNode(s.nodeName(), d, s.readOnly());
                     opened.remove(s);
                     return n;
+                }
+                case "blkdebug": {
+                    Resolved f = resolve(s.fileChild(), layer, opened);
+                    try {
+                        BlockNode n = layer.openBlkDebug(s.nodeName(), f.node);
+                        BlkDebugDriver d = (BlkDebugDriver) n.driver();
+                        if (s.blkdebug().align() > 0) {
+                            d.setAlignment(s.blkdebug().align());
+                        }
+                        d.addInjectErrors(s.blkdebug().injectErrors());
+                        n.setReadOnly(s.readOnly() || f.node.isReadOnly());
+                        return n;
+                    } finally {
+                        f.release();
+                    }
                 }
                 case "raw": {
                     Resolved f = resolve(s.fileChild(), layer, opened);

@@ -82,6 +82,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
     private final Map<String, Path> chardevs = new LinkedHashMap<>();
     private final CountDownLatch quit = new CountDownLatch(1);
     private volatile boolean closed;
+    private volatile java.util.function.Function<String, io.vblk.vhost.VhostUserEvents> vhostUserEvents;
 
     /** An {@code -object iothread}: the IOThread and the properties QMP reports. */
     public record IOThreadObject(String id, IOThread thread, long pollMaxNs, long threadId) {
@@ -103,6 +104,7 @@ public final class Daemon implements ExportContext, AutoCloseable {
         DaemonCommands.register(this, commands);
         JobCommands.register(this, commands);
         SnapshotCommands.register(this, commands);
+        DriveMirrorCommand.register(this, commands);
         nbd.register(commands);
         ResizeCommands.register(this, commands);
     }
@@ -177,6 +179,21 @@ public final class Daemon implements ExportContext, AutoCloseable {
 
     // ------------------------------------------------------------------ iothreads
 
+    /**
+     * Lets a caller hear of every vhost-user export's front-end events
+     * ({@code vblk serve} prints them); set before the exports are added.
+     */
+    public void setVhostUserEvents(java.util.function.Function<String, io.vblk.vhost.VhostUserEvents> f) {
+        vhostUserEvents = f;
+    }
+
+    @Override
+    public io.vblk.vhost.VhostUserEvents vhostUserEvents(String exportId) {
+        java.util.function.Function<String, io.vblk.vhost.VhostUserEvents> f = vhostUserEvents;
+        return f == null ? null : f.apply(exportId);
+    }
+
+    @Override
     public synchronized IOThread iothread(String id) {
         IOThreadObject o = iothreads.get(id);
         return o == null ? null : o.thread();

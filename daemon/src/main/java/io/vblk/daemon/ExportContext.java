@@ -22,4 +22,17 @@ public interface ExportContext {
      * loop itself it runs inline. Bounded by the daemon's watchdog.
      */
     <T> T inMainLoop(String what, java.util.concurrent.Callable<T> task);
+
+    /** An {@code --object iothread} by id, or null. */
+    default IOThread iothread(String id) {
+        return null;
+    }
+
+    /**
+     * Who else hears of a vhost-user export's front-end (connects, rings,
+     * refusals) besides the daemon's log: {@code vblk serve} prints them. Null: nobody.
+     */
+    default io.vblk.vhost.VhostUserEvents vhostUserEvents(String exportId) {
+        return null;
+    }
 }

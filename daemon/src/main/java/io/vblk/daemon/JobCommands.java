@@ -3,6 +3,7 @@ package io.vblk.daemon;
 import io.vblk.block.BlockException;
 import io.vblk.block.BlockNode;
 import io.vblk.block.ChildRole;
+import io.vblk.block.ErrorPolicy;
 import io.vblk.job.Job;
 import io.vblk.job.JobOptions;
 import io.vblk.job.JobStatus;
@@ -43,12 +44,13 @@ final class JobCommands {
             String baseNode = a.optStr("base-node", null);
             JobOptions o = options(a);
             unsupported(a, "base", "backing-file", "bottom", "filter-node-name");
-            onError(a, "on-error");
+            ErrorPolicy onError = onError(a, "on-error");
             a.end();
+            JobOptions so = o.withErrorPolicy(onError, onError);
             d.run("block-stream", () -> {
                 BlockNode top = node(d, device);
                 BlockNode base = baseNode == null ? null : node(d, baseNode);
-                call(() -> d.jobs().stream(id, top, base, o));
+                call(() -> d.jobs().stream(id, top, base, so));
             });
             return null;
         });
@@ -59,8 +61,9 @@ final class JobCommands {
             String baseNode = a.optStr("base-node", null);
             JobOptions o = options(a);
             unsupported(a, "base", "top", "backing-file", "filter-node-name", "backing-mask-protocol");
-            onError(a, "on-error");
+            ErrorPolicy onError = onError(a, "on-error");
             a.end();
+            JobOptions co = o.withErrorPolicy(onError, onError);
             d.run("block-commit", () -> {
                 BlockNode active = node(d, device);
                 BlockNode top = topNode == null ? active : node(d, topNode);
@@ -68,7 +71,7 @@ final class JobCommands {
                 if (base == null) {
                     throw QmpError.generic("There is no backing image");
                 }
-                call(() -> d.jobs().commit(id, top, base, o));
+                call(() -> d.jobs().commit(id, top, base, co));
             });
             return null;
         });
@@ -79,10 +82,11 @@ final class JobCommands {
             String id = a.optStr("job-id", device);
             JobOptions o = options(a);
             unsupported(a, "replaces", "granularity", "buf-size", "filter-node-name");
-            onError(a, "on-source-error");
-            onError(a, "on-target-error");
+            ErrorPolicy onSource = onError(a, "on-source-error");
+            ErrorPolicy onTarget = onError(a, "on-target-error");
             String mode = a.optEnum("copy-mode", "background", "background", "write-blocking");
             a.end();
+            JobOptions mo = o.withErrorPolicy(onSource, onTarget);
             if (!sync.equals("full") && !sync.equals("top")) {
                 throw QmpError.generic("sync=" + sync + " is not supported yet by vblk's mirror (full or top)");
             }
@@ -93,7 +97,7 @@ final class JobCommands {
                 BlockNode src = node(d, device);
                 BlockNode dst = node(d, target);
                 BlockNode base = sync.equals("top") ? src.child(ChildRole.BACKING) : null;
-                call(() -> d.jobs().mirror(id, src, dst, base, o));
+                call(() -> d.jobs().mirror(id, src, dst, base, mo));
             });
             return null;
         });
@@ -107,8 +111,8 @@ final class JobCommands {
                 o.put("status", j.status().qmpName());
                 o.put("current-progress", j.progressCurrent());
                 o.put("total-progress", j.progressTotal());
-                if (j.status() == JobStatus.CONCLUDED && j.ret() < 0 && j.error() != null) {
-                    o.put("error", j.error());
+                if (j.status() == JobStatus.CONCLUDED && j.ret() < 0) {
+                    o.put("error", JobEvents.errorText(j));
                 }
             }
             return l;
@@ -120,7 +124,7 @@ final class JobCommands {
                 ObjectNode o = JobEvents.blockJobInfo(j);
                 o.put("busy", j.isBusy());
                 o.put("paused", j.isPaused());
-                o.put("io-status", "ok");
+                o.put("io-status", j.ioStatus().name().toLowerCase(java.util.Locale.ROOT));
                 o.put("ready", j.status() == JobStatus.READY || j.status() == JobStatus.STANDBY);
                 o.put("status", j.status().qmpName());
                 o.put("auto-finalize", j.options().autoFinalize());
@@ -206,12 +210,15 @@ final class JobCommands {
         }
     }
 
-    /** {@code on-error}: vblk's jobs report errors (QEMU's default); stop/ignore/enospc are not implemented. */
-    private static void onError(QapiArgs a, String key) {
+    /**
+     * {@code on-error}, {@code on-source-error}, {@code on-target-error}
+     * (QAPI's {@code BlockdevOnError}, default report); {@code auto} is for a
+     * job what {@code enospc} is (block_job_error_action: stop on ENOSPC,
+     * report the rest).
+     */
+    private static ErrorPolicy onError(QapiArgs a, String key) {
         String v = a.optEnum(key, "report", "report", "ignore", "enospc", "stop", "auto");
-        if (!v.equals("report") && !v.equals("auto")) {
-            throw QmpError.generic(key + "=" + v + " is not supported yet by vblk's jobs (report)");
-        }
+        return ErrorPolicy.parse(v.equals("auto") ? "enospc" : v);
     }
 
     private static BlockNode node(Daemon d, String name) {

@@ -1,6 +1,7 @@
 package io.vblk.daemon;
 
 import io.vblk.aio.Errno;
+import io.vblk.job.BlockErrorAction;
 import io.vblk.job.BlockJobs;
 import io.vblk.job.Job;
 import io.vblk.job.JobStatus;
@@ -16,7 +17,9 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * ({@code job_transition_to_ready}), and {@code BLOCK_JOB_COMPLETED} or
  * {@code BLOCK_JOB_CANCELLED} just before the job concludes
  * ({@code job_finalize_single}), so the order on the wire is QEMU's:
- * ... pending, BLOCK_JOB_COMPLETED, concluded, null.
+ * ... pending, BLOCK_JOB_COMPLETED, concluded, null. A failed request of
+ * a job sends {@code BLOCK_JOB_ERROR} (blockjob.c's
+ * {@code block_job_error_action}) before a stopping job's "paused".
  */
 final class JobEvents implements BlockJobs.StatusListener {
     private static final JsonNodeFactory F = JsonNodeFactory.instance;
@@ -44,7 +47,7 @@ final class JobEvents implements BlockJobs.StatusListener {
             boolean cancelled = job.isCancelled() && job.ret() == -Errno.ECANCELED;
             ObjectNode d = blockJobInfo(job);
             if (!cancelled && job.ret() < 0) {
-                d.put("error", job.error() != null ? job.error() : Errno.name(-job.ret()));
+                d.put("error", errorText(job));
             }
             sink.emit(cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED", d);
         }
@@ -55,6 +58,38 @@ final class JobEvents implements BlockJobs.StatusListener {
         if (to == JobStatus.READY && from == JobStatus.RUNNING) {
             sink.emit("BLOCK_JOB_READY", blockJobInfo(job));
         }
+    }
+
+    @Override
+    public void ioError(Job job, boolean read, BlockErrorAction action) {
+        ObjectNode d = F.objectNode();
+        d.put("device", job.id());
+        d.put("operation", read ? "read" : "write");
+        d.put("action", action.qmpName());
+        sink.emit("BLOCK_JOB_ERROR", d);
+    }
+
+    /**
+     * A failed job's {@code error}: QEMU gives {@code strerror(-ret)} (job.c's
+     * {@code job_update_rc}) unless the job set a message of its own; vblk
+     * gives glibc's words for the errnos a job's I/O fails with, and its own
+     * message otherwise.
+     */
+    static String errorText(Job job) {
+        String s = switch (-job.ret()) {
+            case Errno.EIO -> "Input/output error";
+            case Errno.ENOSPC -> "No space left on device";
+            case Errno.EPERM -> "Operation not permitted";
+            case Errno.EACCES -> "Permission denied";
+            case Errno.ENOMEM -> "Cannot allocate memory";
+            case Errno.EINVAL -> "Invalid argument";
+            case Errno.ENOTSUP -> "Operation not supported";
+            default -> null;
+        };
+        if (s != null) {
+            return s;
+        }
+        return job.error() != null ? job.error() : Errno.name(-job.ret());
     }
 
     /** The common data of the BLOCK_JOB_* events. */

@@ -2,8 +2,10 @@ package io.vblk.daemon;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioContextLock;
+import io.vblk.block.BlockChild;
 import io.vblk.block.BlockException;
 import io.vblk.block.BlockNode;
+import io.vblk.job.Job;
 import io.vblk.qmp.QmpCommands;
 import io.vblk.qmp.QmpError;
 
@@ -17,6 +19,9 @@ import org.slf4j.LoggerFactory;
  * node is found as {@code bdrv_lookup_bs} finds it (the daemon has no named
  * BlockBackends, so only {@code node-name} resolves, as in qsd), truncated
  * in its home context inside a drained section ({@link BlockNode#truncate},
+ * unless a block job uses the node: then it is refused as QEMU's op blocker
+ * refuses it, in qsd 7.2's words ({@code QERR_DEVICE_IN_USE} with the
+ * {@code device} argument, "(null)" when only {@code node-name} was given),
  * QEMU's {@code bdrv_co_truncate}), and then every vhost-user-blk export whose
  * disk changed length tells its front-end (QEMU's {@code resize_cb} →
  * VHOST_USER_BACKEND_CONFIG_CHANGE_MSG), from the dispatcher thread because
@@ -48,6 +53,11 @@ final class ResizeCommands {
             }
             if (size < 0) {
                 throw QmpError.generic("Parameter 'size' expects a >0 size");
+            }
+            for (BlockChild e : n.parents()) {
+                if (Job.of(e.parent()) != null) {
+                    throw QmpError.generic("Device '" + (device == null ? "(null)" : device) + "' is in use");
+                }
             }
             AioContext nc = n.context();
             try (AioContextLock.Held h = nc.inHomeThread() ? null : nc.acquire()) {

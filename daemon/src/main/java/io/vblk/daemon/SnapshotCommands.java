@@ -17,18 +17,47 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * {@code blockdev-snapshot-sync} and {@code transaction} (QEMU's blockdev.c
- * {@code qmp_transaction} with its {@code external_snapshot_*} action),
- * through {@link io.vblk.txn}: an action list is prepared in order and
- * either every action commits or every one tried is aborted. Only the
- * {@code blockdev-snapshot-sync} action exists in vblk so far.
+ * {@code blockdev-snapshot-sync}, {@code blockdev-snapshot} and
+ * {@code transaction} (QEMU's blockdev.c {@code qmp_transaction} with its
+ * {@code external_snapshot_*} action), through {@link io.vblk.txn}: an
+ * action list is prepared in order and either every action commits or every
+ * one tried is aborted. The transaction actions vblk has are
+ * {@code blockdev-snapshot-sync} and {@code blockdev-snapshot}.
  */
 final class SnapshotCommands {
     private SnapshotCommands() {
     }
 
+    /** One checked transaction action, made into a {@link TransactionAction} in the main loop. */
+    private interface Action {
+        TransactionAction action(Daemon d);
+    }
+
+    /** The arguments of one blockdev-snapshot (an overlay the client added with blockdev-add), checked. */
+    private record Snapshot(String node, String overlay) implements Action {
+        static Snapshot parse(QapiArgs a) {
+            String node = a.str("node");
+            String overlay = a.str("overlay");
+            a.end();
+            return new Snapshot(node, overlay);
+        }
+
+        @Override
+        public TransactionAction action(Daemon d) {
+            return ExternalSnapshot.ofOverlay(d.layer(), find(d, node), find(d, overlay));
+        }
+    }
+
+    private static BlockNode find(Daemon d, String name) {
+        BlockNode n = d.layer().node(name);
+        if (n == null) {
+            throw QmpError.generic("Cannot find device='" + name + "' nor node-name='" + name + "'");
+        }
+        return n;
+    }
+
     /** The arguments of one blockdev-snapshot-sync, checked. */
-    private record Sync(String node, Path file, String snapshotNode) {
+    private record Sync(String node, Path file, String snapshotNode) implements Action {
         static Sync parse(QapiArgs a) {
             String device = a.optStr("device", null);
             String nodeName = a.optStr("node-name", null);
@@ -52,12 +81,9 @@ final class SnapshotCommands {
             return new Sync(nodeName != null ? nodeName : device, Path.of(file), snapNode);
         }
 
-        TransactionAction action(Daemon d) {
-            BlockNode n = d.layer().node(node);
-            if (n == null) {
-                throw QmpError.generic("Cannot find device='" + node + "' nor node-name='" + node + "'");
-            }
-            return new ExternalSnapshot(d.layer(), n, file.toAbsolutePath(), snapshotNode);
+        @Override
+        public TransactionAction action(Daemon d) {
+            return new ExternalSnapshot(d.layer(), find(d, node), file.toAbsolutePath(), snapshotNode);
         }
     }
 
@@ -65,6 +91,10 @@ final class SnapshotCommands {
         c.register("blockdev-snapshot-sync", a -> {
             Sync s = Sync.parse(a);
             run(d, List.of(s));
+            return null;
+        });
+        c.register("blockdev-snapshot", a -> {
+            run(d, List.of(Snapshot.parse(a)));
             return null;
         });
         c.register("transaction", a -> {
@@ -80,7 +110,7 @@ final class SnapshotCommands {
             if (!actions.isArray()) {
                 throw QmpError.generic("Invalid parameter type for 'actions', expected: array");
             }
-            List<Sync> l = new ArrayList<>();
+            List<Action> l = new ArrayList<>();
             int i = 0;
             for (JsonNode act : actions) {
                 if (!act.isObject()) {
@@ -91,11 +121,14 @@ final class SnapshotCommands {
                         "block-dirty-bitmap-add", "block-dirty-bitmap-remove", "block-dirty-bitmap-clear",
                         "block-dirty-bitmap-enable", "block-dirty-bitmap-disable", "block-dirty-bitmap-merge",
                         "blockdev-backup", "drive-backup", "blockdev-snapshot-internal-sync");
-                if (!type.equals("blockdev-snapshot-sync")) {
+                if (type.equals("blockdev-snapshot-sync")) {
+                    l.add(Sync.parse(x.object("data")));
+                } else if (type.equals("blockdev-snapshot")) {
+                    l.add(Snapshot.parse(x.object("data")));
+                } else {
                     throw QmpError.generic("transaction action '" + type + "' is not supported yet by vblk "
-                            + "(blockdev-snapshot-sync only)");
+                            + "(blockdev-snapshot-sync and blockdev-snapshot)");
                 }
-                l.add(Sync.parse(x.object("data")));
                 x.end();
                 i++;
             }
@@ -104,16 +137,17 @@ final class SnapshotCommands {
         });
     }
 
-    private static void run(Daemon d, List<Sync> syncs) {
+    private static void run(Daemon d, List<Action> list) {
         d.run("transaction", () -> {
             List<TransactionAction> actions = new ArrayList<>();
-            for (Sync s : syncs) {
+            for (Action s : list) {
                 actions.add(s.action(d));
             }
             try {
                 Transaction.run(d.layer(), actions);
             } catch (BlockException e) {
-                throw QmpError.generic(e.getMessage());
+                // QEMU answers with the failed action's own error, as prepare phrased it
+                throw QmpError.generic(e.getCause() instanceof BlockException c ? c.getMessage() : e.getMessage());
             }
         });
     }

@@ -35,6 +35,12 @@ import org.slf4j.LoggerFactory;
  * ({@link VirtioBlkDataplane}), behind a {@link VhostUserDevice} and a
  * {@link VhostUserServer} listening on {@code addr.path} — but in the
  * daemon's shared main loop and block graph.
+ *
+ * <p>Two members are vblk's own, for {@code vblk serve} (which builds its
+ * disk as this export): {@code x-serial} (the virtio-blk serial, at most 20
+ * characters; default: the export id) and {@code x-iothreads} (a list of
+ * IOThread ids the queues are spread over round-robin, the node living in
+ * the first; qsd 7.2 has one {@code iothread} per export).
  */
 public final class VhostUserBlkExport implements BlockExport {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserBlkExport.class);
@@ -47,6 +53,8 @@ public final class VhostUserBlkExport implements BlockExport {
     private final BlockNode node;
     private final ExportContext ctx;
     private final IOThread iothread;
+    /** x-iothreads: the queues' IOThreads, round-robin; empty: every queue on {@link #iothread}. */
+    private final java.util.List<IOThread> threads;
     private final Path path;
     private BlockBackend blk;
     private VirtioBlk dev;
@@ -76,7 +84,25 @@ public final class VhostUserBlkExport implements BlockExport {
             }
             long lbs = args.optSize("logical-block-size", MIN_BLOCK);
             long queues = args.optInt("num-queues", 1);
+            String serial = args.optStr("x-serial", null);
+            java.util.List<String> threadIds = args.optStrList("x-iothreads");
             args.end();
+            if (serial != null && serial.length() > 20) {
+                throw QmpError.generic("x-serial is at most 20 characters");
+            }
+            java.util.List<IOThread> threads = new java.util.ArrayList<>();
+            if (threadIds != null) {
+                for (String t : threadIds) {
+                    IOThread th = ctx.iothread(t);
+                    if (th == null) {
+                        throw QmpError.generic("Cannot find iothread " + t);
+                    }
+                    threads.add(th);
+                }
+                if (threads.isEmpty() || common.iothread() != null) {
+                    throw QmpError.generic("x-iothreads needs at least one IOThread and no iothread");
+                }
+            }
             if (!addrType.equals("unix")) {
                 throw QmpError.generic("vhost-user-blk exports on addr.type=" + addrType
                         + " are not supported by vblk (use addr.type=unix)");
@@ -98,18 +124,19 @@ public final class VhostUserBlkExport implements BlockExport {
             if (common.writethrough()) {
                 throw QmpError.generic("writethrough=on is not supported yet by vblk's exports");
             }
-            VhostUserBlkExport e = new VhostUserBlkExport(common, ctx, Path.of(path));
-            e.start(common, (int) queues);
+            VhostUserBlkExport e = new VhostUserBlkExport(common, ctx, Path.of(path), threads);
+            e.start(common, (int) queues, serial);
             return e;
         }
     }
 
-    private VhostUserBlkExport(BlockExportOptions o, ExportContext ctx, Path path) {
+    private VhostUserBlkExport(BlockExportOptions o, ExportContext ctx, Path path, java.util.List<IOThread> threads) {
         this.id = o.id();
         this.node = o.node();
         this.ctx = ctx;
         this.path = path;
-        this.iothread = o.iothread() != null ? o.iothread() : ctx.inMainLoop("export iothread", () -> {
+        this.threads = threads;
+        this.iothread = !threads.isEmpty() ? threads.get(0) : o.iothread() != null ? o.iothread() : ctx.inMainLoop("export iothread", () -> {
             for (IOThread t : ctx.loop().iothreads()) {
                 if (t.context() == node.context()) {
                     return t; // the node already lives in an IOThread: serve it there (QEMU uses the node's context)
@@ -119,7 +146,7 @@ public final class VhostUserBlkExport implements BlockExport {
         });
     }
 
-    private void start(BlockExportOptions o, int queues) {
+    private void start(BlockExportOptions o, int queues, String xSerial) {
         BlockLayer layer = ctx.layer();
         ctx.inMainLoop("block-export-add " + id, () -> {
             if (node.context() != iothread.context()) {
@@ -140,12 +167,13 @@ public final class VhostUserBlkExport implements BlockExport {
             try (AioContextLock.Held h0 = nc0.inHomeThread() ? null : nc0.acquire()) {
                 blk.attach(node);
                 blk.setReadOnly(!o.writable());
-                String serial = id.length() > 20 ? id.substring(0, 20) : id;
+                String serial = xSerial != null ? xSerial : id.length() > 20 ? id.substring(0, 20) : id;
                 VirtioBlkConfig conf = new VirtioBlkConfig(queues, VhostUserBlkServer.MAX_QUEUE_SIZE, serial, true);
                 dev = new VirtioBlk("vhost-user-blk:" + id, blk, conf, ctx.loop().context(), null);
                 vdev = new VhostUserDevice(dev);
-                VirtioBlkDataplane dp = new VirtioBlkDataplane(dev, vdev, QueueMapping.single(iothread, queues),
-                        ctx.loop());
+                QueueMapping map = threads.size() > 1 ? QueueMapping.roundRobin(threads, queues)
+                        : QueueMapping.single(iothread, queues);
+                VirtioBlkDataplane dp = new VirtioBlkDataplane(dev, vdev, map, ctx.loop());
                 vdev.setDataplane(dp);
             } catch (RuntimeException e) {
                 AioContext nc = node.context();
@@ -165,16 +193,36 @@ public final class VhostUserBlkExport implements BlockExport {
         }
     }
 
+    /** The daemon's log lines, and whoever else listens ({@link ExportContext#vhostUserEvents}). */
     private VhostUserEvents logger() {
+        VhostUserEvents x = ctx.vhostUserEvents(id);
+        VhostUserEvents also = x != null ? x : VhostUserEvents.NONE;
         return new VhostUserEvents() {
             @Override
             public void connected(int pid) {
                 LOG.info("export '{}': front-end connected (pid {})", id, pid);
+                also.connected(pid);
             }
 
             @Override
             public void disconnected(String why) {
                 LOG.info("export '{}': front-end disconnected: {}", id, why);
+                also.disconnected(why);
+            }
+
+            @Override
+            public void ringsStarted(java.util.List<Integer> rings) {
+                also.ringsStarted(rings);
+            }
+
+            @Override
+            public void ringsStopped(java.util.List<Integer> rings) {
+                also.ringsStopped(rings);
+            }
+
+            @Override
+            public void refused(String request, String why) {
+                also.refused(request, why);
             }
         };
     }

@@ -17,6 +17,12 @@ import org.slf4j.LoggerFactory;
  * next matching request until the test resumes it, so races are staged
  * deterministically instead of by timing. Rules may be changed from any
  * thread; requests run in the node's home context.
+ *
+ * <p>Besides these rules of vblk's own, the driver applies QEMU's
+ * {@code inject-error} rules ({@link BlkDebugInjectError}, which says what
+ * subset): armed by a debug event a parent raises ({@link #debugEvent}),
+ * checked on every request before it is passed down. {@code vblk daemon}
+ * builds them from a {@code blkdebug} blockdev's options.
  */
 public final class BlkDebugDriver extends BlockDriver {
     private static final Logger LOG = LoggerFactory.getLogger(BlkDebugDriver.class);
@@ -27,6 +33,10 @@ public final class BlkDebugDriver extends BlockDriver {
     private final List<Rule> rules = new CopyOnWriteArrayList<>();
     private volatile int alignment = 1;
     private final List<Suspension> suspensions = new CopyOnWriteArrayList<>();
+    /** QEMU's {@code s->rules[event]} for inject-error: every rule not yet spent. */
+    private final List<BlkDebugInjectError> injectRules = new CopyOnWriteArrayList<>();
+    /** QEMU's {@code s->active_rules}: the rules the last event that had any armed. */
+    private final List<BlkDebugInjectError> activeRules = new CopyOnWriteArrayList<>();
 
     private BlockNode child() {
         return node().child(ChildRole.FILTERED);
@@ -41,6 +51,53 @@ public final class BlkDebugDriver extends BlockDriver {
         Rule r = new Rule(op, start, end, errno, skip, once);
         rules.add(r);
         return r;
+    }
+
+    /**
+     * Installs QEMU-style inject-error rules, then raises the {@code none}
+     * event as blkdebug's open does (so rules on {@code none} are armed from
+     * the start).
+     */
+    public void addInjectErrors(List<BlkDebugInjectError> l) {
+        injectRules.addAll(l);
+        debugEvent(BlkDebugInjectError.NONE);
+    }
+
+    /**
+     * QEMU's {@code blkdebug_co_debug_event} for inject-error rules: the rules
+     * of {@code event}, if there are any, become the armed ones, replacing
+     * what an earlier event armed.
+     */
+    @Override
+    public void debugEvent(String event) {
+        List<BlkDebugInjectError> armed = new java.util.ArrayList<>();
+        for (BlkDebugInjectError r : injectRules) {
+            if (r.event.equals(event)) {
+                armed.add(r);
+            }
+        }
+        if (!armed.isEmpty()) {
+            synchronized (activeRules) {
+                activeRules.clear();
+                activeRules.addAll(armed);
+            }
+        }
+    }
+
+    /** QEMU's {@code rule_check}: the first armed rule the request matches, spent if {@code once}; or null. */
+    private BlkDebugInjectError armedRule(Op op, long offset, long bytes) {
+        synchronized (activeRules) {
+            for (BlkDebugInjectError r : activeRules) {
+                if (r.matches(op, offset, bytes)) {
+                    if (r.once) {
+                        activeRules.remove(r);
+                        injectRules.remove(r);
+                    }
+                    return r;
+                }
+            }
+        }
+        return null;
     }
 
     /** Requires requests aligned to {@code bytes} (a power of two), like blkdebug's {@code align} option. */
@@ -125,6 +182,16 @@ public final class BlkDebugDriver extends BlockDriver {
                 cb.complete(-r.errno);
                 return;
             }
+        }
+        BlkDebugInjectError r = armedRule(op, offset, bytes);
+        if (r != null && r.errno != 0) {
+            LOG.debug("blkdebug '{}': {} fails {} offset={} bytes={}", node().name(), r, op, offset, bytes);
+            if (r.immediately) {
+                cb.complete(-r.errno);
+            } else {
+                node().context().bhScheduleOneshot("blkdebug-error", () -> cb.complete(-r.errno));
+            }
+            return;
         }
         forward(op, offset, bytes, qiov, flags, cb);
     }

@@ -77,6 +77,15 @@ public abstract class BlockDriver {
                 + "', driver " + formatName() + ")");
     }
 
+    /**
+     * A debug event a parent raised on this node: QEMU's
+     * {@code .bdrv_debug_event} (formats call {@code BLKDBG_EVENT} on their
+     * file child, e.g. "read_aio" before a data read). Only blkdebug reacts;
+     * every other driver ignores it. The node's home context.
+     */
+    public void debugEvent(String event) {
+    }
+
     /** Whether this format can have a backing child (qcow2 can). */
     public boolean supportsBacking() {
         return false;

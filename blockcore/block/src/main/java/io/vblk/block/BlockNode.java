@@ -299,6 +299,18 @@ public final class BlockNode implements BlockParent {
         }
     }
 
+    /**
+     * QEMU's {@code bdrv_debug_event}: tells this node's driver (and only it)
+     * that its parent reached {@code event}; a format raises "read_aio" and
+     * "write_aio" on its file child before a data request. Home context.
+     */
+    public void debugEvent(String event) {
+        BlockDriver d = driver();
+        if (d != null) {
+            d.debugEvent(event);
+        }
+    }
+
     public void preadv(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
         requests.preadv(offset, bytes, qiov, flags, cb);
     }

@@ -33,12 +33,16 @@ public final class RawDriver extends BlockDriver {
 
     @Override
     public void preadv(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
-        file().preadv(windowOffset + offset, bytes, qiov, flags, cb);
+        BlockNode f = file();
+        f.debugEvent(BlkDebugInjectError.READ_AIO); // raw_co_preadv's BLKDBG_EVENT
+        f.preadv(windowOffset + offset, bytes, qiov, flags, cb);
     }
 
     @Override
     public void pwritev(long offset, long bytes, IoVec qiov, int flags, BlockCompletion cb) {
-        file().pwritev(windowOffset + offset, bytes, qiov, flags, cb);
+        BlockNode f = file();
+        f.debugEvent(BlkDebugInjectError.WRITE_AIO); // raw_co_pwritev's BLKDBG_EVENT
+        f.pwritev(windowOffset + offset, bytes, qiov, flags, cb);
     }
 
     @Override

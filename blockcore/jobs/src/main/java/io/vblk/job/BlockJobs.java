@@ -62,6 +62,15 @@ public final class BlockJobs implements AutoCloseable {
     @FunctionalInterface
     public interface StatusListener {
         void statusChanged(Job job, JobStatus from, JobStatus to);
+
+        /**
+         * A request of the job failed and {@code action} is what the job does
+         * about it: where QEMU sends {@code BLOCK_JOB_ERROR}
+         * ({@code block_job_error_action}). Job context, before a stopping
+         * job pauses.
+         */
+        default void ioError(Job job, boolean read, BlockErrorAction action) {
+        }
     }
 
     public void addStatusListener(StatusListener l) {
@@ -74,6 +83,16 @@ public final class BlockJobs implements AutoCloseable {
                 l.statusChanged(j, from, to);
             } catch (RuntimeException e) {
                 LOG.error("job status listener failed on {} -> {} of {}", from, to, j, e);
+            }
+        }
+    }
+
+    void fireIoError(Job j, boolean read, BlockErrorAction action) {
+        for (StatusListener l : listeners) {
+            try {
+                l.ioError(j, read, action);
+            } catch (RuntimeException e) {
+                LOG.error("job listener failed on an I/O error of {}", j, e);
             }
         }
     }

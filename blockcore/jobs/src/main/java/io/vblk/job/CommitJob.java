@@ -75,7 +75,14 @@ public final class CommitJob extends CopyJob {
 
     private void copyDone(int ret, boolean written) {
         if (ret < 0) {
-            finish(ret, "committing offset " + cursor + " failed: " + Errno.name(-ret), false);
+            // commit_run: the error policy decides; anything but REPORT retries the same range (STOP once resumed)
+            BlockErrorAction a = errorAction(written ? options().onTargetError() : options().onSourceError(), !written,
+                    ret);
+            if (a == BlockErrorAction.REPORT) {
+                finish(ret, "committing offset " + cursor + " failed: " + Errno.name(-ret), false);
+            } else {
+                stepDone(0);
+            }
             return;
         }
         cursor += copyLen;

@@ -9,6 +9,8 @@ import io.vblk.block.BlockLayer;
 import io.vblk.block.BlockNode;
 import io.vblk.block.BlockParent;
 import io.vblk.block.ChildRole;
+import io.vblk.block.ErrorPolicy;
+import io.vblk.block.IoStatus;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -87,6 +89,7 @@ public abstract class Job {
     private volatile long progressTotal;
     private volatile int ioInFlight;
     private volatile boolean edgesDetached;
+    private volatile IoStatus ioStatus = IoStatus.OK;
 
     private final List<BlockChild> edges = new CopyOnWriteArrayList<>();
     private final JobParent parent = new JobParent(this);
@@ -156,6 +159,11 @@ public abstract class Job {
     /** The run's result: 0, or -errno once failed or cancelled. Valid once concluded. */
     public int ret() {
         return ret;
+    }
+
+    /** QEMU's {@code BlockJob.iostatus}: failed or nospace after a stopping error, until the job is resumed. */
+    public IoStatus ioStatus() {
+        return ioStatus;
     }
 
     /** What went wrong, or null. */
@@ -313,6 +321,36 @@ public abstract class Job {
         return "";
     }
 
+    /**
+     * A request of the job failed with {@code ret}: QEMU's
+     * {@code block_job_error_action}. Decides from {@code policy} (ENOSPC:
+     * stop on ENOSPC, report otherwise), tells the listeners (the
+     * {@code BLOCK_JOB_ERROR} event; not for a cancelled job), and for STOP
+     * pauses the job as the user would — it pauses at its next pause point,
+     * so the caller must pass one (re-marking the range first) — and records
+     * the I/O status until {@link #resume()}. Job context.
+     */
+    protected final BlockErrorAction errorAction(ErrorPolicy policy, boolean read, int ret) {
+        BlockErrorAction a = switch (policy) {
+            case REPORT -> BlockErrorAction.REPORT;
+            case IGNORE -> BlockErrorAction.IGNORE;
+            case STOP -> BlockErrorAction.STOP;
+            case ENOSPC -> ret == -Errno.ENOSPC ? BlockErrorAction.STOP : BlockErrorAction.REPORT;
+        };
+        LOG.debug("job '{}': {} error {}: {}", id, read ? "read" : "write", Errno.name(-ret), a);
+        if (!cancelled) {
+            jobs.fireIoError(this, read, a);
+        }
+        if (a == BlockErrorAction.STOP) {
+            if (!userPaused) {
+                userPaused = true;
+                pauseRequest();
+            }
+            ioStatus = ret == -Errno.ENOSPC ? IoStatus.NOSPACE : IoStatus.FAILED;
+        }
+        return a;
+    }
+
     /** Makes this job a parent of {@code n}: it pauses while {@code n} is drained. Home context or its lock. */
     protected final BlockChild use(BlockNode n, String role) {
         BlockChild e = n.attachParent(parent, role, ChildRole.FILTERED);
@@ -457,6 +495,7 @@ public abstract class Job {
     /** The {@code block-job-resume} verb. */
     public final void resume() {
         verb(JobVerb.RESUME);
+        ioStatus = IoStatus.OK; // QEMU's block_job_user_resume: block_job_iostatus_reset
         if (userPaused) {
             userPaused = false;
             resumeRequest();

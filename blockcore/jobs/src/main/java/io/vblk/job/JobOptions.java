@@ -1,11 +1,17 @@
 package io.vblk.job;
 
+import io.vblk.block.ErrorPolicy;
+
 /**
  * Options every job takes: QEMU's {@code speed}, {@code auto-finalize},
  * {@code auto-dismiss}, plus the copy granularity (QEMU's {@code buf-size}
  * per step). {@code speed} is in bytes per second, 0 meaning unlimited.
+ * {@code onSourceError}/{@code onTargetError} are QEMU's
+ * {@code on-source-error}/{@code on-target-error} (a mirror's read and write
+ * side); stream and commit take one {@code on-error}, given as both.
  */
-public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes) {
+public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes,
+                         ErrorPolicy onSourceError, ErrorPolicy onTargetError) {
     public static final int DEFAULT_CHUNK = 1 << 20;
 
     public JobOptions {
@@ -15,6 +21,13 @@ public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, 
         if (chunkBytes < 65536 || Integer.bitCount(chunkBytes) != 1) {
             throw new JobException("chunk size must be a power of two of at least 64 KiB, got " + chunkBytes);
         }
+        if (onSourceError == null || onTargetError == null) {
+            throw new JobException("an error policy is required");
+        }
+    }
+
+    public JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes) {
+        this(speed, autoFinalize, autoDismiss, chunkBytes, ErrorPolicy.REPORT, ErrorPolicy.REPORT);
     }
 
     /** Unlimited speed, finalized and dismissed automatically, 1 MiB steps. */
@@ -23,18 +36,23 @@ public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, 
     }
 
     public JobOptions withSpeed(long bytesPerSecond) {
-        return new JobOptions(bytesPerSecond, autoFinalize, autoDismiss, chunkBytes);
+        return new JobOptions(bytesPerSecond, autoFinalize, autoDismiss, chunkBytes, onSourceError, onTargetError);
     }
 
     public JobOptions withAutoFinalize(boolean b) {
-        return new JobOptions(speed, b, autoDismiss, chunkBytes);
+        return new JobOptions(speed, b, autoDismiss, chunkBytes, onSourceError, onTargetError);
     }
 
     public JobOptions withAutoDismiss(boolean b) {
-        return new JobOptions(speed, autoFinalize, b, chunkBytes);
+        return new JobOptions(speed, autoFinalize, b, chunkBytes, onSourceError, onTargetError);
+    }
+
+    /** QEMU's {@code on-source-error} and {@code on-target-error} (stream and commit: {@code on-error} twice). */
+    public JobOptions withErrorPolicy(ErrorPolicy onSource, ErrorPolicy onTarget) {
+        return new JobOptions(speed, autoFinalize, autoDismiss, chunkBytes, onSource, onTarget);
     }
 
     public JobOptions withChunk(int bytes) {
-        return new JobOptions(speed, autoFinalize, autoDismiss, bytes);
+        return new JobOptions(speed, autoFinalize, autoDismiss, bytes, onSourceError, onTargetError);
     }
 }

@@ -110,7 +110,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
             copyLen = n;
             long at = cursor;
             cursor += n;
-            copy(source, target, at, (int) n, () -> true, (ret, w) -> copyDone(ret, at));
+            copy(source, target, at, (int) n, () -> true, (ret, w) -> copyDone(ret, w, at));
             return;
         }
         if (shouldComplete && readyReached) {
@@ -125,7 +125,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
             bitmap.clear(off, n);
             lastDirty = off + n;
             copyLen = n;
-            copy(source, target, off, (int) n, () -> true, (ret, w) -> copyDone(ret, off));
+            copy(source, target, off, (int) n, () -> true, (ret, w) -> copyDone(ret, w, off));
             return;
         }
         readyReached = true;
@@ -138,10 +138,23 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
         idle();
     }
 
-    private void copyDone(int ret, long offset) {
+    /**
+     * A copy step ended; {@code written} says whether its read succeeded (so
+     * a failure was the target's write). A failed range is dirty again
+     * (QEMU's {@code mirror_read_complete}/{@code mirror_write_complete}); the
+     * source's or target's error policy decides whether the job fails, or
+     * goes on — having paused first for STOP — and copies it again later.
+     */
+    private void copyDone(int ret, boolean written, long offset) {
         if (ret < 0) {
             bitmap.set(offset, copyLen);
-            finish(ret, "copying offset " + offset + " failed: " + Errno.name(-ret), false);
+            boolean read = !written;
+            BlockErrorAction a = errorAction(read ? options().onSourceError() : options().onTargetError(), read, ret);
+            if (a == BlockErrorAction.REPORT) {
+                finish(ret, "copying offset " + offset + " failed: " + Errno.name(-ret), false);
+            } else {
+                stepDone(0);
+            }
             return;
         }
         addProgress(copyLen);

@@ -42,6 +42,8 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
     private final BlockNode filter;
     private final long length;
     private long cursor;
+    /** The first error an on-error=ignore stream went past: the run ends with it (stream_run). */
+    private int ignoredError;
 
     private Phase phase = Phase.NONE;
     private long copyOff;
@@ -101,7 +103,7 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
             copy(top, top, cursor, (int) n, this::beforeCopyWrite, this::copyDone);
             return;
         }
-        finish(0);
+        finish(ignoredError, ignoredError < 0 ? "an ignored error: " + Errno.name(-ignoredError) : null, false);
     }
 
     /** What top does not hold itself but a backing file above base does (stream_run: is_allocated, then _above). */
@@ -138,7 +140,26 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
         phase = Phase.NONE;
         releaseHeld();
         if (ret < 0) {
-            finish(ret, "copying offset " + copyOff + " failed: " + Errno.name(-ret), false);
+            // stream_run: every error counts as a read error; STOP retries the range once resumed, IGNORE goes on
+            // past it and the run fails at its end with the first error
+            BlockErrorAction a = errorAction(options().onSourceError(), true, ret);
+            if (a == BlockErrorAction.REPORT) {
+                finish(ret, "copying offset " + copyOff + " failed: " + Errno.name(-ret), false);
+                return;
+            }
+            if (a == BlockErrorAction.STOP) {
+                stepDone(0);
+                return;
+            }
+            if (ignoredError == 0) {
+                ignoredError = ret;
+            }
+            advance(copyLen);
+            if (cursor >= length) {
+                finish(ignoredError, "copying offset " + copyOff + " failed: " + Errno.name(-ignoredError), false);
+            } else {
+                stepDone(0);
+            }
             return;
         }
         if (!written) {
@@ -148,7 +169,8 @@ public final class StreamJob extends CopyJob implements JobFilter.Hooks {
         }
         advance(copyLen);
         if (cursor >= length) {
-            finish(0); // the last copy ends the run without another pause point, as stream_run's loop does
+            // the last copy ends the run without another pause point, as stream_run's loop does
+            finish(ignoredError, ignoredError < 0 ? "an ignored error: " + Errno.name(-ignoredError) : null, false);
         } else {
             stepDone(copyLen);
         }

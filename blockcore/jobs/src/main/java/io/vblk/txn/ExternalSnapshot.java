@@ -39,6 +39,12 @@ import org.slf4j.LoggerFactory;
  *
  * <p>An abort puts the old node back in every parent, closes the overlay and
  * deletes the image file it created: nothing is left behind.
+ *
+ * <p>The same class is the {@code blockdev-snapshot} action ({@link #ofOverlay}):
+ * the overlay is a node the caller opened already, without a backing file;
+ * prepare checks it as QEMU does (not used by anyone, no backing yet, a
+ * format that takes one) and appends it. Nothing is created, so an abort
+ * only takes it off again and leaves it open, as it was.
  */
 public final class ExternalSnapshot implements TransactionAction {
     private static final Logger LOG = LoggerFactory.getLogger(ExternalSnapshot.class);
@@ -49,6 +55,8 @@ public final class ExternalSnapshot implements TransactionAction {
     private final BlockNode old;
     private final Path file;
     private final String nodeName;
+    /** blockdev-snapshot's overlay, opened by the caller; null for blockdev-snapshot-sync. */
+    private final BlockNode existingOverlay;
 
     private boolean legacy;
     private AioContextLock.Held heldAcrossTransaction;
@@ -65,6 +73,24 @@ public final class ExternalSnapshot implements TransactionAction {
         this.old = node;
         this.file = file;
         this.nodeName = nodeName;
+        this.existingOverlay = null;
+    }
+
+    private ExternalSnapshot(BlockLayer layer, BlockNode node, BlockNode overlay) {
+        this.layer = layer;
+        this.old = node;
+        this.file = null;
+        this.nodeName = overlay.name();
+        this.existingOverlay = overlay;
+    }
+
+    /**
+     * The {@code blockdev-snapshot} action: puts {@code overlay} (an open
+     * image node without a backing file and without users) on top of
+     * {@code node}, whose image becomes its backing file.
+     */
+    public static ExternalSnapshot ofOverlay(BlockLayer layer, BlockNode node, BlockNode overlay) {
+        return new ExternalSnapshot(layer, node, overlay);
     }
 
     public BlockNode overlay() {
@@ -73,6 +99,9 @@ public final class ExternalSnapshot implements TransactionAction {
 
     @Override
     public String describe() {
+        if (existingOverlay != null) {
+            return "blockdev-snapshot of '" + old.name() + "' with overlay '" + existingOverlay.name() + "'";
+        }
         return "blockdev-snapshot-sync of '" + old.name() + "' to " + file;
     }
 
@@ -114,6 +143,12 @@ public final class ExternalSnapshot implements TransactionAction {
                 throw new BlockException("flushing '" + old.name() + "' failed: " + Errno.name(-r));
             }
         }
+        if (existingOverlay != null) {
+            checkOverlay();
+            newNode = existingOverlay;
+            append(ctx);
+            return;
+        }
         if (nodeName == null || layer.node(nodeName) != null || layer.node(nodeName + "-file") != null) {
             throw new BlockException("new snapshot node name '" + nodeName + "' is " + (nodeName == null ? "missing"
                     : "already in use"));
@@ -133,6 +168,33 @@ public final class ExternalSnapshot implements TransactionAction {
         if (newNode.child(ChildRole.BACKING) != null || !newNode.driver().supportsBacking()) {
             throw new BlockException("the snapshot '" + nodeName + "' cannot take a backing file");
         }
+        append(ctx);
+    }
+
+    /**
+     * What QEMU's {@code external_snapshot_prepare} checks of a
+     * blockdev-snapshot overlay, in its order and words: nobody may use it
+     * yet (qsd 7.2 refuses one with any parent), it has no backing file, and
+     * its format can take one.
+     */
+    private void checkOverlay() {
+        BlockNode o = existingOverlay;
+        if (o.isClosed() || layer.node(o.name()) != o) {
+            throw new BlockException("Cannot find device='" + o.name() + "' nor node-name='" + o.name() + "'");
+        }
+        if (!o.parents().isEmpty() || o == old) {
+            throw new BlockException("The overlay is already in use");
+        }
+        if (o.child(ChildRole.BACKING) != null) {
+            throw new BlockException("The overlay already has a backing image");
+        }
+        if (!o.driver().supportsBacking()) {
+            throw new BlockException("The overlay does not support backing images");
+        }
+    }
+
+    /** QEMU's {@code bdrv_append}: the overlay moves to the old node's context, takes it as backing, replaces it. */
+    private void append(AioContext ctx) {
         if (newNode.context() != ctx) {
             layer.setAioContext(newNode, ctx);
         }
@@ -187,7 +249,7 @@ public final class ExternalSnapshot implements TransactionAction {
                 drained.close();
                 drained = null;
             }
-            if (newNode != null) {
+            if (newNode != null && existingOverlay == null) {
                 newNode.unref(); // the creation reference: a node appended on top lives on in its parents
                 if (aborted) {
                     newNode = null;

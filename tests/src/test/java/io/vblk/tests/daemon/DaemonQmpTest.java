@@ -468,4 +468,145 @@ class DaemonQmpTest {
         assertTrue(info.waitFor(60, TimeUnit.SECONDS) && info.exitValue() == 0, out);
         assertTrue(out.contains("backing file: " + snap1) && out.contains("backing file: " + img0), out);
     }
+
+    /** The depth of {@code node}'s backing chain as query-named-block-nodes reports it, or -1. */
+    static int backingDepth(QmpClient c, String node) throws Exception {
+        for (JsonNode n : c.ok("query-named-block-nodes", null)) {
+            if (n.path("node-name").asText().equals(node)) {
+                return n.path("backing_file_depth").asInt();
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * {@code blockdev-snapshot} (the overlay added by the client with
+     * {@code blockdev-add} and {@code "backing": null}) under guest writes:
+     * qsd's refusals of bad overlays (one with a backing file, one whose
+     * format takes none, one in use, a missing node), then the snapshot, a
+     * {@code transaction} with a second {@code blockdev-snapshot} whose other
+     * action fails (the overlay stays free and is used right after) and one
+     * that succeeds. The guest keeps reading what it wrote across both
+     * switches, and the chain on disk is overlay over overlay over the raw image.
+     */
+    @Test
+    void blockdevSnapshotWithAddedOverlaysUnderGuestWrites(@TempDir Path dir) throws Exception {
+        Path img0 = blank(dir.resolve("base.raw"), 32L << 20);
+        Path ov1 = dir.resolve("ov1.qcow2");
+        Path ov2 = dir.resolve("ov2.qcow2");
+        Path plain = dir.resolve("plain.qcow2");
+        QemuTool.ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", img0.toString(), "-F", "raw", ov1.toString());
+        QemuTool.ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", ov1.toString(), "-F", "qcow2", ov2.toString());
+        Path other = blank(dir.resolve("other.raw"), 32L << 20);
+        QemuTool.ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", other.toString(), "-F", "raw", plain.toString());
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        List<String> args = rawDiskOverVhostUser(img0, qmp, sock0);
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, args);
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the snapshot", 1000);
+            c.ok("blockdev-add", "{\"driver\": \"qcow2\", \"node-name\": \"ov1\", \"backing\": null, "
+                    + "\"file\": {\"driver\": \"file\", \"filename\": \"" + ov1 + "\"}}");
+            c.ok("blockdev-add", "{\"driver\": \"qcow2\", \"node-name\": \"ov2\", \"backing\": null, "
+                    + "\"file\": {\"driver\": \"file\", \"filename\": \"" + ov2 + "\"}}");
+            // opened with the backing file its header names: not an overlay any more
+            c.ok("blockdev-add", "{\"driver\": \"qcow2\", \"node-name\": \"backed\", "
+                    + "\"file\": {\"driver\": \"file\", \"filename\": \"" + plain + "\", \"read-only\": true}, "
+                    + "\"read-only\": true}");
+            c.ok("blockdev-add", "{\"driver\": \"null-co\", \"node-name\": \"nul\", \"size\": 33554432}");
+
+            assertEquals("Cannot find device='nowhere' nor node-name='nowhere'", c.error("blockdev-snapshot",
+                    "{\"node\": \"nowhere\", \"overlay\": \"ov1\"}").path("desc").asText());
+            assertEquals("Cannot find device='nowhere' nor node-name='nowhere'", c.error("blockdev-snapshot",
+                    "{\"node\": \"disk0\", \"overlay\": \"nowhere\"}").path("desc").asText());
+            assertEquals("The overlay already has a backing image", c.error("blockdev-snapshot",
+                    "{\"node\": \"disk0\", \"overlay\": \"backed\"}").path("desc").asText());
+            assertEquals("The overlay does not support backing images", c.error("blockdev-snapshot",
+                    "{\"node\": \"disk0\", \"overlay\": \"nul\"}").path("desc").asText());
+            assertEquals("The overlay is already in use", c.error("blockdev-snapshot",
+                    "{\"node\": \"ov1\", \"overlay\": \"disk0\"}").path("desc").asText());
+            assertEquals("Parameter 'overlay' is missing", c.error("blockdev-snapshot",
+                    "{\"node\": \"disk0\"}").path("desc").asText());
+            assertEquals(0, backingDepth(c, "ov1"), "a refused snapshot changed nothing");
+            w.reach("1000 requests after the refusals", 1000);
+
+            c.ok("blockdev-snapshot", "{\"node\": \"disk0\", \"overlay\": \"ov1\"}");
+            assertEquals(1, backingDepth(c, "ov1"), "ov1 over the raw image");
+            assertEquals("ov1", c.ok("query-block-exports", null).get(0).path("node-name").asText(),
+                    "the export now writes the overlay");
+            w.reach("1000 requests on ov1", 1000);
+            assertEquals("The overlay is already in use", c.error("blockdev-snapshot",
+                    "{\"node\": \"ov2\", \"overlay\": \"ov1\"}").path("desc").asText());
+
+            c.error("transaction", "{\"actions\": [{\"type\": \"blockdev-snapshot\", \"data\": {\"node\": \"ov1\", "
+                    + "\"overlay\": \"ov2\"}}, {\"type\": \"blockdev-snapshot\", \"data\": {\"node\": \"ov1\", "
+                    + "\"overlay\": \"nul\"}}]}");
+            assertEquals(0, backingDepth(c, "ov2"), "an aborted transaction left ov2 on top");
+            assertEquals("ov1", c.ok("query-block-exports", null).get(0).path("node-name").asText());
+            w.reach("1000 requests after the aborted transaction", 1000);
+
+            c.ok("transaction", "{\"actions\": [{\"type\": \"blockdev-snapshot\", \"data\": {\"node\": \"ov1\", "
+                    + "\"overlay\": \"ov2\"}}]}");
+            assertEquals(2, backingDepth(c, "ov2"), "ov2 over ov1 over the raw image");
+            w.reach("1000 requests on ov2", 1000);
+            w.finish();
+            assertTrue(m0.mainLoop().failures().isEmpty(), m0.mainLoop().failures().toString());
+            m0.close();
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        String out = QemuTool.ok("qemu-img", "info", "-U", "--backing-chain", ov2.toString());
+        assertTrue(out.contains("backing file: " + ov1) && out.contains("backing file: " + img0), out);
+        // the guest's writes went to the overlays: the data of both is in the chain, the base was left alone after
+        // the first snapshot (qemu-img check finds no corruption in either overlay)
+        QemuTool.ok("qemu-img", "check", "-U", ov1.toString());
+        QemuTool.ok("qemu-img", "check", "-U", ov2.toString());
+    }
+
+    /**
+     * {@code drive-mirror} of an exported raw disk under verified guest I/O
+     * into a qcow2 file the daemon creates ({@code mode=absolute-paths}),
+     * READY, {@code job-complete}: the export pivots to the new node, the
+     * guest keeps reading what it wrote, and the file is a sound qcow2 image
+     * of the source's size. A second {@code drive-mirror} with
+     * {@code mode=existing} and a missing file is refused.
+     */
+    @Test
+    void driveMirrorIntoANewQcow2UnderGuestIoPivots(@TempDir Path dir) throws Exception {
+        Path img0 = blank(dir.resolve("src.raw"), 32L << 20);
+        Path dst = dir.resolve("dst.qcow2");
+        Path qmp = dir.resolve("qmp.sock");
+        Path sock0 = dir.resolve("vhost0.sock");
+        try (StorageDaemonUnderTest d = StorageDaemonUnderTest.start(dir, rawDiskOverVhostUser(img0, qmp, sock0));
+             QmpClient c = QmpClient.connect(qmp, true);
+             Machine m0 = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock0))))) {
+            Workload w = new Workload(m0);
+            w.reach("1000 requests before the mirror", 1000);
+            assertEquals("Could not open '" + dir.resolve("missing.raw") + "': No such file or directory",
+                    c.error("drive-mirror", "{\"job-id\": \"nope\", \"device\": \"disk0\", \"target\": \""
+                    + dir.resolve("missing.raw") + "\", \"sync\": \"full\", \"mode\": \"existing\"}")
+                    .path("desc").asText());
+            assertEquals(0, c.ok("query-jobs", null).size(), "a refused drive-mirror started no job");
+            c.ok("drive-mirror", "{\"job-id\": \"dm0\", \"device\": \"disk0\", \"target\": \"" + dst
+                    + "\", \"format\": \"qcow2\", \"node-name\": \"dm-target\", \"sync\": \"full\"}");
+            c.awaitEvent("BLOCK_JOB_READY", "device", "dm0");
+            w.reach("1000 requests while READY", 1000);
+            c.ok("job-complete", "{\"id\": \"dm0\"}");
+            JsonNode done = c.awaitEvent("BLOCK_JOB_COMPLETED", "device", "dm0");
+            assertFalse(done.path("data").has("error"), done.toString());
+            c.awaitEvent("JOB_STATUS_CHANGE", "status", "null");
+            assertEquals("dm-target", c.ok("query-block-exports", null).get(0).path("node-name").asText(),
+                    "the export pivoted to the target");
+            w.reach("1000 requests on the new qcow2", 1000);
+            w.finish();
+            assertTrue(m0.mainLoop().failures().isEmpty(), m0.mainLoop().failures().toString());
+            m0.close();
+            assertTrue(d.terminate(), "SIGTERM ends the daemon");
+        }
+        String info = QemuTool.ok("qemu-img", "info", "-U", dst.toString());
+        assertTrue(info.contains("file format: qcow2") && info.contains("virtual size: 32 MiB"), info);
+        assertFalse(info.contains("backing file:"), info);
+        QemuTool.ok("qemu-img", "check", "-U", dst.toString());
+    }
 }

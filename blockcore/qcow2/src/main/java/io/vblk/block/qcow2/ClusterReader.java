@@ -1,6 +1,7 @@
 package io.vblk.block.qcow2;
 
 import io.vblk.aio.Errno;
+import io.vblk.block.BlkDebugInjectError;
 import io.vblk.block.BlockCompletion;
 import io.vblk.block.BlockNode;
 import io.vblk.block.IoVec;
@@ -68,6 +69,7 @@ final class ClusterReader implements BlockCompletion {
             }
             case L2Entry.NORMAL:
                 dst.sliceInto(slice, dstOff, len);
+                d.file().debugEvent(BlkDebugInjectError.READ_AIO); // qcow2's data read, as QEMU raises it
                 d.file().preadv(L2Entry.hostOffset(e) + (guest & g.clusterMask), len, slice, 0, cb);
                 return;
             default:

@@ -1,6 +1,7 @@
 package io.vblk.block.qcow2;
 
 import io.vblk.aio.Errno;
+import io.vblk.block.BlkDebugInjectError;
 import io.vblk.block.BlockCompletion;
 import io.vblk.block.BlockFlags;
 import io.vblk.block.IoVec;
@@ -279,6 +280,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
 
     private void writeInPlace() {
         state = INPLACE_DONE;
+        d.file().debugEvent(BlkDebugInjectError.WRITE_AIO); // qcow2's data write, as QEMU raises it
         d.file().pwritev(runs.runHost, runs.runLen, source(runs.runLen), 0, this);
     }
 
@@ -423,6 +425,7 @@ final class WriteRequest extends Qcow2Request implements Refcounts.AllocCallback
             wiov.add(tail.address, (int) tailLen);
         }
         state = DATA_WRITTEN;
+        d.file().debugEvent(BlkDebugInjectError.WRITE_AIO);
         d.file().pwritev(run.host, (long) run.count << g.clusterBits, wiov, 0, this);
     }
 
