@@ -4,6 +4,7 @@ import io.vblk.bench.Units;
 import io.vblk.block.BlockLayer;
 import io.vblk.daemon.Daemon;
 import io.vblk.daemon.LegacyFilenames;
+import io.vblk.daemon.VhostUserBlkExport;
 import io.vblk.qmp.QapiArgs;
 import io.vblk.qmp.QmpError;
 import io.vblk.vhost.VhostUserEvents;
@@ -122,7 +123,7 @@ final class ServeCommand implements Callable<Integer> {
             return Main.EXIT_FAILED;
         }
         if (holdAfterTake != null) {
-            server.holdAfterTake(holdAfterTake, line -> {
+            ((VhostUserBlkExport) d.exports().get("serve")).holdAfterTake(holdAfterTake, line -> {
                 out.println("vblk serve: " + line);
                 out.flush();
             });

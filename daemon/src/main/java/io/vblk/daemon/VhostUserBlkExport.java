@@ -12,6 +12,7 @@ import io.vblk.dataplane.QueueMapping;
 import io.vblk.dataplane.VirtioBlkDataplane;
 import io.vblk.qmp.QapiArgs;
 import io.vblk.qmp.QmpError;
+import io.vblk.vhost.TakenRequestHold;
 import io.vblk.vhost.VhostUserBlkServer;
 import io.vblk.vhost.VhostUserDevice;
 import io.vblk.vhost.VhostUserEvents;
@@ -61,6 +62,8 @@ public final class VhostUserBlkExport implements BlockExport {
     private VhostUserDevice vdev;
     private VhostUserServer server;
     private final AtomicBoolean shutDown = new AtomicBoolean();
+    /** {@code vblk serve}'s test switch ({@link #holdAfterTake}), or null: the device's observer is untouched. */
+    private volatile TakenRequestHold hold;
 
     /** The {@link ExportType} of this export. */
     public static final class Type implements ExportType {
@@ -282,10 +285,30 @@ public final class VhostUserBlkExport implements BlockExport {
         return s != null && s.isConnected();
     }
 
+    /**
+     * Arms {@code vblk serve}'s hidden test switch {@code --x-hold-after-take}:
+     * the n-th write is held taken and in flight ({@link TakenRequestHold}),
+     * so a test can kill the back-end exactly there. Never armed by a qsd
+     * command line or QMP.
+     */
+    public void holdAfterTake(long nth, java.util.function.Consumer<String> announce) {
+        TakenRequestHold h = new TakenRequestHold(nth, announce);
+        ctx.inMainLoop("arm the hold of export " + id, () -> {
+            hold = h;
+            dev.setObserver(h);
+            return null;
+        });
+        LOG.warn("export '{}': test switch armed: write request {} will be held in flight", id, nth);
+    }
+
     @Override
     public void shutdown() {
         if (!shutDown.compareAndSet(false, true)) {
             return;
+        }
+        TakenRequestHold h = hold;
+        if (h != null) {
+            h.release(); // the held request completes, so the rings can stop
         }
         if (server != null) {
             server.close(); // ends the connection: rings stopped, requests drained, disk flushed; socket removed

@@ -334,6 +334,9 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             return; // gone again while restarting the rings: backendGone re-armed the retry
         }
         reconnecting = false;
+        if (isBroken()) {
+            return; // connected, but the rings did not start (logged): the device waits for the guest's reset
+        }
         long stall = System.nanoTime() - goneSince;
         longestStallNs = Math.max(longestStallNs, stall);
         reconnects++;
@@ -815,6 +818,26 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         vhostStop();
     }
 
+    /**
+     * QEMU's {@code vhost_user_blk_reset} ({@code vhost_dev_free_inflight}):
+     * the rings the inflight region describes are gone with the reset, so
+     * what a dead back-end left marked there must not be resubmitted against
+     * the driver's new rings; the next start asks the back-end for a fresh
+     * region.
+     */
+    @Override
+    protected void reset() {
+        freeInflight();
+    }
+
+    private void freeInflight() {
+        if (inflightFd >= 0) {
+            io.vblk.aio.LibC.close(inflightFd);
+            inflightFd = -1;
+            inflightMsg = null;
+        }
+    }
+
     /** The guest wrote the config space (write-cache toggle): forwarded with SET_CONFIG. */
     @Override
     protected void onConfigWrite(int offset, int size, long value) {
@@ -838,10 +861,7 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             connectionHandler.remove();
             connectionHandler = null;
         }
-        if (inflightFd >= 0) {
-            io.vblk.aio.LibC.close(inflightFd);
-            inflightFd = -1;
-        }
+        freeInflight();
         closeBackendChannel();
         if (dirtyLog != null) {
             dirtyLog.close();
