@@ -94,6 +94,7 @@ final class DriveMirrorCommand {
         String fmt = format != null ? format : existing ? null : src.driver().formatName();
         try {
             if (!existing) {
+                refuseInUse(d, file);
                 create(d, file, fmt, src.length());
             } else if (!Files.exists(file)) {
                 throw QmpError.generic("Could not open '" + file + "': No such file or directory");
@@ -106,6 +107,29 @@ final class DriveMirrorCommand {
             }
         } catch (BlockException | IllegalArgumentException e) {
             throw QmpError.generic(e.getMessage());
+        }
+    }
+
+    /**
+     * Creating truncates the file: never one an open node serves (the source
+     * itself, a backing file, another export's image). QEMU refuses through
+     * the image locks (qsd 7.2: "Failed to get shared "consistent read" lock"); vblk's own nodes are
+     * checked by file identity, which also covers {@code locking=off} nodes.
+     */
+    private static void refuseInUse(Daemon d, Path file) {
+        if (!Files.exists(file)) {
+            return;
+        }
+        for (BlockNode n : d.layer().nodes()) {
+            Path p = n.isClosed() ? null : n.driver().imagePath();
+            try {
+                if (p != null && Files.exists(p) && Files.isSameFile(p, file)) {
+                    throw QmpError.generic("Failed to get shared \"consistent read\" lock: '" + file + "' is the image of node '"
+                            + n.name() + "', which is in use");
+                }
+            } catch (IOException e) {
+                throw QmpError.generic("Could not check '" + file + "': " + e.getMessage());
+            }
         }
     }
 
