@@ -122,7 +122,7 @@ final class ServeCommand implements Callable<Integer> {
             return Main.EXIT_FAILED;
         }
         if (holdAfterTake != null) {
-            server.holdAfterTake(holdAfterTake, line -> {
+            ((io.vblk.daemon.VhostUserBlkExport) d.exports().get("serve")).holdAfterTake(holdAfterTake, line -> {
                 out.println("vblk serve: " + line);
                 out.flush();
             });

@@ -266,6 +266,9 @@ public final class VhostUserBlkExport implements BlockExport {
         return path;
     }
 
+    /** The test switch's hold ({@link #holdAfterTake}), or null. */
+    private volatile io.vblk.vhost.TakenRequestHold hold;
+
     /**
      * False even with a front-end connected: QEMU's vhost-user-blk export
      * takes no export reference per connection, so qsd 7.2 deletes it in
@@ -282,10 +285,27 @@ public final class VhostUserBlkExport implements BlockExport {
         return s != null && s.isConnected();
     }
 
+    /**
+     * Test seam ({@code vblk serve --x-hold-after-take N}): holds the queue's
+     * thread once it has taken the {@code nth} write request from the avail
+     * ring and marked it in flight, before the block layer sees it; the line
+     * saying so goes to {@code announce}. The hold lasts until shutdown.
+     */
+    public void holdAfterTake(long nth, java.util.function.Consumer<String> announce) {
+        io.vblk.vhost.TakenRequestHold h = new io.vblk.vhost.TakenRequestHold(nth, announce);
+        hold = h;
+        dev.setObserver(h);
+        LOG.warn("export '{}': test switch armed: write request {} will be held in flight", id, nth);
+    }
+
     @Override
     public void shutdown() {
         if (!shutDown.compareAndSet(false, true)) {
             return;
+        }
+        io.vblk.vhost.TakenRequestHold h = hold;
+        if (h != null) {
+            h.release(); // the held request completes, so the rings can stop
         }
         if (server != null) {
             server.close(); // ends the connection: rings stopped, requests drained, disk flushed; socket removed
