@@ -113,8 +113,9 @@ class RbdGuestTest {
      * exports a qcow2 node; data only the qcow2 holds is written first
      * (checksummed), then the guest's fio verify loop runs while
      * {@code blockdev-add} opens the rbd image and {@code blockdev-mirror}
-     * copies into it; at READY {@code job-complete} pivots the export to the
-     * rbd node under the loop. The loop's iteration in flight at the pivot
+     * copies into it; once READY, and after the guest wrote another MiB
+     * that only the job can carry over, {@code job-complete} pivots the
+     * export to the rbd node under the loop. The loop's iteration in flight at the pivot
      * (written on qcow2, read back from RBD) and a fio verify wholly on RBD
      * pass, the early data reads back unchanged from RBD, and {@code rbd
      * export} equals the guest's view.
@@ -149,6 +150,9 @@ class RbdGuestTest {
                     "target", "sync", "full"));
             qmp.awaitEvent("BLOCK_JOB_READY", e -> e.path("device").asText().equals("mirror0"), JOB_BOUND);
             double ready = (System.nanoTime() - t0) / 1e9;
+            // the guest writes on while the job is READY: those writes reach RBD only through the job
+            long writes = guestWrites(guest);
+            guest.check(writesPast(writes + 256));
             String atPivot = guest.check("cat /tmp/iterations").trim();
             qmp.execute("job-complete", Map.of("id", "mirror0"));
             JsonNode done = qmp.awaitEvent("BLOCK_JOB_COMPLETED", e -> e.path("device").asText().equals("mirror0"),
@@ -191,6 +195,20 @@ class RbdGuestTest {
         logs.note(String.format("%s: rbd export of %d MiB: %.1f s", kind, DISK_MIB, (System.nanoTime() - t0) / 1e9));
         assertEquals((long) DISK_MIB << 20, Files.size(out), "rbd export's size");
         assertEquals(inGuest, md5(out), "the guest's /dev/vda and rbd export of " + image);
+    }
+
+    /** Write requests the guest's block layer completed on vda (field 5 of /sys/block/vda/stat). */
+    private static long guestWrites(LinuxGuest guest) throws IOException, InterruptedException {
+        return Long.parseLong(guest.check("read a b c d w rest </sys/block/vda/stat; echo $w").trim());
+    }
+
+    /**
+     * A guest command that returns (bounded) once more than {@code n} writes
+     * completed on vda; it re-reads the counter with shell built-ins only.
+     */
+    private static String writesPast(long n) {
+        return "timeout 120 sh -c 'until read a b c d w rest </sys/block/vda/stat && [ $w -gt " + n
+                + " ]; do :; done'";
     }
 
     /** MD5 of {@code mib} MiB of /dev/vda from {@code offsetMiB}, read in the guest with O_DIRECT. */
