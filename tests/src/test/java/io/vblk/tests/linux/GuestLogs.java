@@ -17,7 +17,8 @@ import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
  * Each Linux-guest test's log directory, {@code
- * target/linux-guest-logs/CLASS.METHOD/}: emptied when the test starts, then
+ * target/linux-guest-logs/CLASS.METHOD/} (a parameterized test's
+ * invocation: {@code CLASS.METHOD-N-ARGS/}): emptied when the test starts, then
  * filled as the test runs — QEMU's output, the guest console, the command
  * port's transcript, QMP transcripts, back-end logs — so it is on disk
  * whatever happens. A failed test also gets {@code FAILED.txt} (its
@@ -33,6 +34,10 @@ public final class GuestLogs implements BeforeEachCallback, AfterTestExecutionCa
     @Override
     public void beforeEach(ExtensionContext ctx) throws IOException {
         String name = ctx.getRequiredTestClass().getSimpleName() + "." + ctx.getRequiredTestMethod().getName();
+        if (ctx.getDisplayName().startsWith("[")) {
+            // one invocation of a parameterized test ("[1] VBLK"): its own directory, so the next keeps its logs
+            name += "-" + ctx.getDisplayName().replaceAll("[^A-Za-z0-9]+", "-").replaceAll("^-|-$", "");
+        }
         dir = GuestEnvironment.moduleDir().resolve("target/linux-guest-logs").resolve(name);
         deleteTree(dir);
         Files.createDirectories(dir);

@@ -140,6 +140,29 @@ public final class CephCluster implements AutoCloseable {
         ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
     }
 
+    /**
+     * SIGSTOPs the OSD: the cluster stops answering I/O without anything
+     * being lost (its store is in memory, which a kill would throw away),
+     * as a hung or partitioned OSD looks to a client. {@link #continueOsd}
+     * undoes it; a stopped OSD is still killed by {@link #close}.
+     */
+    public void stopOsd() throws IOException, InterruptedException {
+        signalOsd("STOP");
+    }
+
+    /** SIGCONTs the OSD after {@link #stopOsd}: it answers again. */
+    public void continueOsd() throws IOException, InterruptedException {
+        signalOsd("CONT");
+    }
+
+    private void signalOsd(String signal) throws IOException, InterruptedException {
+        String pid = Files.readString(dir.resolve("run/osd.0.pid")).trim();
+        Result r = run(List.of("kill", "-" + signal, pid));
+        if (r.exit != 0) {
+            throw new IllegalStateException("kill -" + signal + " " + pid + " failed: " + r.err);
+        }
+    }
+
     /** Kills the daemons by pid and deletes the directory. */
     @Override
     public void close() throws IOException, InterruptedException {
