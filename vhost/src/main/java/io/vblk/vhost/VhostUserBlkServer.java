@@ -108,7 +108,7 @@ public final class VhostUserBlkServer implements AutoCloseable {
     private VhostUserDevice vdev;
     private VhostUserServer server;
     private AutoCloseable diagnostics;
-    private boolean closed;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     /** The test switch's hold ({@link #holdAfterTake}), or null: the device's observer is then untouched. */
     private volatile TakenRequestHold hold;
 
@@ -256,10 +256,9 @@ public final class VhostUserBlkServer implements AutoCloseable {
     /** Stops serving: the connection ends (rings stopped, disk flushed), the socket file is removed. Idempotent. */
     @Override
     public void close() {
-        if (closed) {
-            return; // a second teardown would wait its whole watchdog on a loop that no longer runs
+        if (!closed.compareAndSet(false, true)) {
+            return; // a second teardown (the shutdown hook and a caller at once) would wait on a loop that no longer runs
         }
-        closed = true;
         TakenRequestHold h = hold;
         if (h != null) {
             h.release(); // the held request completes, so the rings can stop

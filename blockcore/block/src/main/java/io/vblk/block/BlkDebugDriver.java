@@ -70,6 +70,9 @@ public final class BlkDebugDriver extends BlockDriver {
      */
     @Override
     public void debugEvent(String event) {
+        if (injectRules.isEmpty()) {
+            return; // no inject-error rules (the common case, and staged tests' suspensions): nothing to arm
+        }
         List<BlkDebugInjectError> armed = new java.util.ArrayList<>();
         for (BlkDebugInjectError r : injectRules) {
             if (r.event.equals(event)) {
@@ -89,6 +92,9 @@ public final class BlkDebugDriver extends BlockDriver {
         synchronized (activeRules) {
             for (BlkDebugInjectError r : activeRules) {
                 if (r.matches(op, offset, bytes)) {
+                    if (r.errno == 0) {
+                        return null; // QEMU's rule_check: a matching rule without an error passes and stays
+                    }
                     if (r.once) {
                         activeRules.remove(r);
                         injectRules.remove(r);
