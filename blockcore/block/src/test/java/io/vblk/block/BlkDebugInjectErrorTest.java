@@ -74,6 +74,24 @@ class BlkDebugInjectErrorTest {
     }
 
     @Test
+    void anEventWithRulesDisarmsWhatAnEarlierEventArmedAndAnErrorlessRulePasses(@TempDir Path dir) throws Exception {
+        Path img = BlockTestSupport.tempImage(dir, "d.raw", new byte[1 << 16]);
+        try (BlockTestSupport t = new BlockTestSupport()) {
+            BlockNode n = open(t, img, List.of(
+                    new BlkDebugInjectError("write_aio", null, Errno.EIO, 8, false, false),
+                    new BlkDebugInjectError("read_aio", null, Errno.ENOSPC, 64, false, false),
+                    new BlkDebugInjectError("read_aio", null, 0, 8, true, false)));
+            assertEquals(-Errno.EIO, io(t, n, true, 0, 8192), "write_aio armed the sector-8 rule");
+            assertEquals(0, io(t, n, false, 0, 8192), "read_aio re-armed: its sector-8 rule has no error, and passes");
+            assertEquals(0, io(t, n, false, 0, 8192), "an errorless once rule is not spent by passing");
+            assertEquals(-Errno.ENOSPC, io(t, n, false, 32768, 4096), "read_aio's sector-64 rule is armed");
+            assertEquals(0, io(t, n, true, 32768, 4096), "a write raises write_aio: read_aio's sector-64 rule is "
+                    + "disarmed, and write_aio's own rule covers sector 8 only");
+            assertEquals(-Errno.EIO, io(t, n, true, 4096, 4096), "write_aio's rule again");
+        }
+    }
+
+    @Test
     void eventsVblkNeverRaisesAreRefused() {
         assertThrows(BlockException.class, () -> new BlkDebugInjectError("l2_load", null, Errno.EIO, -1, false,
                 false));
