@@ -52,8 +52,8 @@ final class DriveMirrorCommand {
                     throw QmpError.generic("Parameter '" + k + "' is not supported yet by vblk's drive-mirror");
                 }
             }
-            ErrorPolicy onSource = ErrorPolicy.parse(policy(a, "on-source-error"));
-            ErrorPolicy onTarget = ErrorPolicy.parse(policy(a, "on-target-error"));
+            ErrorPolicy onSource = JobCommands.onError(a, "on-source-error");
+            ErrorPolicy onTarget = JobCommands.onError(a, "on-target-error");
             String copyMode = a.optEnum("copy-mode", "background", "background", "write-blocking");
             a.end();
             if (!sync.equals("full")) {
@@ -71,11 +71,6 @@ final class DriveMirrorCommand {
                     nodeName != null ? nodeName : id + "-target", mode.equals("existing"), id, o));
             return null;
         });
-    }
-
-    private static String policy(QapiArgs a, String key) {
-        String v = a.optEnum(key, "report", "report", "ignore", "enospc", "stop", "auto");
-        return v.equals("auto") ? "enospc" : v;
     }
 
     /** Main loop: create (unless existing), open, start the mirror; the target is closed again if that fails. */

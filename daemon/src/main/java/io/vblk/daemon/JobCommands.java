@@ -216,7 +216,8 @@ final class JobCommands {
      * job what {@code enospc} is (block_job_error_action: stop on ENOSPC,
      * report the rest).
      */
-    private static ErrorPolicy onError(QapiArgs a, String key) {
+    /** QAPI's BlockdevOnError for {@code key} (default report; {@code auto} acts as {@code enospc}). */
+    static ErrorPolicy onError(QapiArgs a, String key) {
         String v = a.optEnum(key, "report", "report", "ignore", "enospc", "stop", "auto");
         return ErrorPolicy.parse(v.equals("auto") ? "enospc" : v);
     }

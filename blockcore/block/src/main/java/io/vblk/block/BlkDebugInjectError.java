@@ -1,5 +1,7 @@
 package io.vblk.block;
 
+import io.vblk.aio.Errno;
+
 import java.util.List;
 import java.util.Locale;
 
@@ -38,7 +40,7 @@ public final class BlkDebugInjectError {
     public static final List<String> IO_TYPES = List.of("read", "write", "write-zeroes", "discard", "flush",
             "block-status");
     /** The default {@code errno}: EIO. */
-    public static final int EIO = 5;
+    public static final int EIO = Errno.EIO;
 
     final String event;
     private final int ioTypeMask;
