@@ -74,7 +74,7 @@ public final class Bug010MirrorWaitInFlight implements Scenario {
         return String.join("\n",
                 "Threads: the main loop only; the mirror job, its copy ops and the disk all live in it (QEMU: the "
                         + "job coroutine and one coroutine per MirrorOp in the job's AioContext).",
-                "1. A mirror of a 1 MiB raw disk starts with 256 KiB steps and buf-size 64 KiB: one buffer slot. "
+                "Steps: 1. A mirror of a 1 MiB raw disk starts with 256 KiB steps and buf-size 64 KiB: one buffer slot. "
                         + "Each step lists four ops in ops_in_flight (mirror_perform) before any holds a slot, then "
                         + "starts them in order (mirror_co_read).",
                 "2. op0 takes the slot and reads; op1, op2, op3 find no free slot and wait "
