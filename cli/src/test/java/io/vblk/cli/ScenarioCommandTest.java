@@ -99,6 +99,25 @@ class ScenarioCommandTest {
     }
 
     @Test
+    void bug010FollowsBug009WithItsCommitSwitchAndStory() {
+        List<String> ids = Scenarios.all().stream().map(Scenario::id).toList();
+        assertEquals(ids.indexOf("009-blk-in-flight-drained") + 1, ids.indexOf("010-mirror-wait-in-flight"), ids.toString());
+        Scenario s = Scenarios.byId("010-mirror-wait-in-flight");
+        assertEquals("ce8cabbd17", s.upstreamCommit());
+        String list = run("scenario", "--list").out();
+        assertTrue(Pattern.compile("(?m)^010-mirror-wait-in-flight +ce8cabbd17 +"
+                + Pattern.quote(s.title() + ": " + s.summary()) + "$").matcher(list).find(), list);
+        BootCommandTest.Result r = run("scenario", "010-mirror-wait-in-flight", "--explain");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("010-mirror-wait-in-flight " + s.title() + "\nupstream fix: ce8cabbd17\nbug: "),
+                r.out());
+        for (String part : new String[] {"Threads:", "restart-waiters", "Fixed (ce8cabbd17)", "Legacy (MIRROR_WAITS_ON_ANY_OP)",
+                "is_in_flight"}) {
+            assertTrue(r.out().contains(part), part + " in\n" + r.out());
+        }
+    }
+
+    @Test
     void tableHasAColumnPerVerdictAndCountsTheRowsAsExpected() {
         ScenarioCommand.Row good = row(Scenarios.byId("seed-004"), false, true);
         ScenarioCommand.Row bad = row(Scenarios.byId("seed-002"), false, false);

@@ -26,6 +26,8 @@ public enum LegacyBehavior {
     AIO_WAIT_KICK_WITHOUT_BARRIER("bug 007: aio_wait_kick and AIO_WAIT_WHILE order num_waiters and the condition by no smp_mb"),
     /** Bug 009 (7f16476fab): a request parked while its backend is drained keeps its in-flight reference. */
     BLK_IN_FLIGHT_WHILE_QUEUED("bug 009: a request queued while the backend is drained keeps counting in flight"),
+    /** Bug 010 (ce8cabbd17): a mirror operation waiting for a free slot may wait on any listed operation, even one that holds no slots (itself). */
+    MIRROR_WAITS_ON_ANY_OP("bug 010: a mirror op waiting for a free slot waits on any op in ops_in_flight, not only on one that holds slots"),
     /** Bug 011 (eca0f3524a): a job's clean acquires the filter's context again before dropping the filter. */
     ACQUIRE_CONTEXT_IN_JOB_CLEAN("bug 011: the job's clean step acquires the filter's context again (backup_clean)"),
     /** Bug 013 (8f5e9a8ee1): a drain of a virtio-blk/vhost-user-blk backend waits for the block layer only, not for whole requests (push and notify). */

@@ -13,7 +13,9 @@ import java.util.function.BooleanSupplier;
  * size and a copy step "read a range from one node, then write it to
  * another", accounted as the job's own I/O (QEMU's {@code stream_populate},
  * {@code commit_populate}, {@code mirror_co_read}/{@code mirror_write_complete}).
- * Steps run one at a time, so two copies of one range are never in flight.
+ * Steps run one at a time, so two copies of one range are never in flight
+ * (a mirror step splits its range into several operations in flight at
+ * once, which never overlap).
  * The scan for the next range to copy ({@link #scanToCopy}) is shared too.
  */
 public abstract class CopyJob extends Job {
@@ -54,6 +56,16 @@ public abstract class CopyJob extends Job {
      * still agrees — writes it to {@code to}, then calls {@code done}. Job context.
      */
     final void copy(BlockNode from, BlockNode to, long offset, int bytes, BooleanSupplier beforeWrite, CopyDone done) {
+        copy(from, to, offset, bytes, buf, iov, beforeWrite, done);
+    }
+
+    /**
+     * The same through a caller's buffer and vector: a job with several
+     * copies in flight at once (the mirror's {@link MirrorOp}s) gives each
+     * its own, so their data never share memory. Job context.
+     */
+    final void copy(BlockNode from, BlockNode to, long offset, int bytes, Memory buf, IoVec iov,
+                    BooleanSupplier beforeWrite, CopyDone done) {
         iov.reset();
         iov.add(Memory.nativeValue(buf), bytes);
         ioStart();

@@ -9,9 +9,12 @@ import io.vblk.block.ErrorPolicy;
  * {@code onSourceError}/{@code onTargetError} are QEMU's
  * {@code on-source-error}/{@code on-target-error} (a mirror's read and write
  * side); stream and commit take one {@code on-error}, given as both.
+ * {@code bufSize} is QEMU's mirror {@code buf-size}: the bytes of copy
+ * buffers a mirror's operations may hold at once, in slots of its
+ * granularity (0: one chunk, so a step's operations never wait for a slot).
  */
 public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes,
-                         ErrorPolicy onSourceError, ErrorPolicy onTargetError) {
+                         ErrorPolicy onSourceError, ErrorPolicy onTargetError, int bufSize) {
     public static final int DEFAULT_CHUNK = 1 << 20;
 
     public JobOptions {
@@ -24,6 +27,14 @@ public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, 
         if (onSourceError == null || onTargetError == null) {
             throw new JobException("an error policy is required");
         }
+        if (bufSize != 0 && (bufSize < 65536 || bufSize % 65536 != 0)) {
+            throw new JobException("buf-size must be a multiple of 64 KiB, got " + bufSize);
+        }
+    }
+
+    public JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes,
+                      ErrorPolicy onSourceError, ErrorPolicy onTargetError) {
+        this(speed, autoFinalize, autoDismiss, chunkBytes, onSourceError, onTargetError, 0);
     }
 
     public JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, int chunkBytes) {
@@ -36,23 +47,28 @@ public record JobOptions(long speed, boolean autoFinalize, boolean autoDismiss, 
     }
 
     public JobOptions withSpeed(long bytesPerSecond) {
-        return new JobOptions(bytesPerSecond, autoFinalize, autoDismiss, chunkBytes, onSourceError, onTargetError);
+        return new JobOptions(bytesPerSecond, autoFinalize, autoDismiss, chunkBytes, onSourceError, onTargetError, bufSize);
     }
 
     public JobOptions withAutoFinalize(boolean b) {
-        return new JobOptions(speed, b, autoDismiss, chunkBytes, onSourceError, onTargetError);
+        return new JobOptions(speed, b, autoDismiss, chunkBytes, onSourceError, onTargetError, bufSize);
     }
 
     public JobOptions withAutoDismiss(boolean b) {
-        return new JobOptions(speed, autoFinalize, b, chunkBytes, onSourceError, onTargetError);
+        return new JobOptions(speed, autoFinalize, b, chunkBytes, onSourceError, onTargetError, bufSize);
     }
 
     /** QEMU's {@code on-source-error} and {@code on-target-error} (stream and commit: {@code on-error} twice). */
     public JobOptions withErrorPolicy(ErrorPolicy onSource, ErrorPolicy onTarget) {
-        return new JobOptions(speed, autoFinalize, autoDismiss, chunkBytes, onSource, onTarget);
+        return new JobOptions(speed, autoFinalize, autoDismiss, chunkBytes, onSource, onTarget, bufSize);
     }
 
     public JobOptions withChunk(int bytes) {
-        return new JobOptions(speed, autoFinalize, autoDismiss, bytes, onSourceError, onTargetError);
+        return new JobOptions(speed, autoFinalize, autoDismiss, bytes, onSourceError, onTargetError, bufSize);
+    }
+
+    /** QEMU's mirror {@code buf-size} (0: one chunk). */
+    public JobOptions withBufSize(int bytes) {
+        return new JobOptions(speed, autoFinalize, autoDismiss, chunkBytes, onSourceError, onTargetError, bytes);
     }
 }

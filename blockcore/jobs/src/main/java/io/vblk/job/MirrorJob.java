@@ -6,6 +6,9 @@ import io.vblk.block.BlockReopen;
 import io.vblk.block.ChildRole;
 import io.vblk.block.DrainedSection;
 
+import java.util.ArrayList;
+import java.util.List;
+
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -27,9 +30,46 @@ import org.slf4j.LoggerFactory;
  * source (for a commit: the layers above base) is released. A cancel while
  * READY leaves the target in sync without a pivot; any other cancel or error
  * removes the filter and leaves the device on the source.
+ *
+ * <h2>Several copies in flight</h2>
+ * A step's range (at most a chunk) is cut into {@link MirrorOp}s of at most
+ * a chunk / {@value #MAX_IN_FLIGHT} (and at least a granule), which run at
+ * once, each with its own buffer: QEMU's {@code mirror_iteration} issuing
+ * several {@code mirror_co_read}s. Their buffers come from a budget of
+ * {@code buf-size} bytes in granule slots ({@link MirrorOps}); an op that
+ * finds too few free slots waits on an op that holds some and retries when
+ * that one ends ({@code mirror_wait_for_free_in_flight_slot}). The step ends
+ * when all its ops ended, so a pause point never sees an op in flight. The
+ * bitmap is cleared before an op reads, so a guest write during the copy
+ * marks the granule again and a later step copies it again.
+ *
+ * <p>Bug 010 (ce8cabbd17): ops are listed before they hold slots, and
+ * before the fix a waiter picked any listed op — itself, or another waiter —
+ * and nobody woke it; {@link io.vblk.aio.LegacyBehavior#MIRROR_WAITS_ON_ANY_OP}
+ * reverts the fix's flag check. {@link #setOpSeam} is the step seam its
+ * scenario arms.
  */
 public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
     private static final Logger LOG = LoggerFactory.getLogger(MirrorJob.class);
+
+    /** QEMU's {@code MAX_IN_FLIGHT}: at most this many ops per step. */
+    static final int MAX_IN_FLIGHT = 16;
+
+    /**
+     * Step seam of bug 010's scenario: named steps of the slot wait, called
+     * in the job's context. The seam may reorder the waiters an ended op
+     * restarts — the order in which QEMU's woken coroutines run is the
+     * scheduler's, not the queue's — and nothing else.
+     */
+    public interface OpSeam {
+        /** Step "wait-for-free-slot": {@code op} found too few free slots and waits on {@code on}. */
+        default void waiting(MirrorOp op, MirrorOp on) {
+        }
+
+        /** Step "restart-waiters": {@code ended} freed its slots; {@code waiters} retry in this list's order. */
+        default void restarting(MirrorOp ended, List<MirrorOp> waiters) {
+        }
+    }
 
     /** A mirror to a new target, or the commit of the active layer into its base. */
     public enum Mode { MIRROR, ACTIVE_COMMIT }
@@ -44,7 +84,13 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
     private final long length;
     private long cursor;
     private long lastDirty;
-    private long copyLen;
+    private final MirrorOps ops;
+    private final int opBytes;
+    private int stepOpsLeft;
+    private long stepCopied;
+    private int stepRet;
+    private String stepWhy;
+    private volatile OpSeam opSeam;
     private volatile boolean shouldComplete;
     private volatile boolean readyReached;
     private volatile boolean pivoted;
@@ -59,6 +105,9 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
         this.baseMadeWritable = baseMadeWritable;
         this.length = source.length();
         this.bitmap = new DirtyBitmap(length, GRANULE);
+        int bufSize = o.bufSize() != 0 ? o.bufSize() : chunk;
+        this.ops = new MirrorOps(GRANULE, bufSize / GRANULE);
+        this.opBytes = ops.maxOpBytes(Math.max(GRANULE, chunk / MAX_IN_FLIGHT));
         use(source, "source");
         if (mode == Mode.ACTIVE_COMMIT) {
             for (BlockNode n : Graph.between(source, base)) {
@@ -93,6 +142,11 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
         return bitmap.dirtyBytes();
     }
 
+    /** Arms (or with null disarms) bug 010's step seam. */
+    public void setOpSeam(OpSeam seam) {
+        opSeam = seam;
+    }
+
     @Override
     protected void iterate() {
         setProgressTotal(progressCurrent() + bitmap.dirtyBytes() + Math.max(0, length - cursor));
@@ -107,10 +161,9 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
         if (cursor < length) {
             long n = scannedBytes();
             bitmap.clearWithin(cursor, n); // this copy reads their current data; a granule it only cuts stays dirty
-            copyLen = n;
             long at = cursor;
             cursor += n;
-            copy(source, target, at, (int) n, () -> true, (ret, w) -> copyDone(ret, w, at));
+            copyStep(at, n);
             return;
         }
         if (shouldComplete && readyReached) {
@@ -124,8 +177,7 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
             long n = bitmap.runLength(off, chunk);
             bitmap.clear(off, n);
             lastDirty = off + n;
-            copyLen = n;
-            copy(source, target, off, (int) n, () -> true, (ret, w) -> copyDone(ret, w, off));
+            copyStep(off, n);
             return;
         }
         readyReached = true;
@@ -139,26 +191,85 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
     }
 
     /**
-     * A copy step ended; {@code written} says whether its read succeeded (so
-     * a failure was the target's write). A failed range is dirty again
-     * (QEMU's {@code mirror_read_complete}/{@code mirror_write_complete}); the
-     * source's or target's error policy decides whether the job fails, or
-     * goes on — having paused first for STOP — and copies it again later.
+     * One step: [offset, offset+bytes) cut into ops, all listed first and
+     * then started in order (QEMU's {@code mirror_perform} for each); the
+     * step ends when the last one ended.
      */
-    private void copyDone(int ret, boolean written, long offset) {
-        if (ret < 0) {
-            bitmap.set(offset, copyLen);
-            boolean read = !written;
-            BlockErrorAction a = errorAction(read ? options().onSourceError() : options().onTargetError(), read, ret);
-            if (a == BlockErrorAction.REPORT) {
-                finish(ret, "copying offset " + offset + " failed: " + Errno.name(-ret), false);
-            } else {
-                stepDone(0);
+    private void copyStep(long offset, long bytes) {
+        List<MirrorOp> step = new ArrayList<>();
+        for (long o = offset; o < offset + bytes; o += opBytes) {
+            step.add(ops.register(o, (int) Math.min(opBytes, offset + bytes - o)));
+        }
+        stepOpsLeft = step.size();
+        stepCopied = 0;
+        stepRet = 0;
+        stepWhy = null;
+        for (MirrorOp op : step) {
+            coRead(op);
+        }
+    }
+
+    /** QEMU's {@code mirror_co_read}: take slots (or wait on an op that frees some), then read and write. */
+    private void coRead(MirrorOp op) {
+        if (!ops.tryTake(op)) {
+            MirrorOp on = ops.pickToWaitOn(op, context().legacy());
+            OpSeam seam = opSeam;
+            if (seam != null) {
+                seam.waiting(op, on);
             }
             return;
         }
-        addProgress(copyLen);
-        stepDone(copyLen);
+        copy(source, target, op.offset(), op.bytes(), op.buffer(), op.iov(), () -> true,
+                (ret, w) -> opDone(op, ret, w));
+    }
+
+    /**
+     * An op ended; {@code written} says whether its read succeeded (so a
+     * failure was the target's write). A failed range is dirty again (QEMU's
+     * {@code mirror_read_complete}/{@code mirror_write_complete}); the
+     * source's or target's error policy decides whether the job fails once
+     * the step ended, or goes on — having paused first for STOP — and copies
+     * it again later. Its slots are free: the ops that waited on it retry.
+     */
+    private void opDone(MirrorOp op, int ret, boolean written) {
+        List<MirrorOp> retry = ops.release(op);
+        if (ret < 0) {
+            bitmap.set(op.offset(), op.bytes());
+            boolean read = !written;
+            BlockErrorAction a = errorAction(read ? options().onSourceError() : options().onTargetError(), read, ret);
+            if (a == BlockErrorAction.REPORT && stepRet == 0) {
+                stepRet = ret;
+                stepWhy = "copying offset " + op.offset() + " failed: " + Errno.name(-ret);
+            }
+        } else {
+            addProgress(op.bytes());
+            stepCopied += op.bytes();
+        }
+        boolean last = --stepOpsLeft == 0;
+        OpSeam seam = opSeam;
+        if (seam != null && !retry.isEmpty()) {
+            seam.restarting(op, retry);
+        }
+        for (MirrorOp w : retry) {
+            coRead(w);
+        }
+        if (last) {
+            if (stepRet < 0) {
+                finish(stepRet, stepWhy, false);
+            } else {
+                stepDone(stepCopied);
+            }
+        }
+    }
+
+    /**
+     * Unwind of bug 010's diagnosed hang (scenarios only): every op waiting
+     * for a slot retries now, as nobody else would. Job context.
+     */
+    public void restartSlotWaiters() {
+        for (MirrorOp w : ops.releaseAllWaiters()) {
+            coRead(w);
+        }
     }
 
     // ------------------------------------------------------------------ guest writes (filter hooks, job context)
@@ -228,7 +339,16 @@ public final class MirrorJob extends CopyJob implements JobFilter.Hooks {
     @Override
     protected String describeDriver() {
         return mode + " source='" + source.name() + "' target='" + target.name() + "' cursor=" + cursor + " dirty="
-                + bitmap.dirtyBytes() + (readyReached ? " ready" : "") + (shouldComplete ? " completing" : "")
+                + bitmap.dirtyBytes() + " " + opsForDump() + (readyReached ? " ready" : "") + (shouldComplete ? " completing" : "")
                 + (pivoted ? " pivoted" : "");
+    }
+
+    /** The ops for a dump from another thread: the list is the job context's, so a racing change is tolerated. */
+    private String opsForDump() {
+        try {
+            return ops.toString();
+        } catch (RuntimeException e) {
+            return "ops_in_flight=(changing)";
+        }
     }
 }
