@@ -25,8 +25,8 @@ import java.nio.file.Path;
  * {@code node-name}, or the job id with "-target" (QEMU gives an implicit
  * "#blockNNN" name); it belongs to the job, not the monitor: the job's end
  * drops it unless the pivot made it the export's node. vblk's subset:
- * {@code sync=full} only, no {@code replaces}, {@code granularity},
- * {@code buf-size}; {@code unmap} is accepted and has no effect (the mirror
+ * {@code sync=full} only, no {@code replaces} or {@code granularity};
+ * {@code unmap} is accepted and has no effect (the mirror
  * copies data, it never discards).
  */
 final class DriveMirrorCommand {
@@ -46,7 +46,8 @@ final class DriveMirrorCommand {
             boolean autoFinalize = a.optBool("auto-finalize", true);
             boolean autoDismiss = a.optBool("auto-dismiss", true);
             a.optBool("unmap", true);
-            for (String k : new String[] {"replaces", "granularity", "buf-size"}) {
+            int bufSize = JobCommands.bufSize(a);
+            for (String k : new String[] {"replaces", "granularity"}) {
                 if (a.has(k)) {
                     a.accept(k);
                     throw QmpError.generic("Parameter '" + k + "' is not supported yet by vblk's drive-mirror");
@@ -66,7 +67,7 @@ final class DriveMirrorCommand {
                 throw QmpError.generic("Parameter 'speed' expects a non-negative value");
             }
             JobOptions o = JobOptions.defaults().withSpeed(speed).withAutoFinalize(autoFinalize)
-                    .withAutoDismiss(autoDismiss).withErrorPolicy(onSource, onTarget);
+                    .withAutoDismiss(autoDismiss).withErrorPolicy(onSource, onTarget).withBufSize(bufSize);
             d.run("drive-mirror", () -> start(d, device, Path.of(target).toAbsolutePath(), format,
                     nodeName != null ? nodeName : id + "-target", mode.equals("existing"), id, o));
             return null;

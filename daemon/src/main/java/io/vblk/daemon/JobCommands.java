@@ -81,12 +81,13 @@ final class JobCommands {
             String sync = a.enumValue("sync", "full", "top", "none", "incremental", "bitmap");
             String id = a.optStr("job-id", device);
             JobOptions o = options(a);
-            unsupported(a, "replaces", "granularity", "buf-size", "filter-node-name");
+            unsupported(a, "replaces", "granularity", "filter-node-name");
+            int bufSize = bufSize(a);
             ErrorPolicy onSource = onError(a, "on-source-error");
             ErrorPolicy onTarget = onError(a, "on-target-error");
             String mode = a.optEnum("copy-mode", "background", "background", "write-blocking");
             a.end();
-            JobOptions mo = o.withErrorPolicy(onSource, onTarget);
+            JobOptions mo = o.withErrorPolicy(onSource, onTarget).withBufSize(bufSize);
             if (!sync.equals("full") && !sync.equals("top")) {
                 throw QmpError.generic("sync=" + sync + " is not supported yet by vblk's mirror (full or top)");
             }
@@ -216,6 +217,15 @@ final class JobCommands {
      * job what {@code enospc} is (block_job_error_action: stop on ENOSPC,
      * report the rest).
      */
+    /** Mirror's {@code buf-size}: the bytes its copy operations may hold at once (0, the default: one chunk). */
+    static int bufSize(QapiArgs a) {
+        long v = a.optInt("buf-size", 0);
+        if (v < 0 || v > Integer.MAX_VALUE) {
+            throw QmpError.generic("Parameter 'buf-size' expects a value between 0 and " + Integer.MAX_VALUE);
+        }
+        return (int) v;
+    }
+
     /** QAPI's BlockdevOnError for {@code key} (default report; {@code auto} acts as {@code enospc}). */
     static ErrorPolicy onError(QapiArgs a, String key) {
         String v = a.optEnum(key, "report", "report", "ignore", "enospc", "stop", "auto");

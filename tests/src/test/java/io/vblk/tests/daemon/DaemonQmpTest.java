@@ -332,7 +332,7 @@ class DaemonQmpTest {
             Workload w = new Workload(m0);
             w.reach("1000 requests before the mirror", 1000);
             c.ok("blockdev-mirror", "{\"job-id\": \"mirror0\", \"device\": \"disk0\", \"target\": \"target\", "
-                    + "\"sync\": \"full\"}");
+                    + "\"sync\": \"full\", \"buf-size\": 262144}"); // four 64 KiB copy operations at once
             c.awaitEvent("BLOCK_JOB_READY", "device", "mirror0");
             JsonNode jobs = c.ok("query-block-jobs", null);
             assertEquals("mirror", jobs.get(0).path("type").asText(), jobs.toString());
