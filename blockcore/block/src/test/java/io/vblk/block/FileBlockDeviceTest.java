@@ -3,14 +3,12 @@ package io.vblk.block;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.sun.jna.Memory;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Random;
 import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Tag;
@@ -39,21 +37,15 @@ class FileBlockDeviceTest {
     Path dir;
 
     static Stream<FileOptions.Aio> engines() {
-        return Stream.of(FileOptions.Aio.THREADS, FileOptions.Aio.IO_URING);
+        return FileDriverSuiteTest.engines();
     }
 
     private static FileOptions opts(FileOptions.Aio aio) {
-        if (aio == FileOptions.Aio.IO_URING) {
-            String why = LuringState.unavailableReason();
-            assumeTrue(why == null, "io_uring is refused on this host: " + why);
-        }
-        return FileOptions.defaults().withAio(aio);
+        return FileDriverSuiteTest.opts(aio);
     }
 
     private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
+        return FileDriverSuiteTest.pattern(n, seed);
     }
 
     private static long allocatedBlocks(Path p) {

@@ -41,7 +41,8 @@ class FileDriverSuiteTest {
         return Stream.of(FileOptions.Aio.THREADS, FileOptions.Aio.IO_URING);
     }
 
-    private static FileOptions opts(FileOptions.Aio aio) {
+    /** The engine's options; io_uring where the host refuses it is an assumption failure, not a pass. */
+    static FileOptions opts(FileOptions.Aio aio) {
         if (aio == FileOptions.Aio.IO_URING) {
             String why = LuringState.unavailableReason();
             assumeTrue(why == null, "io_uring is refused on this host: " + why);
@@ -49,7 +50,7 @@ class FileDriverSuiteTest {
         return FileOptions.defaults().withAio(aio);
     }
 
-    private static byte[] pattern(int n, long seed) {
+    static byte[] pattern(int n, long seed) {
         byte[] b = new byte[n];
         new Random(seed).nextBytes(b);
         return b;

@@ -82,21 +82,7 @@ class FrontendResetWhileBackendGoneTest {
                     "a DRIVER_OK while the back-end is away is not the device's failure");
 
             second = VhostUserBlkServer.start(opts);
-            Count count = new Count();
-            count.target = 200;
-            AtomicBoolean stop = new AtomicBoolean();
-            LinuxGuest.Run run = guest.start(new GuestWorkload.Spec(8, 4096, IoPattern.parse("randrw"), true, false),
-                    stop::get, new LatencySink[] {count}, 11);
-            m.await("200 verified requests on the new back-end", count.reached, BOUND);
-            stop.set(true);
-            for (CompletableFuture<Void> f : run.done()) {
-                m.await("the workload to end", f, BOUND);
-            }
-            assertNull(run.firstProblem(), run.firstProblem());
-            for (GuestWorkload w : run.workloads()) {
-                assertEquals(0, w.stats.errors, "I/O errors");
-                assertEquals(0, w.stats.mismatches, "data read back differs from what was written");
-            }
+            verifiedRequests(m, guest, 200, 11);
             assertEquals(1L, (long) m.mainLoop().watchdog(BOUND).call("reconnects", fe::reconnects));
         } finally {
             if (!firstClosed) {
@@ -148,26 +134,31 @@ class FrontendResetWhileBackendGoneTest {
 
             guest = LinuxGuest.probe(m, 0, 1, 128, true);
             second = serve(sock, img, log2);
-            Count count = new Count();
-            count.target = 200;
-            AtomicBoolean stop2 = new AtomicBoolean();
-            LinuxGuest.Run run = guest.start(new GuestWorkload.Spec(8, 4096, IoPattern.parse("randrw"), true, false),
-                    stop2::get, new LatencySink[] {count}, 13);
-            m.await("200 verified requests on the new back-end", count.reached, BOUND);
-            stop2.set(true);
-            for (CompletableFuture<Void> f : run.done()) {
-                m.await("the workload to end", f, BOUND);
-            }
-            assertNull(run.firstProblem(), run.firstProblem());
-            for (GuestWorkload w : run.workloads()) {
-                assertEquals(0, w.stats.errors, "I/O errors");
-                assertEquals(0, w.stats.mismatches, "data read back differs from what was written");
-            }
+            verifiedRequests(m, guest, 200, 13);
             assertEquals(0, new SerialLog(log2).count("resubmitting"),
                     "the new back-end resubmitted requests from rings the guest's reset discarded");
         } finally {
             Tools.kill(first);
             Tools.stop(second, Duration.ofSeconds(30));
+        }
+    }
+
+    /** {@code n} verified random reads and writes complete on the disk, none with an error or a mismatch. */
+    private static void verifiedRequests(Machine m, LinuxGuest guest, int n, long seed) {
+        Count count = new Count();
+        count.target = n;
+        AtomicBoolean stop = new AtomicBoolean();
+        LinuxGuest.Run run = guest.start(new GuestWorkload.Spec(8, 4096, IoPattern.parse("randrw"), true, false),
+                stop::get, new LatencySink[] {count}, seed);
+        m.await(n + " verified requests on the new back-end", count.reached, BOUND);
+        stop.set(true);
+        for (CompletableFuture<Void> f : run.done()) {
+            m.await("the workload to end", f, BOUND);
+        }
+        assertNull(run.firstProblem(), run.firstProblem());
+        for (GuestWorkload w : run.workloads()) {
+            assertEquals(0, w.stats.errors, "I/O errors");
+            assertEquals(0, w.stats.mismatches, "data read back differs from what was written");
         }
     }
 
