@@ -28,7 +28,6 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -38,30 +37,6 @@ import org.junit.jupiter.api.io.TempDir;
 @Tag("concurrency")
 class MachineControlTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
-
-    /** A future that completes after {@code n} more completions are recorded. */
-    static final class Progress implements LatencySink {
-        private final AtomicLong count = new AtomicLong();
-        private volatile long target = Long.MAX_VALUE;
-        private volatile CompletableFuture<Void> reached = new CompletableFuture<>();
-
-        synchronized CompletableFuture<Void> after(long n) {
-            reached = new CompletableFuture<>();
-            target = count.get() + n;
-            return reached;
-        }
-
-        @Override
-        public void record(long nanos) {
-            if (count.incrementAndGet() >= target) {
-                reached.complete(null);
-            }
-        }
-
-        long count() {
-            return count.get();
-        }
-    }
 
     @Test
     void theGuestResetsTheMachineThroughTheResetControlPort(@TempDir Path dir) throws Exception {
@@ -90,7 +65,7 @@ class MachineControlTest {
         try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)))) {
             m.boot();
             LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);
-            Progress progress = new Progress();
+            GuestProgress progress = new GuestProgress();
             AtomicBoolean stop = new AtomicBoolean();
             LinuxGuest.Run run = g.start(new GuestWorkload.Spec(16, 4096, IoPattern.parse("randrw"), true, false),
                     stop::get, new LatencySink[] {progress, null}, 8);
@@ -127,7 +102,7 @@ class MachineControlTest {
             m.boot();
             LinuxGuest g = LinuxGuest.probe(m, 0, 1, 256, true);
             BlkDebugDriver dbg = (BlkDebugDriver) m.disk(0).backend().root().driver();
-            Progress progress = new Progress();
+            GuestProgress progress = new GuestProgress();
             AtomicBoolean stop = new AtomicBoolean();
             CompletableFuture<Void> paused = m.nextPause();
             BlkDebugDriver.Rule rule = dbg.injectError(BlkDebugDriver.Op.WRITE, 0, -1, Errno.EIO, 200, true);

@@ -13,6 +13,7 @@ import io.vblk.guest.LatencySink;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.tests.GuestProgress;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
@@ -23,10 +24,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -160,41 +159,10 @@ class DaemonQmpTest {
         }
     }
 
-    /** Counts completed guest requests; futures complete when a count is reached. */
-    static final class Progress implements LatencySink {
-        private final AtomicLong done = new AtomicLong();
-        private final List<Object[]> waiters = new CopyOnWriteArrayList<>();
-
-        @Override
-        public void record(long nanos) {
-            long n = done.incrementAndGet();
-            for (Object[] w : waiters) {
-                if (n >= (Long) w[0]) {
-                    @SuppressWarnings("unchecked")
-                    CompletableFuture<Void> f = (CompletableFuture<Void>) w[1];
-                    f.complete(null);
-                }
-            }
-        }
-
-        CompletableFuture<Void> reach(long n) {
-            CompletableFuture<Void> f = new CompletableFuture<>();
-            waiters.add(new Object[] {n, f});
-            if (done.get() >= n) {
-                f.complete(null);
-            }
-            return f;
-        }
-
-        long count() {
-            return done.get();
-        }
-    }
-
     /** A verified random read/write workload of the machine's Linux-like driver on its one disk. */
     static final class Workload {
         final AtomicBoolean stop = new AtomicBoolean();
-        final Progress progress = new Progress();
+        final GuestProgress progress = new GuestProgress();
         final LinuxGuest.Run run;
         final Machine m;
 

@@ -14,6 +14,7 @@ import io.vblk.guest.LatencySink;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.tests.GuestProgress;
 import io.vblk.vhost.VhostUserBlkFrontend;
 import io.vblk.vhost.VhostUserBlkServer;
 
@@ -23,7 +24,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,20 +40,6 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class FrontendResetWhileBackendGoneTest {
     private static final Duration BOUND = Duration.ofSeconds(60);
-
-    /** Counts completed guest requests and completes a future at a target. */
-    private static final class Count implements LatencySink {
-        final AtomicLong n = new AtomicLong();
-        volatile long target = Long.MAX_VALUE;
-        final CompletableFuture<Void> reached = new CompletableFuture<>();
-
-        @Override
-        public void record(long nanos) {
-            if (n.incrementAndGet() >= target) {
-                reached.complete(null);
-            }
-        }
-    }
 
     @Test
     void aDriverOkWhileTheBackEndIsGoneStartsTheRingsOnTheNextOne(@TempDir Path dir) throws Exception {
@@ -145,12 +131,11 @@ class FrontendResetWhileBackendGoneTest {
 
     /** {@code n} verified random reads and writes complete on the disk, none with an error or a mismatch. */
     private static void verifiedRequests(Machine m, LinuxGuest guest, int n, long seed) {
-        Count count = new Count();
-        count.target = n;
+        GuestProgress progress = new GuestProgress();
         AtomicBoolean stop = new AtomicBoolean();
         LinuxGuest.Run run = guest.start(new GuestWorkload.Spec(8, 4096, IoPattern.parse("randrw"), true, false),
-                stop::get, new LatencySink[] {count}, seed);
-        m.await(n + " verified requests on the new back-end", count.reached, BOUND);
+                stop::get, new LatencySink[] {progress}, seed);
+        m.await(n + " verified requests on the new back-end", progress.reach(n), BOUND);
         stop.set(true);
         for (CompletableFuture<Void> f : run.done()) {
             m.await("the workload to end", f, BOUND);

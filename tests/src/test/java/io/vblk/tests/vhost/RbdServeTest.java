@@ -14,6 +14,7 @@ import io.vblk.guest.LatencySink;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.tests.GuestProgress;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -89,7 +90,7 @@ class RbdServeTest {
         cluster.rbd("create", "--size", "32M", "rbd/data");
         Path sock = dir.resolve("rbd.sock");
         Process p = serve(dir, "data", sock);
-        SimulatedMachineOverVblkServeTest.Progress progress = new SimulatedMachineOverVblkServeTest.Progress();
+        GuestProgress progress = new GuestProgress();
         try (Machine m = Machine.start(MachineConfig.of(1, 0, List.of(DiskSpec.vhostUser(sock))))) {
             assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.boot().verdict(), "a new RBD image is blank");
             LinuxGuest g = LinuxGuest.probe(m, 0, 1, 256, true);

@@ -15,6 +15,7 @@ import io.vblk.guest.LatencySink;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.tests.GuestProgress;
 
 import java.io.PrintWriter;
 import java.io.RandomAccessFile;
@@ -68,7 +69,7 @@ class SimulatedMachineOverQemuStorageDaemonTest {
             assertEquals(2, g.driver().numQueues());
             GuestWorkload.Spec spec = new GuestWorkload.Spec(16, 4096, IoPattern.parse("randrw"), true, false);
             AtomicBoolean stop = new AtomicBoolean();
-            SimulatedMachineOverVblkServeTest.Progress progress = new SimulatedMachineOverVblkServeTest.Progress();
+            GuestProgress progress = new GuestProgress();
             LinuxGuest.Run run = g.start(spec, stop::get, new LatencySink[] {progress, progress}, 3);
             m.await("3000 guest requests", progress.reach(3000), BOUND);
             m.pause();

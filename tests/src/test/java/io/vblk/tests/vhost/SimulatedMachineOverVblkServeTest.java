@@ -18,11 +18,9 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -40,6 +38,7 @@ import io.vblk.guest.LatencySink;
 import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
+import io.vblk.tests.GuestProgress;
 import io.vblk.vhost.VhostUserBlkServer;
 import io.vblk.vhost.VhostUserEvents;
 import io.vblk.virtio.blk.VirtioBlkAbi;
@@ -144,7 +143,7 @@ class SimulatedMachineOverVblkServeTest {
             ev.await("started [0, 1]", srv);
             GuestWorkload.Spec spec = new GuestWorkload.Spec(16, 4096, IoPattern.parse("randrw"), true, false);
             AtomicBoolean stop = new AtomicBoolean();
-            Progress progress = new Progress();
+            GuestProgress progress = new GuestProgress();
             LinuxGuest.Run run = g.start(spec, stop::get, new LatencySink[] {progress, progress}, 7);
             m.await("3000 guest requests", progress.reach(3000), BOUND);
             m.pause(); // GET_VRING_BASE on both rings: every request answered before the rings stop
@@ -168,37 +167,6 @@ class SimulatedMachineOverVblkServeTest {
             assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.awaitBoot(m.systemReset()).verdict());
             assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
             assertTrue(srv.mainLoop().failures().isEmpty(), srv.mainLoop().failures().toString());
-        }
-    }
-
-    /** Counts completions (as the workload's latency sink, on the vCPUs) and completes futures at thresholds. */
-    static final class Progress implements LatencySink {
-        private final AtomicLong done = new AtomicLong();
-        private final List<Object[]> waiters = new CopyOnWriteArrayList<>();
-
-        @Override
-        public void record(long nanos) {
-            long n = done.incrementAndGet();
-            for (Object[] w : waiters) {
-                if (n >= (Long) w[0]) {
-                    @SuppressWarnings("unchecked")
-                    CompletableFuture<Void> f = (CompletableFuture<Void>) w[1];
-                    f.complete(null);
-                }
-            }
-        }
-
-        CompletableFuture<Void> reach(long n) {
-            CompletableFuture<Void> f = new CompletableFuture<>();
-            waiters.add(new Object[] {n, f});
-            if (done.get() >= n) {
-                f.complete(null);
-            }
-            return f;
-        }
-
-        long count() {
-            return done.get();
         }
     }
 
