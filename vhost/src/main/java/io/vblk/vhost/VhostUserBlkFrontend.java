@@ -342,6 +342,26 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
         reconnects++;
         LOG.warn("{}: vhost-user back-end at {} is back after {} ms; rings restarted", name(), socket,
                 stall / 1_000_000);
+        announceUsedEntries();
+    }
+
+    /**
+     * A back-end killed between publishing used entries and signalling its
+     * call descriptor leaves them unannounced: a driver waiting for that
+     * interrupt with every request completed submits nothing, so the new
+     * back-end has nothing to complete and never signals either. One
+     * interrupt per started queue after a reconnect closes that window; a
+     * spurious one is harmless (the driver finds no new used entry).
+     */
+    private void announceUsedEntries() {
+        if (!started) {
+            return;
+        }
+        for (int q = 0; q < numQueues(); q++) {
+            if (queue(q).isEnabled()) {
+                transport.raiseQueueInterrupt(q);
+            }
+        }
     }
 
     /** The connect sequence again, on a back-end that must offer what was negotiated; then the rings restart. */
