@@ -49,15 +49,7 @@ class FileBlockDeviceTest {
     }
 
     private static long allocatedBlocks(Path p) {
-        int fd = FileIo.open(p.toString(), FileIo.O_RDONLY | FileIo.O_CLOEXEC);
-        try {
-            Memory st = new Memory(FileIo.STATX_SIZE);
-            st.clear();
-            assertEquals(0, FileIo.statx(fd, "", FileIo.AT_EMPTY_PATH, 0x400 /* STATX_BLOCKS */, st));
-            return st.getLong(48);
-        } finally {
-            FileIo.close(fd);
-        }
+        return FileDriverSuiteTest.allocatedBlocks(p);
     }
 
     /** A one-segment vector over {@code data} placed {@code misalign} bytes past a page boundary. */

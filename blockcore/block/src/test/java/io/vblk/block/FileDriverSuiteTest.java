@@ -68,7 +68,7 @@ class FileDriverSuiteTest {
         return v;
     }
 
-    private static long allocatedBlocks(Path p) {
+    static long allocatedBlocks(Path p) {
         int fd = FileIo.open(p.toString(), FileIo.O_RDONLY | FileIo.O_CLOEXEC);
         try {
             Memory st = new Memory(FileIo.STATX_SIZE);
