@@ -4,9 +4,11 @@
 #   vblk bench --backend rbd:    in-process: simulated guest -> virtio-blk -> rbd driver
 #   vblk serve  + vhost-user     vblk's rbd driver behind vhost-user-blk
 #   qsd rbd     + vhost-user     qemu-storage-daemon's driver=rbd behind vhost-user-blk
+#   vblk-nbd / qsd-nbd           vblk daemon's / qsd's driver=rbd behind an NBD export, fio --ioengine=nbd as client
 # The front-end of both vhost-user rows is vblk bench's simulated Linux guest.
+# (fio's nbd engine prints "fio: connected to NBD server" on stdout before its JSON.)
 # usage: bench/rbd-race.sh [REPEATS] [SECONDS] [WHO...]   (prints one line per measurement, then the medians)
-#   WHO: fio inproc vblk qsd (default all four), and inproc-callback / inproc-eventfd for the in-process driver
+#   WHO: fio inproc vblk qsd vblk-nbd qsd-nbd (default the first four), and inproc-callback / inproc-eventfd for the in-process driver
 #   with its completion path forced (-Dvblk.rbd.completion=...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +24,7 @@ cl=$work/cluster
 "$here/contrib/ceph-one-node.sh" start "$cl" --watch $$ >/dev/null
 conf=$cl/ceph.conf
 export CEPH_CONF=$conf
-cleanup() { "$here/contrib/ceph-one-node.sh" stop "$cl" || true; rm -rf "$work"; }
+cleanup() { "$here/contrib/ceph-one-node.sh" stop "$cl" || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 rbd create --size 256M rbd/race
 rbd bench --io-type write --io-pattern seq --io-size 4M --io-total 256M rbd/race >/dev/null  # every object exists
@@ -66,6 +68,22 @@ run_qsd() {
   kill -TERM $pid; wait $pid 2>/dev/null || true
 }
 
+# Both NBD exports run in the main loop: qsd 7.2 aborts when a client of an NBD export with iothread= disconnects
+# (nbd_blockdev_client_closed: "Assertion `qemu_in_main_thread() && nbd_server' failed").
+run_nbd() { # pattern daemon-command...
+  local rw=$1 s=$work/nbd.sock; shift
+  "$@" --blockdev "driver=rbd,node-name=disk0,pool=rbd,image=race,conf=$conf,cache.direct=on" \
+    --nbd-server "addr.type=unix,addr.path=$s" \
+    --export "type=nbd,id=exp0,node-name=disk0,name=disk,writable=on" >"$work/nbd.log" 2>&1 &
+  local pid=$!
+  wait_sock "$s"
+  fio --name=nbd --ioengine=nbd --uri="nbd+unix:///disk?socket=$s" --rw="$rw" --bs=4k --iodepth=32 \
+      --time_based --runtime="$secs" --ramp_time=2 --output-format=json 2>/dev/null \
+    | python3 -c 'import json,sys; t=sys.stdin.read(); j=json.JSONDecoder().raw_decode(t[t.index("{"):])[0]["jobs"][0]; print(int(j["read"]["iops"]+j["write"]["iops"]))'
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+  rm -f "$s"
+}
+
 for r in $(seq 1 "$reps"); do
   for rw in randread randwrite; do
     order=("${who_list[@]}")
@@ -80,6 +98,8 @@ for r in $(seq 1 "$reps"); do
         inproc-eventfd) v=$(run_inproc "$rw" eventfd) ;;
         vblk) v=$(run_vblk_serve "$rw") ;;
         qsd) v=$(run_qsd "$rw") ;;
+        vblk-nbd) v=$(run_nbd "$rw" "${java[@]}" daemon) ;;
+        qsd-nbd) v=$(run_nbd "$rw" qemu-storage-daemon) ;;
       esac
       echo "rep=$r rw=$rw who=$who iops=$v" | tee -a "$results"
     done

@@ -84,6 +84,8 @@ final class VhostUserRings implements NotifierBus {
     private boolean running;
     /** Rings the dataplane serves (while running) or is about to serve (while starting). */
     private long runningMask;
+    /** Rings that have started on this connection; only a ring's first start announces its used entries. */
+    private long startedOnConnection;
     private int hostNotifiersOn;
     private volatile boolean guestNotifiers;
 
@@ -369,10 +371,33 @@ final class VhostUserRings implements NotifierBus {
             return;
         }
         running = true;
+        announceUsedEntries(mask);
         if (LOG.isDebugEnabled()) {
             LOG.debug("{}: rings {} started", dev.name(), ringList(mask));
         }
         events.ringsStarted(ringList(mask));
+    }
+
+    /**
+     * A ring's first start on a connection, with used entries in it, gets one
+     * call. A back-end that died between publishing used entries and
+     * signalling its call descriptor left them unannounced; a driver with
+     * nothing else in flight submits nothing more, so this back-end would
+     * complete nothing and never signal — the guest waits for an interrupt
+     * forever. One spurious interrupt is harmless (virtio 1.2 §2.7.10 allows
+     * them); a fresh ring (used index 0) gets none, and a restart on the same
+     * connection none either: this back-end signalled what it published.
+     */
+    private void announceUsedEntries(long mask) {
+        for (VhostUserRing r : rings) {
+            long bit = 1L << r.index;
+            if ((mask & bit) != 0 && (startedOnConnection & bit) == 0) {
+                startedOnConnection |= bit;
+                if (dev.queue(r.index).usedIdx() != 0) {
+                    r.signalCall();
+                }
+            }
+        }
     }
 
     /**
@@ -512,6 +537,7 @@ final class VhostUserRings implements NotifierBus {
         ackedFeatures = 0;
         featuresSet = false;
         runningMask = 0;
+        startedOnConnection = 0;
         running = false;
         if (inflight != null) {
             inflight.close(); // the front-end keeps its copy for the next back-end

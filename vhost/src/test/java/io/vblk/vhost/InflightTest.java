@@ -147,6 +147,38 @@ class InflightTest {
         }
     }
 
+    /**
+     * A back-end killed between publishing used entries and signalling its
+     * call descriptor leaves them unannounced, and a driver with nothing
+     * else in flight never kicks again. The next back-end announces a ring
+     * that starts with used entries once; a fresh ring gets no call, nor a
+     * ring restarted on the same connection.
+     */
+    @Test
+    void aRingThatStartsWithUsedEntriesIsAnnouncedOnceAFreshOneIsNot(@TempDir Path dir) throws Exception {
+        Path img = HostileHarness.patterned(dir.resolve("d.raw"));
+        for (int usedIdx : new int[] {0, 3}) {
+            try (VhostUserBlkServer srv = VhostUserBlkServer.start(VhostUserBlkServer.Options.image(
+                    dir.resolve("s" + usedIdx), img, "raw"));
+                 TestFrontend fe = new TestFrontend(srv.socket())) {
+                fe.negotiate();
+                fe.addMemory();
+                fe.mem.writeU16(TestFrontend.USED + VirtioRing.USED_IDX, usedIdx);
+                fe.startRing(0, usedIdx); // with REPLY_ACK: the ring has started when this returns
+                assertEquals(usedIdx != 0, fe.call.testAndClear(),
+                        usedIdx != 0 ? "a ring resumed at used.idx 3 is announced" : "a fresh ring gets no call");
+                assertFalse(fe.call.testAndClear(), "once");
+                if (usedIdx == 0) {
+                    fe.submit(0, VirtioBlkAbi.T_IN, 5);
+                    assertTrue(fe.awaitCall(BOUND), "the first call is the first completion's");
+                    assertEquals(1, fe.client.getVringBase(0), "stopped after the completion");
+                    fe.startRing(0, 1);
+                    assertFalse(fe.call.testAndClear(), "a restart on the same connection is not announced");
+                }
+            }
+        }
+    }
+
     private static int inflightCount(InflightRegion view) {
         int n = 0;
         for (int h = 0; h < TestFrontend.QSIZE; h++) {
