@@ -41,6 +41,7 @@ class Bug015Test {
         assertTrue(r.failed(), r.verdict());
         assertTrue(r.hung(), r.verdict());
         assertTrue(r.detail().startsWith("lost wake-up: the read sits in vq0's vring (ring has work: true"), r.verdict());
+        assertTrue(r.detail().endsWith("; signalled afterwards, io0 served it"), r.verdict());
         assertNotNull(r.dump(), r.verdict());
         assertFalse(r.dump().contains("\tat io.vblk"), "an event-loop dump, not a stack trace:\n" + r.dump());
         assertTrue(r.verdict().startsWith("015-start-kick-drained start-kick-while-drained: legacy behaviour hangs "
