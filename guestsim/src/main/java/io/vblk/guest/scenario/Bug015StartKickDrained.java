@@ -69,8 +69,8 @@ public final class Bug015StartKickDrained implements Scenario {
                 "Steps: the driver sets the queue up, submits a read of sector 0 and kicks before DRIVER_OK; the "
                         + "device may not use the ring yet, so the main loop's handling of the kick consumes it "
                         + "(QEMU: the vCPU handles the kick in virtio_blk_handle_output and starts the dataplane from "
-                        + "there). The disk's node lives in io0 (moved there beforehand). block_resize takes io0's "
-                        + "lock and drains the node; while its drained_begin waits for io0 (held at its next poll by "
+                        + "there). The disk's node was moved to io0 while the dataplane was stopped (BlockLayer."
+                        + "setAioContext, which vblk allows for the backend of a stopped dataplane). block_resize takes io0's lock and drains the node; while its drained_begin waits for io0 (held at its next poll by "
                         + "the step seam, armed in both runs) the main loop keeps running, as QEMU's main loop does "
                         + "while the coroutine of block_resize waits, and the driver's DRIVER_OK write is emulated "
                         + "there: the dataplane starts inside the drained section, so it must not attach the host "
@@ -80,8 +80,9 @@ public final class Bug015StartKickDrained implements Scenario {
                 "The fix signals every queue's host notifier during start whether or not the backend is drained "
                         + "(the attach alone stays conditional), so the notifier drained_end attaches is already "
                         + "signalled: io0 reads the ring and the read completes. vblk's transport creates a host "
-                        + "notifier clear and leaves that kick to the start (QEMU's virtio-bus creates it signalled "
-                        + "too).",
+                        + "notifier clear and leaves that kick to the start. (QEMU's virtio_bus_set_host_notifier "
+                        + "initialises the eventfd signalled as well; the fix does not count on it: \"if a request "
+                        + "snuck in then we guarantee that it will be detected\".)",
                 "Legacy switch START_KICK_ONLY_WHEN_NOT_DRAINED restores the pre-fix start: the self-kick is skipped "
                         + "with the attach when drained. drained_end attaches a notifier nobody signalled; the read "
                         + "sits in the vring, io0 sleeps, the guest waits for its interrupt: a lost wake-up the "
@@ -151,7 +152,7 @@ public final class Bug015StartKickDrained implements Scenario {
             throw new IllegalStateException(id() + ": the read is not waiting in the ring before DRIVER_OK; not staged");
         }
 
-        // The disk's node moves to io0 with the dataplane stopped (x-blockdev-set-iothread).
+        // The disk's node moves to io0 with the dataplane stopped (the backend is not pinned then).
         m.await("node to io0", m.mainLoop().run("x-blockdev-set-iothread", () -> m.blockLayer().setAioContext(node,
                 io0)), step);
 
