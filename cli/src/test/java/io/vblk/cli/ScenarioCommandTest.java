@@ -99,6 +99,27 @@ class ScenarioCommandTest {
     }
 
     @Test
+    void bug015SitsBetween014And016WithItsSwitchAndTheEraSwitchInItsStory() {
+        List<String> ids = Scenarios.all().stream().map(Scenario::id).toList();
+        int at = ids.indexOf("015-start-kick-drained");
+        assertEquals(List.of("014-host-notifiers-stop", "015-start-kick-drained", "016-irqfd-by-thread"),
+                ids.subList(at - 1, at + 2));
+        Scenario s = Scenarios.byId("015-start-kick-drained");
+        assertEquals("d3f6f294ae", s.upstreamCommit());
+        String list = run("scenario", "--list").out();
+        assertTrue(Pattern.compile("(?m)^015-start-kick-drained +d3f6f294ae +"
+                + Pattern.quote(s.title() + ": " + s.summary()) + "$").matcher(list).find(), list);
+        BootCommandTest.Result r = run("scenario", "015-start-kick-drained", "--explain");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("015-start-kick-drained " + s.title() + "\nupstream fix: d3f6f294ae\nbug: "),
+                r.out());
+        for (String part : new String[] {"Threads:", "Steps:", "The fix", "Legacy switch START_KICK_ONLY_WHEN_NOT_DRAINED",
+                "Era switch ATTACH_WITHOUT_QUEUE_KICK", "5bdbaebcce"}) {
+            assertTrue(r.out().contains(part), part + " in\n" + r.out());
+        }
+    }
+
+    @Test
     void bug010FollowsBug009WithItsCommitSwitchAndStory() {
         List<String> ids = Scenarios.all().stream().map(Scenario::id).toList();
         assertEquals(ids.indexOf("009-blk-in-flight-drained") + 1, ids.indexOf("010-mirror-wait-in-flight"), ids.toString());

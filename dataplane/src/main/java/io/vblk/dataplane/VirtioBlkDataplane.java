@@ -21,9 +21,11 @@ import org.slf4j.LoggerFactory;
  * start/stop_ioeventfd of hw/block/virtio-blk.c since 8.2).
  *
  * <p><b>Start</b> (DRIVER_OK, resume): guest notifiers (irqfds) first; host
- * notifiers (ioeventfds) next, already signalled so nothing the guest queued
- * is missed; the backend moves to queue 0's IOThread; {@code started} is
- * published; each queue's notifier is attached in its IOThread as an external,
+ * notifiers (ioeventfds) next; the backend moves to queue 0's IOThread;
+ * {@code started} is published; every queue's host notifier is signalled
+ * (the self-kick: whatever the ring holds already — e.g. a request a kick
+ * before DRIVER_OK left there — is looked at, bug 015's fix d3f6f294ae, drained
+ * or not); each queue's notifier is attached in its IOThread as an external,
  * pollable handler — unless the backend is drained, in which case drained-end
  * attaches it.
  *
@@ -35,7 +37,14 @@ import org.slf4j.LoggerFactory;
  * (left where it is if another user pins it); guest notifiers go last.
  *
  * <p><b>Drained sections</b> detach the handlers (no pops) and re-attach
- * them, kicking each queue once so kicks that arrived meanwhile are served.
+ * them, kicking each queue once so kicks that arrived meanwhile are served
+ * (QEMU 5bdbaebcce, "virtio: Re-enable notifications after drain").
+ *
+ * <p>Two {@link LegacyBehavior} switches take the start back to January 2024:
+ * {@link LegacyBehavior#START_KICK_ONLY_WHEN_NOT_DRAINED} (bug 015) signals the
+ * host notifiers only when the backend is not drained, and
+ * {@link LegacyBehavior#ATTACH_WITHOUT_QUEUE_KICK} (the era before 5bdbaebcce)
+ * attaches without the kick, so only a signalled notifier wakes the IOThread.
  *
  * <p>The transport is any {@link NotifierBus}: the virtio-pci function
  * (ioeventfds and MSI-X irqfds) or a vhost-user back-end (the front-end's
@@ -178,7 +187,14 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
         }
         started = true; // volatile store: the release that publishes the setup above
         starts++;
-        if (!blk.isQuiesced()) {
+        boolean drained = blk.isQuiesced();
+        // Bug 015's switch: before d3f6f294ae the self-kick was skipped with the attach inside a drained section.
+        if (!drained || !loop.legacy().isOn(LegacyBehavior.START_KICK_ONLY_WHEN_NOT_DRAINED)) {
+            for (int q = 0; q < n; q++) {
+                dev.queue(q).hostNotifier().set(); // kick right away: what the ring holds already is looked at
+            }
+        }
+        if (!drained) {
             attachAll();
         }
         LOG.debug("{}: dataplane started ({})", dev.name(), mapping);
@@ -189,15 +205,22 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
      * kick that is pending and processes the queue once, holding the queue
      * context's lock: requests queued while no handler listened are served now,
      * and no stale signal is left for the IOThread to act on later, at a moment
-     * nobody chose.
+     * nobody chose. That kick on attach is QEMU's 5bdbaebcce ("virtio:
+     * Re-enable notifications after drain"); with
+     * {@link LegacyBehavior#ATTACH_WITHOUT_QUEUE_KICK} the attach is all, as
+     * before it: a pending signal is left to the IOThread, and without one the
+     * queue waits for the guest's next kick.
      */
     private void attachAll() {
+        boolean kick = !loop.legacy().isOn(LegacyBehavior.ATTACH_WITHOUT_QUEUE_KICK);
         for (int q = 0; q < dev.numQueues(); q++) {
             AioContext c = ctx(q);
             try (AioContextLock.Held h = c.inHomeThread() ? null : c.acquire()) {
                 dev.attachHostNotifier(q, c);
-                dev.queue(q).hostNotifier().testAndClear();
-                dev.queueNotify(q);
+                if (kick) {
+                    dev.queue(q).hostNotifier().testAndClear();
+                    dev.queueNotify(q);
+                }
             }
         }
         attached = true;

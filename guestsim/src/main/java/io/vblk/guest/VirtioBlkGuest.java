@@ -36,17 +36,30 @@ public final class VirtioBlkGuest {
     private final long features;
     private final long capacity;
     private final BlkQueue[] queues;
+    private int status;
 
-    private VirtioBlkGuest(Platform p, VirtioPci vp, long features, long capacity, BlkQueue[] queues) {
+    private VirtioBlkGuest(Platform p, VirtioPci vp, long features, long capacity, BlkQueue[] queues, int status) {
         this.p = p;
         this.vp = vp;
         this.features = features;
         this.capacity = capacity;
         this.queues = queues;
+        this.status = status;
     }
 
     /** Brings the device at {@code bdf} up (its BARs already assigned by the firmware). */
     public static VirtioBlkGuest probe(Platform p, int bdf, GuestAllocator mem, Options o) {
+        return probe(p, bdf, mem, o, true);
+    }
+
+    /**
+     * Brings the device up to its queues; with {@code driverOk} false it stops
+     * before DRIVER_OK, as a driver that submits (and kicks) a request before
+     * it declares itself ready (QEMU's virtio_blk_handle_output: "Some guests
+     * kick before setting VIRTIO_CONFIG_S_DRIVER_OK"); {@link #setDriverOk()}
+     * finishes the probe.
+     */
+    public static VirtioBlkGuest probe(Platform p, int bdf, GuestAllocator mem, Options o, boolean driverOk) {
         PciConfig cfg = new PciConfig(p);
         VirtioPci vp = VirtioPci.probe(p, cfg, bdf);
         if (vp == null) {
@@ -99,9 +112,17 @@ public final class VirtioBlkGuest {
             vp.setQueueEnable();
             queues[q] = new BlkQueue(p, q, ring, vp.notifyAddress(), VECTOR_BASE + 1 + q, mem);
         }
+        VirtioBlkGuest g = new VirtioBlkGuest(p, vp, features, capacity, queues, status);
+        if (driverOk) {
+            g.setDriverOk();
+        }
+        return g;
+    }
+
+    /** The probe's last step: DRIVER_OK (the device may use the queues from now on). */
+    public void setDriverOk() {
         status |= VirtioStatus.DRIVER_OK;
         vp.setStatus(status);
-        return new VirtioBlkGuest(p, vp, features, capacity, queues);
     }
 
     /** Table entry i: vector 0 (config) to vCPU 0, queue vector q+1 to vCPU q % vcpus; then enable MSI-X. */

@@ -634,7 +634,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             if (!vq.isEnabled()) {
                 continue;
             }
-            transport.setHostNotifierEnabled(q, true); // a fresh ioeventfd, already signalled: nothing is missed
+            transport.setHostNotifierEnabled(q, true);
+            vq.hostNotifier().set(); // kick right away: the back-end looks at what the ring holds already
             GuestMemory mem = memory();
             int n = vq.size();
             client.setState(VhostUserProtocol.SET_VRING_NUM, q, n);

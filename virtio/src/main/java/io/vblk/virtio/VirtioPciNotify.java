@@ -66,8 +66,7 @@ final class VirtioPciNotify {
             if (route.notifier() != null) {
                 return;
             }
-            EventNotifier n = new EventNotifier();
-            n.set();
+            EventNotifier n = new EventNotifier(); // clear: the start's self-kick is the user's (bug 015)
             route.assign(n);
             vq.setHostNotifier(n);
             LOG.debug("{} vq{}: kicks go to ioeventfd {}", name, q, n);

@@ -392,8 +392,12 @@ public final class VirtioPciTransport implements VirtioBus, NotifierBus, AutoClo
     /**
      * Switches queue {@code q}'s kicks between an ioeventfd (true) and direct
      * dispatch into the device's home context (false): QEMU's
-     * {@code virtio_bus_set_host_notifier}. A new ioeventfd starts signalled, so
-     * a kick racing with the switch is not lost; switching back hands a pending
+     * {@code virtio_bus_set_host_notifier}. A kick racing with the switch is
+     * not lost: the route sends it either to direct dispatch or to the new
+     * eventfd. The new eventfd starts clear (QEMU initialises it signalled):
+     * the kick that makes its server look at the ring once — for requests a
+     * direct dispatch saw before DRIVER_OK and left — is the caller's, as QEMU's
+     * {@code virtio_blk_start_ioeventfd} sets it (bug 015); switching back hands a pending
      * kick to direct dispatch and closes the eventfd, whose handler must have
      * been detached ({@link VirtioDevice#detachHostNotifier}). Call in the home
      * thread (or holding the home context's lock).

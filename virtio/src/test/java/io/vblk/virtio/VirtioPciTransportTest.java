@@ -367,8 +367,7 @@ class VirtioPciTransportTest {
         inHome("ioeventfd on", () -> t.setHostNotifierEnabled(0, true));
         EventNotifier n = dev.queue(0).hostNotifier();
         assertNotNull(n);
-        assertTrue(n.testAndClear(), "a new host notifier starts signalled (no kick lost in the switch)");
-        assertFalse(n.testAndClear());
+        assertFalse(n.testAndClear(), "a new host notifier starts clear: the self-kick is the dataplane start's");
         settle();
         int handled = dev.handled.get();
 

@@ -45,7 +45,15 @@ public enum LegacyBehavior {
     /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
     THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first"),
     /** Bug 021 (4295c5fc61): ejecting a backend's medium (blk_remove_bs) drops the root child without draining the backend. */
-    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight");
+    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight"),
+    /** Bug 015 (d3f6f294ae): dataplane start self-kicks each queue's host notifier only when the backend is not drained. */
+    START_KICK_ONLY_WHEN_NOT_DRAINED("bug 015: dataplane start signals each queue's host notifier only if the backend is not drained"),
+    /**
+     * Era switch for bug 015 (5bdbaebcce, "virtio: Re-enable notifications after drain", Feb 2024): attaching a
+     * queue's host notifier (after a drain, or at start) neither consumes a pending kick nor processes the queue;
+     * only a signalled notifier makes the IOThread look at the ring.
+     */
+    ATTACH_WITHOUT_QUEUE_KICK("5bdbaebcce (era of bug 015): attaching a host notifier does not kick or process its queue");
 
     private final String description;
 

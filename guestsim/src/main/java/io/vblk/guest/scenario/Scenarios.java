@@ -28,6 +28,7 @@ public final class Scenarios {
         l.add(new Bug011JobCleanAcquire());
         l.add(new Bug013DrainWholeRequests());
         l.add(new Bug014HostNotifiersStop());
+        l.add(new Bug015StartKickDrained());
         l.add(new Bug016IrqfdByThread());
         l.add(new Bug017UnrealizeDrain());
         l.add(new Bug018DelegateMainPoll());
