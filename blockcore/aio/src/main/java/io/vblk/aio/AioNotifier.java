@@ -79,6 +79,10 @@ final class AioNotifier {
      * eventfd only if a blocking poller announced itself in notify_me.
      */
     void aioNotify() {
+        if (legacy.isOn(LegacyBehavior.AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME)) {
+            aioNotifyBefore2020();
+            return;
+        }
         // The wake-up invariant, kept by this method and enterBlockingWait(): a
         // notification is never lost, and the eventfd is written only when a poller
         // may sleep. Here we store 'notified', then load notify_me; the poller
@@ -101,6 +105,28 @@ final class AioNotifier {
         if (TRACE) {
             LOG.trace("aio_notify ctx={} notify_me={}", ctxName, notifyMe());
         }
+    }
+
+    /**
+     * QEMU's aio_notify from 2015 to 2020 (bug 005's era): nothing unless a
+     * poller announced itself in notify_me. Its poller re-read the BHs after
+     * raising notify_me ({@link #isEraOfBug005()}), so a BH was never lost; a
+     * plain flag set before the poller announced itself was.
+     */
+    private void aioNotifyBefore2020() {
+        if (loadNotifyMeAfterBarrier() != 0) {
+            eventfdWrites.incrementAndGet();
+            eventfd.set();
+            NOTIFIED.setVolatile(this, true);
+        }
+        if (TRACE) {
+            LOG.trace("aio_notify ctx={} notify_me={} (pre-2020 protocol)", ctxName, notifyMe());
+        }
+    }
+
+    /** Whether the poller runs the pre-2020 protocol: {@link #enterBlockingWait()} then does not re-check notified. */
+    boolean isEraOfBug005() {
+        return legacy.isOn(LegacyBehavior.AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME);
     }
 
     /**
@@ -130,6 +156,9 @@ final class AioNotifier {
         // A volatile RMW: the JVM orders it before the volatile load below, so
         // it is bug 006's explicit smp_mb() as well.
         NOTIFY_ME.getAndAdd(this, 2);
+        if (isEraOfBug005()) {
+            return true; // pre-2020: the caller re-evaluates its BHs and timers instead
+        }
         return !(boolean) NOTIFIED.getVolatile(this);
     }
 

@@ -113,6 +113,8 @@ final class AioPoll {
             boolean useNotifyMe = timeout != 0;
             if (useNotifyMe && !notifier.enterBlockingWait()) {
                 timeout = 0;
+            } else if (useNotifyMe && notifier.isEraOfBug005()) {
+                timeout = computeTimeoutNs(); // pre-2020 aio_poll: BHs and timers read after notify_me was raised
             }
             int n = 0;
             if (timeout != 0) {

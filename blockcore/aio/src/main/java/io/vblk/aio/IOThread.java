@@ -38,7 +38,12 @@ public final class IOThread implements AutoCloseable {
         return thread;
     }
 
-    void requestStop() {
+    /**
+     * Asks the loop to end after its current iteration without waiting for
+     * it (QEMU's {@code iothread_stop} without the join); {@link #close()}
+     * joins and frees.
+     */
+    public void requestStop() {
         if (!ctx.isClosed()) {
             thread.requestStop();
         }

@@ -53,7 +53,17 @@ public enum LegacyBehavior {
      * queue's host notifier (after a drain, or at start) neither consumes a pending kick nor processes the queue;
      * only a signalled notifier makes the IOThread look at the ring.
      */
-    ATTACH_WITHOUT_QUEUE_KICK("5bdbaebcce (era of bug 015): attaching a host notifier does not kick or process its queue");
+    ATTACH_WITHOUT_QUEUE_KICK("5bdbaebcce (era of bug 015): attaching a host notifier does not kick or process its queue"),
+    /** Bug 005 (2362a28ea1): iothread_stop sets a stop flag and calls aio_notify instead of scheduling a stop BH in the IOThread's context. */
+    IOTHREAD_STOP_BY_FLAG_AND_NOTIFY("bug 005: an IOThread is stopped by a flag its loop checks and an aio_notify, not by a BH in its own context"),
+    /**
+     * Era switch for bug 005: the aio_notify protocol before August 2020 ("async: always set ctx->notified in
+     * aio_notify()" and "aio-posix: keep aio_notify_me disabled during polling", Stefan Hajnoczi; ids from memory:
+     * 8c6b0356b5, 70232b5253): aio_notify marks the context notified and writes the eventfd only while a poller is
+     * announced in notify_me, and a poller that raised notify_me re-evaluates its BHs and timers but not
+     * {@code notified} before it sleeps.
+     */
+    AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME("era of bug 005 (pre-Aug 2020): aio_notify does nothing unless notify_me is raised; a poller does not re-check notified before it sleeps");
 
     private final String description;
 

@@ -10,14 +10,8 @@ import org.junit.jupiter.api.Test;
  * stopped while it stands between "check the stop flag" and "enter aio_poll"
  * (held there by a {@link LoopHold}). The stop is a one-shot BH in the
  * IOThread's own context, as the fix made it, and BHs are what a poll looks
- * at after announcing itself, so the thread still ends.
- *
- * <p>Not a scenario with a legacy switch: vblk's {@code aio_notify} always
- * marks the context notified and a poller re-reads that flag after raising
- * notify_me (QEMU's later "notified" protocol, {@link AioNotifierTest}), so
- * the pre-fix stop (flag + aio_notify) survives this window too; replaying
- * the hang would need the 2017 notifier back, which is not what 2362a28ea1
- * changed.
+ * at after announcing itself, so the thread still ends. The scenario
+ * {@code 005-iothread-stop} (guestsim) replays the pre-fix stop in its era.
  */
 @Tag("concurrency")
 class IOThreadStopTest {

@@ -21,6 +21,7 @@ public final class Scenarios {
         l.add(new Seed002SnapshotLock());
         l.add(new Seed003InactivateAll());
         l.add(new Seed004MbrRead());
+        l.add(new Bug005IothreadStop());
         l.add(new Bug006AsyncBarriers());
         l.add(new Bug007AioWaitKick());
         l.add(new Bug009BlkInFlightWhileDrained());
