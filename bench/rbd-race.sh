@@ -7,6 +7,8 @@
 #   vblk-nbd / qsd-nbd           vblk daemon's / qsd's driver=rbd behind an NBD export, fio --ioengine=nbd as client
 # The front-end of both vhost-user rows is vblk bench's simulated Linux guest.
 # (fio's nbd engine prints "fio: connected to NBD server" on stdout before its JSON.)
+# Each line also gives CPU by process group in the measurement window (bench/cpu-window.py, % of one core):
+# the OSD, the race's own processes ("client": fio, vblk, qsd and the simulated guest), and the machine's idle.
 # usage: bench/rbd-race.sh [REPEATS] [SECONDS] [WHO...]   (prints one line per measurement, then the medians)
 #   WHO: fio inproc vblk qsd vblk-nbd qsd-nbd (default the first four), and inproc-callback / inproc-eventfd for the in-process driver
 #   with its completion path forced (-Dvblk.rbd.completion=...)
@@ -91,6 +93,9 @@ for r in $(seq 1 "$reps"); do
       order=(); for (( i=${#who_list[@]}-1; i>=0; i-- )); do order+=("${who_list[i]}"); done
     fi
     for who in "${order[@]}"; do
+      # the profile: CPU by process group inside the measurement window (after JVM start and ramp)
+      python3 "$here/bench/cpu-window.py" 4 $(( secs > 4 ? secs - 3 : 1 )) >"$work/cpu.txt" 2>/dev/null &
+      sampler=$!
       case $who in
         fio) v=$(run_fio "$rw") ;;
         inproc) v=$(run_inproc "$rw") ;;
@@ -101,16 +106,21 @@ for r in $(seq 1 "$reps"); do
         vblk-nbd) v=$(run_nbd "$rw" "${java[@]}" daemon) ;;
         qsd-nbd) v=$(run_nbd "$rw" qemu-storage-daemon) ;;
       esac
-      echo "rep=$r rw=$rw who=$who iops=$v" | tee -a "$results"
+      wait "$sampler" 2>/dev/null || true
+      echo "rep=$r rw=$rw who=$who iops=$v $(cat "$work/cpu.txt" 2>/dev/null)" | tee -a "$results"
     done
   done
 done
 python3 - "$results" <<'PY'
 import sys, statistics, collections
 d = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = dict(kv.split("=") for kv in line.split())
     d[(f["rw"], f["who"])].append(int(f["iops"] or 0))
+    for k in ("osd", "client", "idle"):
+        if k in f:
+            cpu[(f["rw"], f["who"], k)].append(float(f[k]))
 whos = []
 for (rw, who) in d:
     if who not in whos:
@@ -120,5 +130,7 @@ for rw in ("randread", "randwrite"):
     b = statistics.median(d[(rw, base)])
     for who in whos:
         v = d[(rw, who)]; m = statistics.median(v)
-        print(f"{rw:9} {who:16} median {m:8.0f} IOPS  min {min(v):6} max {max(v):6}  x {base} {m/b:5.2f}")
+        prof = "  ".join(f"{k} {statistics.median(cpu[(rw, who, k)]):4.0f}%" for k in ("osd", "client", "idle")
+                         if cpu[(rw, who, k)])
+        print(f"{rw:9} {who:16} median {m:8.0f} IOPS  min {min(v):6} max {max(v):6}  x {base} {m/b:5.2f}  {prof}")
 PY
