@@ -45,7 +45,9 @@ public enum LegacyBehavior {
     /** Bug 020 (3c80ca158c): the thread pool's completion BH does not schedule itself before running a completion. */
     THREAD_POOL_BH_NOT_RESCHEDULED("bug 020: the thread pool's completion BH runs a completion without scheduling itself first"),
     /** Bug 021 (4295c5fc61): ejecting a backend's medium (blk_remove_bs) drops the root child without draining the backend. */
-    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight");
+    NO_DRAIN_IN_BLK_REMOVE_BS("bug 021: blk_remove_bs detaches the medium with requests still in flight"),
+    /** Bug 008 (e62da98527): the poll-to-epoll upgrade copies the handler list without its lock, so a handler registered meanwhile goes to the old ops. */
+    EPOLL_UPGRADE_WITHOUT_LIST_LOCK("bug 008: the fd monitor's epoll upgrade copies the handler list without holding its lock");
 
     private final String description;
 
