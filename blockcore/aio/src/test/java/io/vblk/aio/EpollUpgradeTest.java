@@ -205,7 +205,13 @@ class EpollUpgradeTest {
                     }
                 }
             });
+            // io0 held at its sleep point (context lock released, about to wait), as a registration from
+            // another thread finds it; a registration that wakes a running loop would let it upgrade in a
+            // non-blocking wait under its context lock instead, where no registration can race.
+            LoopHold hold = loop.watchdog(Loops.OK).await("arm", ctx.submit("arm", () -> LoopHold.atNextSleep(ctx)));
+            hold.awaitHeld(loop.watchdog(Loops.OK), "io0 at its sleep point");
             ctx.setFdHandler(new AioHandler.Builder("a", a.fd()).onRead(a::testAndClear)); // 2 fds: upgrade
+            hold.release();
             Loops.await(loop, atWindow, "io0 in its upgrade window");
             assertFalse(underContextLock.get(), "staged: io0 upgrades in its unlocked wait");
             AtomicInteger bRuns = new AtomicInteger();
