@@ -252,6 +252,7 @@ final class AioHandlers {
             return false;
         }
         try {
+            int at = poll.armedCount();
             AioHandler[] snapshot = handlers;
             FdMonEpoll epoll = new FdMonEpoll(ctx.name());
             try {
@@ -272,7 +273,6 @@ final class AioHandlers {
             if (s != null) {
                 s.upgradeWindow();
             }
-            int at = poll.armedCount();
             fdmon = epoll;
             upgradedAt = at;
             LOG.debug("AioContext '{}': fd monitor upgraded from ppoll to epoll at {} fds", ctx.name(), at);
