@@ -65,6 +65,36 @@ class FdMonPollTest {
         }
     }
 
+    /**
+     * A ppoll asleep on its old set would never see an fd registered after it
+     * started: a registration by another thread wakes a poll-mode loop about
+     * to sleep (QEMU's aio_set_fd_handler ends with aio_notify), and costs an
+     * epoll-mode loop nothing, since its interest set already has the fd.
+     */
+    @ParameterizedTest
+    @EnumSource(FdMonMode.class)
+    void aRegistrationFromAnotherThreadWakesAPollModeSleeperOnly(FdMonMode mode) {
+        try (MainLoop loop = new MainLoop();
+             EventNotifier kick = new EventNotifier()) {
+            IOThread io = iothread(loop, mode, 0);
+            AioContext ctx = io.context();
+            LoopHold hold = loop.watchdog(Loops.OK).await("arm", ctx.submit("arm", () -> LoopHold.atNextSleep(ctx)));
+            hold.awaitHeld(loop.watchdog(Loops.OK), "io0 at its sleep point (notify_me raised)");
+            CountDownLatch kicked = new CountDownLatch(1);
+            long before = ctx.eventfdWrites();
+            ctx.setFdHandler(new AioHandler.Builder("kick", kick.fd()).onRead(() -> {
+                if (kick.testAndClear()) {
+                    kicked.countDown();
+                }
+            }));
+            long wakes = ctx.eventfdWrites() - before;
+            hold.release();
+            assertEquals(mode == FdMonMode.POLL ? 1 : 0, wakes);
+            kick.set();
+            Loops.await(loop, kicked, "the kick");
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(FdMonMode.class)
     void aHandlerRemovedWhileTheLoopSleepsIsNotDispatched(FdMonMode mode) {
