@@ -52,6 +52,7 @@ class Bug008Test {
         assertTrue(r.dump().contains("NOT WATCHED by the epoll fd monitor (their events never arrive): "
                 + "[virtio-blk0-vq1-kick"), r.dump());
         assertTrue(r.dump().contains("fd monitor: epoll (upgraded from poll at 2 fds)"), r.dump());
+        Bug007Test.assertNoLoopThreadLeft("main-loop", "io0", "io1", "vcpu0", "vcpu1");
     }
 
     @Test
@@ -65,5 +66,6 @@ class Bug008Test {
                 + "virtio-blk0-vq1-kick, which waited for the handler list's lock and was registered through the "
                 + "epoll ops"), r.verdict());
         assertTrue(r.detail().contains("the guest's read on queue 1 completed (status 0)"), r.verdict());
+        Bug007Test.assertNoLoopThreadLeft("main-loop", "io0", "io1", "vcpu0", "vcpu1");
     }
 }
