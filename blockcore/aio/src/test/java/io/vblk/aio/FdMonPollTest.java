@@ -239,13 +239,14 @@ class FdMonPollTest {
                         notificationsOff.set(false);
                     }));
             CountDownLatch polled = new CountDownLatch(1);
+            AtomicBoolean stop = new AtomicBoolean();
             Thread peer = new Thread(() -> {
-                for (int i = 0; i < 100_000 && byPoll.get() < 50; i++) {
+                while (byPoll.get() < 50 && !stop.get()) {
                     work.set(true);
                     if (!notificationsOff.get()) {
                         fd.set();
                     }
-                    while (work.get()) {
+                    while (work.get() && !stop.get()) {
                         Thread.onSpinWait();
                     }
                 }
@@ -253,7 +254,11 @@ class FdMonPollTest {
             });
             peer.setDaemon(true);
             peer.start();
-            Loops.await(loop, polled, "the peer's requests");
+            try {
+                Loops.await(loop, polled, "50 requests found by busy polling");
+            } finally {
+                stop.set(true);
+            }
             assertTrue(byPoll.get() >= 50, "found by polling: " + byPoll.get() + ", by the fd: " + byRead.get());
             assertTrue(begins.get() > 0, "ioPollBegin ran");
             Loops.roundTrip(loop, ctx);
