@@ -139,6 +139,25 @@ class ScenarioCommandTest {
     }
 
     @Test
+    void bug008FollowsBug007WithItsCommitSwitchAndStory() {
+        List<String> ids = Scenarios.all().stream().map(Scenario::id).toList();
+        assertEquals(ids.indexOf("007-aio-wait-kick") + 1, ids.indexOf("008-epoll-upgrade-race"), ids.toString());
+        Scenario s = Scenarios.byId("008-epoll-upgrade-race");
+        assertEquals("e62da98527", s.upstreamCommit());
+        String list = run("scenario", "--list").out();
+        assertTrue(Pattern.compile("(?m)^008-epoll-upgrade-race +e62da98527 +"
+                + Pattern.quote(s.title() + ": " + s.summary()) + "$").matcher(list).find(), list);
+        BootCommandTest.Result r = run("scenario", "008-epoll-upgrade-race", "--explain");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("008-epoll-upgrade-race " + s.title() + "\nupstream fix: e62da98527\nbug: "),
+                r.out());
+        for (String part : new String[] {"Threads:", "Steps:", "Fix:", "Legacy (EPOLL_UPGRADE_WITHOUT_LIST_LOCK)",
+                "upgrade window", "NOT WATCHED"}) {
+            assertTrue(r.out().contains(part), part + " in\n" + r.out());
+        }
+    }
+
+    @Test
     void tableHasAColumnPerVerdictAndCountsTheRowsAsExpected() {
         ScenarioCommand.Row good = row(Scenarios.byId("seed-004"), false, true);
         ScenarioCommand.Row bad = row(Scenarios.byId("seed-002"), false, false);

@@ -17,7 +17,9 @@ import org.slf4j.LoggerFactory;
  *     context's eventfd (util/async.c);</li>
  * <li>{@link AioPoll}: {@code aio_poll}, dispatch and adaptive polling (util/aio-posix.c);</li>
  * <li>{@link AioHandlers}: {@code aio_set_fd_handler} and the external-client switch (util/aio-posix.c);</li>
- * <li>{@link FdMonEpoll}: the epoll instance (util/fdmon-epoll.c).</li>
+ * <li>{@link FdMonEpoll}: the epoll instance (util/fdmon-epoll.c), or in poll mode
+ *     {@link FdMonPoll} (util/fdmon-poll.c) until it watches enough fds for epoll
+ *     ({@link FdMonOptions}).</li>
  * </ul>
  *
  * <p>Its <em>home thread</em> (an {@link IOThread} or the {@link MainLoop})
@@ -38,7 +40,7 @@ public final class AioContext {
     private final String name;
     private final MainLoop loop;
     private final AioContextLock lock = new AioContextLock();
-    private final FdMonEpoll fdmon;
+    private final FdMonOptions fdmonOptions;
     final AioNotifier notifier;
     final BhList bhs;
     private final AioHandlers fdHandlers;
@@ -52,16 +54,18 @@ public final class AioContext {
     /** Written by the home thread (or a lock holder), read racily. */
     private long callbackFailures;
 
-    AioContext(String name, MainLoop loop, long pollMaxNs) {
+    AioContext(String name, MainLoop loop, long pollMaxNs, FdMonOptions fdmonOptions) {
         this.name = name;
         this.loop = loop;
-        this.fdmon = new FdMonEpoll(name);
+        this.fdmonOptions = fdmonOptions;
         this.notifier = new AioNotifier(name, loop.legacy(), loop.visibilityModel());
-        fdmon.add(notifier.fd(), LibC.EPOLLIN, AioNotifier.EPOLL_DATA);
+        FdMon fdmon = fdmonOptions.mode() == FdMonMode.POLL
+                ? new FdMonPoll(name, fdmonOptions.upgradeThreshold())
+                : new FdMonEpoll(name);
         this.bhs = new BhList(this);
-        this.fdHandlers = new AioHandlers(this, fdmon);
+        this.fdHandlers = new AioHandlers(this, fdmon, notifier.fd());
         this.timers = new TimerList(this);
-        this.poller = new AioPoll(this, notifier, bhs, fdHandlers, timers, fdmon, pollMaxNs, loop.visibilityModel());
+        this.poller = new AioPoll(this, notifier, bhs, fdHandlers, timers, pollMaxNs, loop.visibilityModel());
         this.poolCompleter = new ThreadPool.Completer(this);
     }
 
@@ -232,6 +236,38 @@ public final class AioContext {
         }
     }
 
+    /** The fd monitor the context waits in now: {@link FdMonMode#POLL} until its upgrade, then epoll. */
+    public FdMonMode fdMonMode() {
+        return fdHandlers.fdmon().mode();
+    }
+
+    /** The fd monitor the context was made with. */
+    public FdMonOptions fdMonOptions() {
+        return fdmonOptions;
+    }
+
+    /** How many fds the context watched when its home thread upgraded it from poll to epoll; 0 if it has not. */
+    public int fdMonUpgradedAt() {
+        return fdHandlers.upgradedAt();
+    }
+
+    /**
+     * Registered handlers the current fd monitor does not watch, so their
+     * events never arrive (bug 008's lost registration); empty when all is well.
+     */
+    public List<AioHandler> unwatchedHandlers() {
+        return fdHandlers.unwatched();
+    }
+
+    /**
+     * Test seam: the steps of fd-handler registration and of the poll-to-epoll
+     * upgrade ({@link FdMonSeam}); null removes it. Runs the same way whatever
+     * legacy switch is on.
+     */
+    public void setFdMonSeam(FdMonSeam seam) {
+        fdHandlers.seam = seam;
+    }
+
     public boolean isExternalDisabled() {
         return fdHandlers.externalDisableCount > 0;
     }
@@ -378,9 +414,8 @@ public final class AioContext {
             }
         }
         freeHooks.clear();
-        fdHandlers.deleteAll();
+        fdHandlers.deleteAll(); // and frees the fd monitor
         notifier.close();
-        fdmon.close();
     }
 
     public Phase phase() {
@@ -419,6 +454,17 @@ public final class AioContext {
         List<String> bhList = pendingBottomHalves(32);
         sb.append("  pending BHs (").append(bhList.size()).append("): ").append(bhList).append('\n');
         sb.append("  handlers: ").append(handlers()).append('\n');
+        int upgradedAt = fdMonUpgradedAt();
+        sb.append("  fd monitor: ").append(fdMonMode().key())
+                .append(upgradedAt > 0 ? " (upgraded from poll at " + upgradedAt + " fds)"
+                        : fdmonOptions.mode() == FdMonMode.POLL ? " (epoll from " + fdmonOptions.upgradeThreshold()
+                        + " fds)" : "")
+                .append('\n');
+        List<AioHandler> unwatched = unwatchedHandlers();
+        if (!unwatched.isEmpty()) {
+            sb.append("  NOT WATCHED by the ").append(fdMonMode().key())
+                    .append(" fd monitor (their events never arrive): ").append(unwatched).append('\n');
+        }
         sb.append("  armed timers: ").append(timers.size()).append('\n');
         if (h != null) {
             for (StackTraceElement e : h.getStackTrace()) {

@@ -6,8 +6,9 @@ package io.vblk.aio;
  * {@code poll_set_started}, {@code adjust_polling_time} and the dispatch of
  * ready handlers (util/aio-posix.c). It runs the context's bottom halves
  * ({@link BhList}), fd handlers ({@link AioHandlers}) and timers, sleeping in
- * the fd monitor ({@link FdMonEpoll}) when there is nothing to do; the
- * wake-up protocol it follows is {@link AioNotifier}'s.
+ * the fd monitor ({@link FdMonEpoll}, or {@link FdMonPoll} until the context
+ * is upgraded) when there is nothing to do; the wake-up protocol it follows
+ * is {@link AioNotifier}'s.
  *
  * <p>Before it sleeps the home thread may busy-poll pollable handlers for an
  * adaptive window (QEMU's {@code poll-max-ns}): it grows while sleeps are
@@ -23,11 +24,12 @@ final class AioPoll {
     private final BhList bhs;
     private final AioHandlers fdHandlers;
     private final TimerList timers;
-    private final FdMonEpoll fdmon;
     /** Null unless a memory-ordering scenario runs: then epoll_wait drains the thread's store buffer. */
     private final VisibilityModel visibility;
-    private final FdMonEpoll.Events homeEvents = new FdMonEpoll.Events();
-    private final FdMonEpoll.Events foreignEvents = new FdMonEpoll.Events();
+    private final FdMonEvents homeEvents = new FdMonEvents();
+    private final FdMonEvents foreignEvents = new FdMonEvents();
+    /** How many pollHome calls of the home thread are under way (more than one: a nested event loop). */
+    private int homeDepth;
 
     private long pollNs;
     private volatile long pollMaxNs;
@@ -44,24 +46,32 @@ final class AioPoll {
     private long pollSuccesses;
 
     AioPoll(AioContext ctx, AioNotifier notifier, BhList bhs, AioHandlers fdHandlers, TimerList timers,
-            FdMonEpoll fdmon, long pollMaxNs, VisibilityModel visibility) {
+            long pollMaxNs, VisibilityModel visibility) {
         this.ctx = ctx;
         this.lock = ctx.lock();
         this.notifier = notifier;
         this.bhs = bhs;
         this.fdHandlers = fdHandlers;
         this.timers = timers;
-        this.fdmon = fdmon;
         this.pollMaxNs = pollMaxNs;
         this.visibility = visibility;
     }
 
-    /** epoll_wait: a system call, so under the visibility model it drains the caller's store buffer. */
-    private int fdmonWait(FdMonEpoll.Events events, long timeoutNs) {
+    /**
+     * epoll_wait or ppoll: a system call, so under the visibility model it
+     * drains the caller's store buffer. In poll mode the home thread first
+     * tries the upgrade to epoll, as QEMU's {@code fdmon_poll_wait} does, but
+     * not from a nested event loop (QEMU: the list lock cannot be taken while
+     * an outer {@code aio_poll} walks the handlers).
+     */
+    private int fdmonWait(FdMonEvents events, long timeoutNs, boolean home) {
         if (visibility != null) {
             visibility.syscall();
         }
-        return fdmon.wait(events, timeoutNs);
+        if (home && homeDepth == 1) {
+            fdHandlers.tryEpollUpgrade();
+        }
+        return fdHandlers.fdmon().wait(events, timeoutNs);
     }
 
     void setPollMaxNs(long ns) {
@@ -84,6 +94,7 @@ final class AioPoll {
             startHook.run();
         }
         lock.acquire();
+        homeDepth++;
         try {
             ctx.checkOpen();
             polls++;
@@ -129,14 +140,14 @@ final class AioPoll {
                     if (hook != null) {
                         hook.run();
                     }
-                    n = fdmonWait(homeEvents, timeout);
+                    n = fdmonWait(homeEvents, timeout, true);
                 } finally {
                     for (int i = 0; i < held; i++) {
                         lock.acquire();
                     }
                 }
             } else if (fdHandlers.pollDisableCount > 0 || !pollStarted) {
-                n = fdmonWait(homeEvents, 0);
+                n = fdmonWait(homeEvents, 0, true);
             } else if (!progress) {
                 // QEMU: "if polling is allowed, non-blocking aio_poll does not need the system
                 // call --- a single round of run_poll_handlers_once suffices". Every armed handler
@@ -167,6 +178,7 @@ final class AioPoll {
             progress |= timers.run();
             return progress;
         } finally {
+            homeDepth--;
             lock.release();
             if (visibility != null) {
                 visibility.endOfPoll();
@@ -181,7 +193,7 @@ final class AioPoll {
             if (ctx.isClosed()) {
                 return false;
             }
-            int n = fdmonWait(foreignEvents, 0);
+            int n = fdmonWait(foreignEvents, 0, false);
             boolean notifierFired = foreignEvents.contains(n, AioNotifier.EPOLL_DATA);
             if (ctx.legacy().isOn(LegacyBehavior.NOTIFY_ACCEPT_IN_NONBLOCKING_POLL)) {
                 // The pre-fix aio_poll accepted unconditionally: a non-blocking
@@ -315,7 +327,7 @@ final class AioPoll {
      * ready, then those epoll reported. External handlers are held while
      * disabled (QEMU's {@code aio_node_check}).
      */
-    private boolean dispatchHandlers(FdMonEpoll.Events events, int n) {
+    private boolean dispatchHandlers(FdMonEvents events, int n) {
         boolean progress = false;
         boolean extOff = fdHandlers.externalDisableCount > 0;
         if (anyPollReady) {

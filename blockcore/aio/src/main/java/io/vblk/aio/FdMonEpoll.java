@@ -3,8 +3,7 @@ package io.vblk.aio;
 import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
+import java.util.BitSet;
 
 /**
  * The epoll instance of one {@link AioContext}: QEMU's fdmon-epoll
@@ -14,9 +13,11 @@ import java.nio.ByteOrder;
  * ({@link AioHandler#epollData()} or {@link AioNotifier#EPOLL_DATA}) that
  * comes back with its events. Waits use {@link EpollPwait2} for a nanosecond
  * timeout where libc has it, else {@code epoll_wait} rounded up to milliseconds.
+ * A context in poll mode gets one when {@link AioHandlers#tryEpollUpgrade}
+ * switches it over ({@code fdmon_epoll_try_upgrade}).
  */
-final class FdMonEpoll {
-    static final int MAX_EVENTS = 128;
+final class FdMonEpoll implements FdMon {
+    static final int MAX_EVENTS = FdMonEvents.MAX_EVENTS;
 
     private final String ctxName;
     private final int epfd;
@@ -24,23 +25,29 @@ final class FdMonEpoll {
     private final Memory timespec = new Memory(16);
     /** The argument of epoll_ctl; guarded by this monitor. */
     private final Memory ctlEvent = new Memory(LibC.EPOLL_EVENT_SIZE);
+    /** The fds in the interest set, as vblk registered them (for diagnostics); guarded by this monitor. */
+    private final BitSet registered = new BitSet();
 
     FdMonEpoll(String ctxName) {
         this.ctxName = ctxName;
         this.epfd = LibC.check(LibC.epoll_create1(LibC.EPOLL_CLOEXEC), "epoll_create1");
     }
 
-    void add(int fd, int events, long data) {
+    @Override
+    public synchronized void add(int fd, int events, long data) {
         ctl(LibC.EPOLL_CTL_ADD, fd, events, data);
+        registered.set(fd);
     }
 
-    /** Changes what is watched on {@code fd}; 0 masks it while keeping it registered. */
-    void modify(int fd, int events, long data) {
+    @Override
+    public synchronized void modify(int fd, int events, long data) {
         ctl(LibC.EPOLL_CTL_MOD, fd, events, data);
     }
 
     /** Stops watching {@code fd}; tolerates an fd its owner already closed (the kernel dropped it then). */
-    void delete(int fd) {
+    @Override
+    public synchronized void delete(int fd) {
+        registered.clear(fd);
         if (LibC.epoll_ctl(epfd, LibC.EPOLL_CTL_DEL, fd, Pointer.NULL) < 0) {
             int err = LibC.errno();
             if (err != Errno.EBADF && err != Errno.ENOENT) {
@@ -49,7 +56,17 @@ final class FdMonEpoll {
         }
     }
 
-    private synchronized void ctl(int op, int fd, int events, long data) {
+    @Override
+    public synchronized boolean watches(int fd) {
+        return fd >= 0 && registered.get(fd);
+    }
+
+    @Override
+    public FdMonMode mode() {
+        return FdMonMode.EPOLL;
+    }
+
+    private void ctl(int op, int fd, int events, long data) {
         ctlEvent.setInt(0, events);
         ctlEvent.setLong(4, data);
         LibC.check(LibC.epoll_ctl(epfd, op, fd, ctlEvent), "epoll_ctl(" + op + ", fd " + fd + ")");
@@ -60,7 +77,8 @@ final class FdMonEpoll {
      * negative timeout waits without limit. Returns how many are ready; a
      * signal (EINTR) counts as none.
      */
-    int wait(Events events, long timeoutNs) {
+    @Override
+    public int wait(FdMonEvents events, long timeoutNs) {
         int r;
         if (timeoutNs == 0) {
             r = LibC.epoll_wait(epfd, events.mem, MAX_EVENTS, 0);
@@ -87,37 +105,8 @@ final class FdMonEpoll {
     }
 
     /** Closes the epoll fd; only once no thread can wait any more. */
-    void close() {
+    @Override
+    public void close() {
         LibC.close(epfd);
-    }
-
-    /**
-     * Native memory for the events of one wait: one per thread that may
-     * wait at the same time (the home thread, and a foreign lock holder
-     * while the home thread sleeps unlocked).
-     */
-    static final class Events {
-        private final Memory mem = new Memory((long) MAX_EVENTS * LibC.EPOLL_EVENT_SIZE);
-        private final ByteBuffer buf = mem.getByteBuffer(0, mem.size()).order(ByteOrder.LITTLE_ENDIAN);
-
-        /** The registration tag of ready event {@code i}. */
-        long data(int i) {
-            return buf.getLong(i * LibC.EPOLL_EVENT_SIZE + 4);
-        }
-
-        /** The EPOLL* bits of ready event {@code i}. */
-        int events(int i) {
-            return buf.getInt(i * LibC.EPOLL_EVENT_SIZE);
-        }
-
-        /** Whether one of the first {@code n} ready events carries {@code data}. */
-        boolean contains(int n, long data) {
-            for (int i = 0; i < n; i++) {
-                if (data(i) == data) {
-                    return true;
-                }
-            }
-            return false;
-        }
     }
 }

@@ -18,10 +18,10 @@ public final class IOThread implements AutoCloseable {
     private final MainLoop loop;
     private boolean closed;
 
-    IOThread(MainLoop loop, String name, long pollMaxNs) {
+    IOThread(MainLoop loop, String name, long pollMaxNs, FdMonOptions fdmon) {
         this.loop = loop;
         this.name = name;
-        this.ctx = new AioContext(name, loop, pollMaxNs);
+        this.ctx = new AioContext(name, loop, pollMaxNs, fdmon);
         this.thread = new EventLoopThread(ctx);
         thread.start();
     }

@@ -63,7 +63,9 @@ public enum LegacyBehavior {
      * announced in notify_me, and a poller that raised notify_me re-evaluates its BHs and timers but not
      * {@code notified} before it sleeps.
      */
-    AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME("era of bug 005 (pre-Aug 2020): aio_notify does nothing unless notify_me is raised; a poller does not re-check notified before it sleeps");
+    AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME("era of bug 005 (pre-Aug 2020): aio_notify does nothing unless notify_me is raised; a poller does not re-check notified before it sleeps"),
+    /** Bug 008 (e62da98527): the poll-to-epoll upgrade copies the handler list without its lock, so a handler registered meanwhile goes to the old ops. */
+    EPOLL_UPGRADE_WITHOUT_LIST_LOCK("bug 008: the fd monitor's epoll upgrade copies the handler list without holding its lock");
 
     private final String description;
 

@@ -28,6 +28,11 @@ public final class LibC {
     public static final int EPOLLOUT = 0x004;
     public static final int EPOLLERR = 0x008;
     public static final int EPOLLHUP = 0x010;
+    public static final int POLLIN = 0x001;
+    public static final int POLLOUT = 0x004;
+    public static final int POLLERR = 0x008;
+    public static final int POLLHUP = 0x010;
+    public static final int POLLNVAL = 0x020;
     public static final int EAGAIN = 11;
     public static final int EINTR = 4;
 
@@ -47,6 +52,9 @@ public final class LibC {
     public static native int epoll_ctl(int epfd, int op, int fd, Pointer event);
 
     public static native int epoll_wait(int epfd, Pointer events, int maxevents, int timeoutMs);
+
+    /** ppoll(2): {@code fds} is an array of {@code struct pollfd} (int fd, short events, short revents). */
+    public static native int ppoll(Pointer fds, long nfds, Pointer timeout, Pointer sigmask);
 
     public static native long read(int fd, Pointer buf, long count);
 

@@ -62,7 +62,7 @@ public final class MainLoop implements AutoCloseable {
         this.legacy = legacy;
         this.visibility = visibility;
         this.aioWait = new AioWait(legacy, visibility);
-        this.ctx = new AioContext(name, this, 0);
+        this.ctx = new AioContext(name, this, 0, FdMonOptions.fromSystemProperties());
         aioWait.bind(ctx);
         this.threadPool = new ThreadPool(name + "-worker", 16);
         this.thread = new EventLoopThread(ctx);
@@ -103,8 +103,22 @@ public final class MainLoop implements AutoCloseable {
         return newIOThread(name, AioContext.DEFAULT_POLL_MAX_NS);
     }
 
-    /** Starts an IOThread; {@code pollMaxNs} bounds its adaptive busy-polling (0 = never poll). */
+    /**
+     * Starts an IOThread; {@code pollMaxNs} bounds its adaptive busy-polling
+     * (0 = never poll). Its fd monitor is the system properties' choice
+     * ({@link FdMonOptions#fromSystemProperties()}: epoll unless told otherwise).
+     */
     public IOThread newIOThread(String name, long pollMaxNs) {
+        return newIOThread(name, pollMaxNs, FdMonOptions.fromSystemProperties());
+    }
+
+    /**
+     * Starts an IOThread whose context waits in the fd monitor {@code fdmon}
+     * says: epoll from the start, or ppoll upgraded to epoll at a threshold
+     * (QEMU's {@code -object iothread} has no such option; its contexts always
+     * start in poll mode).
+     */
+    public IOThread newIOThread(String name, long pollMaxNs, FdMonOptions fdmon) {
         if (closed) {
             throw new IllegalStateException("main loop '" + this.name + "' is closed");
         }
@@ -113,7 +127,7 @@ public final class MainLoop implements AutoCloseable {
                 throw new IllegalArgumentException("an IOThread named '" + name + "' already exists");
             }
         }
-        IOThread t = new IOThread(this, name, pollMaxNs);
+        IOThread t = new IOThread(this, name, pollMaxNs, fdmon);
         iothreads.add(t);
         return t;
     }

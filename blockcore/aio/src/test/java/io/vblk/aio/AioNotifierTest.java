@@ -19,7 +19,7 @@ class AioNotifierTest {
     void eventfdIsWrittenOnlyForAnAnnouncedPollerAndANotificationIsNeverLost() {
         AioNotifier n = new AioNotifier("t");
         FdMonEpoll mon = new FdMonEpoll("t");
-        FdMonEpoll.Events ev = new FdMonEpoll.Events();
+        FdMonEvents ev = new FdMonEvents();
         try {
             mon.add(n.fd(), LibC.EPOLLIN, AioNotifier.EPOLL_DATA);
 

@@ -24,6 +24,7 @@ public final class Scenarios {
         l.add(new Bug005IothreadStop());
         l.add(new Bug006AsyncBarriers());
         l.add(new Bug007AioWaitKick());
+        l.add(new Bug008EpollUpgradeRace());
         l.add(new Bug009BlkInFlightWhileDrained());
         l.add(new Bug010MirrorWaitInFlight());
         l.add(new Bug011JobCleanAcquire());
