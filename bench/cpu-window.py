@@ -25,7 +25,8 @@ def group(pid):
         return 'osd'
     if 'ceph-mon' in cmd or 'ceph-mgr' in cmd:
         return 'mon'
-    if 'vblk.jar' in cmd or cmd.startswith('fio ') or 'qemu-storage-daemon' in cmd:
+    argv0 = os.path.basename(cmd.split(' ', 1)[0])
+    if 'vblk.jar' in cmd or argv0 == 'fio' or argv0 == 'qemu-storage-daemon':
         return 'client'
     return 'other'
 
@@ -59,7 +60,7 @@ def main():
         g = group(pid)
         if g is None:
             continue
-        use[g] += t - t0.get(pid, t)  # a process born inside the window counts from its first sample
+        use[g] += t - t0.get(pid, t)  # only processes alive at both samples count (the race's run the whole window)
     pct = {k: 100.0 * v / HZ / secs for k, v in use.items()}
     idle = 100.0 * (idle1 - idle0) / HZ / secs
     print(' '.join(f'{k}={pct[k]:.0f}' for k in ('osd', 'mon', 'client', 'other')) + f' idle={idle:.0f}')

@@ -26,7 +26,12 @@ cl=$work/cluster
 "$here/contrib/ceph-one-node.sh" start "$cl" --watch $$ >/dev/null
 conf=$cl/ceph.conf
 export CEPH_CONF=$conf
-cleanup() { "$here/contrib/ceph-one-node.sh" stop "$cl" || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"; }
+sampler=
+cleanup() {
+  [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
+  "$here/contrib/ceph-one-node.sh" stop "$cl" || true
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
+}
 trap cleanup EXIT
 rbd create --size 256M rbd/race
 rbd bench --io-type write --io-pattern seq --io-size 4M --io-total 256M rbd/race >/dev/null  # every object exists
@@ -93,8 +98,9 @@ for r in $(seq 1 "$reps"); do
       order=(); for (( i=${#who_list[@]}-1; i>=0; i-- )); do order+=("${who_list[i]}"); done
     fi
     for who in "${order[@]}"; do
-      # the profile: CPU by process group inside the measurement window (after JVM start and ramp)
-      python3 "$here/bench/cpu-window.py" 4 $(( secs > 4 ? secs - 3 : 1 )) >"$work/cpu.txt" 2>/dev/null &
+      # the profile: CPU by process group in the window 5 s after the row starts (two JVM starts or a socket wait,
+      # then the 2 s ramp, are behind it) until 1 s before its end
+      python3 "$here/bench/cpu-window.py" 5 $(( secs > 5 ? secs - 4 : 1 )) >"$work/cpu.txt" 2>/dev/null &
       sampler=$!
       case $who in
         fio) v=$(run_fio "$rw") ;;

@@ -175,6 +175,7 @@ public final class VirtioBlkDataplane implements IoeventfdOps {
                     e.getMessage());
             for (int q = 0; q < n; q++) {
                 transport.setHostNotifierEnabled(q, false);
+                dev.kick(q); // what the ring holds already is looked at in main-loop mode
             }
             transport.setGuestNotifiers(false);
             return;

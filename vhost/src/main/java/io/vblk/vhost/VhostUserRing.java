@@ -56,6 +56,12 @@ final class VhostUserRing {
         }
     }
 
+    boolean hasCall() {
+        synchronized (callLock) {
+            return call != null;
+        }
+    }
+
     /** Replaces the call descriptor (closing the old one); the next signal uses the new one. */
     void setCall(EventNotifier n) {
         EventNotifier old;

@@ -84,8 +84,13 @@ final class VhostUserRings implements NotifierBus {
     private boolean running;
     /** Rings the dataplane serves (while running) or is about to serve (while starting). */
     private long runningMask;
-    /** Rings that have started on this connection; only a ring's first start announces its used entries. */
+    /**
+     * Rings announced on this connection: only a ring's first start (with a
+     * call descriptor to signal) announces the used entries it found.
+     */
     private long startedOnConnection;
+    /** Rings whose used index was not 0 when they were mapped (read there, before the dataplane runs). */
+    private long usedAtStart;
     private int hostNotifiersOn;
     private volatile boolean guestNotifiers;
 
@@ -204,9 +209,16 @@ final class VhostUserRings implements NotifierBus {
         reconcile();
     }
 
-    /** SET_VRING_CALL, on the fly: the next signal uses the new descriptor (null: none). */
+    /**
+     * SET_VRING_CALL, on the fly: the next signal uses the new descriptor
+     * (null: none). A front-end may send it after SET_VRING_KICK started the
+     * ring; the start's announcement waits for it.
+     */
     void setCall(VhostUserRing r, EventNotifier n) {
         r.setCall(n);
+        if (n != null && running && (runningMask & (1L << r.index)) != 0) {
+            announceUsedEntries(1L << r.index);
+        }
     }
 
     /** SET_VRING_ERR: signalled when bad guest input breaks the device (null: none). */
@@ -391,9 +403,9 @@ final class VhostUserRings implements NotifierBus {
     private void announceUsedEntries(long mask) {
         for (VhostUserRing r : rings) {
             long bit = 1L << r.index;
-            if ((mask & bit) != 0 && (startedOnConnection & bit) == 0) {
+            if ((mask & bit) != 0 && (startedOnConnection & bit) == 0 && r.hasCall()) {
                 startedOnConnection |= bit;
-                if (dev.queue(r.index).usedIdx() != 0) {
+                if ((usedAtStart & bit) != 0) {
                     r.signalCall();
                 }
             }
@@ -432,7 +444,9 @@ final class VhostUserRings implements NotifierBus {
         if (!vq.enable()) {
             return false; // the queue logged why and broke the device
         }
-        vq.setUsedIdx(gm.readU16(used + VirtioRing.USED_IDX)); // libvhost-user resumes at used->idx too
+        int usedIdx = gm.readU16(used + VirtioRing.USED_IDX);
+        vq.setUsedIdx(usedIdx); // libvhost-user resumes at used->idx too
+        usedAtStart = usedIdx != 0 ? usedAtStart | (1L << r.index) : usedAtStart & ~(1L << r.index);
         if ((ackedFeatures & F_LOG_ALL) != 0) {
             if (log == null) {
                 LOG.warn("{}: VHOST_F_LOG_ALL without SET_LOG_BASE: ring {}'s writes are not logged", dev.name(),
@@ -538,6 +552,7 @@ final class VhostUserRings implements NotifierBus {
         featuresSet = false;
         runningMask = 0;
         startedOnConnection = 0;
+        usedAtStart = 0;
         running = false;
         if (inflight != null) {
             inflight.close(); // the front-end keeps its copy for the next back-end

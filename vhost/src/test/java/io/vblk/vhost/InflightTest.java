@@ -164,7 +164,10 @@ class InflightTest {
                 fe.negotiate();
                 fe.addMemory();
                 fe.mem.writeU16(TestFrontend.USED + VirtioRing.USED_IDX, usedIdx);
+                fe.ring.setAvailIdxRaw(usedIdx); // the driver had made as many available as were used
                 fe.startRing(0, usedIdx); // with REPLY_ACK: the ring has started when this returns
+                assertTrue(srv.server().device().isRunning() && !srv.server().device().device().isBroken(),
+                        "the ring runs and is consistent");
                 assertEquals(usedIdx != 0, fe.call.testAndClear(),
                         usedIdx != 0 ? "a ring resumed at used.idx 3 is announced" : "a fresh ring gets no call");
                 assertFalse(fe.call.testAndClear(), "once");
@@ -176,6 +179,32 @@ class InflightTest {
                     assertFalse(fe.call.testAndClear(), "a restart on the same connection is not announced");
                 }
             }
+        }
+    }
+
+    /** A front-end that gives the call descriptor only after the ring started gets the announcement then. */
+    @Test
+    void aCallDescriptorGivenAfterTheStartGetsTheAnnouncement(@TempDir Path dir) throws Exception {
+        Path img = HostileHarness.patterned(dir.resolve("d.raw"));
+        try (VhostUserBlkServer srv = VhostUserBlkServer.start(VhostUserBlkServer.Options.image(dir.resolve("s"),
+                img, "raw"));
+             TestFrontend fe = new TestFrontend(srv.socket())) {
+            fe.negotiate();
+            fe.addMemory();
+            fe.mem.writeU16(TestFrontend.USED + VirtioRing.USED_IDX, 2);
+            fe.ring.setAvailIdxRaw(2);
+            fe.client.setU64(VhostUserProtocol.SET_FEATURES, io.vblk.virtio.VirtioFeatures.VERSION_1
+                    | VhostUserProtocol.F_PROTOCOL_FEATURES);
+            fe.client.setState(VhostUserProtocol.SET_VRING_NUM, 0, TestFrontend.QSIZE);
+            fe.client.setState(VhostUserProtocol.SET_VRING_BASE, 0, 2);
+            fe.client.setVringAddr(0, fe.uaddr(TestFrontend.DESC), fe.uaddr(TestFrontend.USED),
+                    fe.uaddr(TestFrontend.AVAIL));
+            fe.client.setU64(VhostUserProtocol.SET_VRING_KICK, 0, fe.kick.fd());
+            fe.client.setState(VhostUserProtocol.SET_VRING_ENABLE, 0, 1);
+            assertTrue(srv.server().device().isRunning(), "started without a call descriptor");
+            fe.client.setU64(VhostUserProtocol.SET_VRING_CALL, 0, fe.call.fd());
+            assertTrue(fe.call.testAndClear(), "announced once the call descriptor came");
+            assertFalse(fe.call.testAndClear(), "once");
         }
     }
 

@@ -109,9 +109,9 @@ final class AioNotifier {
 
     /**
      * QEMU's aio_notify from 2015 to 2020 (bug 005's era): nothing unless a
-     * poller announced itself in notify_me. Its poller re-read the BHs after
-     * raising notify_me ({@link #isEraOfBug005()}), so a BH was never lost; a
-     * plain flag set before the poller announced itself was.
+     * poller announced itself in notify_me. Its poller raised notify_me first
+     * and read its BHs after ({@link #raiseNotifyMe()}), so a BH was never
+     * lost; a plain flag set before the poller announced itself was.
      */
     private void aioNotifyBefore2020() {
         if (loadNotifyMeAfterBarrier() != 0) {
@@ -124,9 +124,23 @@ final class AioNotifier {
         }
     }
 
-    /** Whether the poller runs the pre-2020 protocol: {@link #enterBlockingWait()} then does not re-check notified. */
+    /**
+     * Whether the poller runs the pre-2020 protocol: {@link #raiseNotifyMe()}
+     * first of all in a blocking poll, then BHs and timers, no re-check of
+     * notified.
+     */
     boolean isEraOfBug005() {
         return legacy.isOn(LegacyBehavior.AIO_NOTIFY_ONLY_WHILE_NOTIFY_ME);
+    }
+
+    /** The pre-2020 poller's announcement ({@code atomic_add(&ctx->notify_me, 2)}); leave with {@link #leaveBlockingWait()}. */
+    void raiseNotifyMe() {
+        if (visibility != null) {
+            visibility.add(modelledNotifyMe, 2);
+            visibility.fence("aio_poll: notify_me raised");
+            return;
+        }
+        NOTIFY_ME.getAndAdd(this, 2);
     }
 
     /**
@@ -156,9 +170,6 @@ final class AioNotifier {
         // A volatile RMW: the JVM orders it before the volatile load below, so
         // it is bug 006's explicit smp_mb() as well.
         NOTIFY_ME.getAndAdd(this, 2);
-        if (isEraOfBug005()) {
-            return true; // pre-2020: the caller re-evaluates its BHs and timers instead
-        }
         return !(boolean) NOTIFIED.getVolatile(this);
     }
 

@@ -95,6 +95,12 @@ final class AioPoll {
         }
         lock.acquire();
         homeDepth++;
+        // Bug 005's era: aio_poll announced a blocking poll in notify_me first of all, and read its BHs and
+        // timers after that; nothing re-checked 'notified'.
+        boolean announcedFirst = blocking && notifier.isEraOfBug005();
+        if (announcedFirst) {
+            notifier.raiseNotifyMe();
+        }
         try {
             ctx.checkOpen();
             polls++;
@@ -121,11 +127,9 @@ final class AioPoll {
                 progress = true;
                 timeout = 0;
             }
-            boolean useNotifyMe = timeout != 0;
-            if (useNotifyMe && !notifier.enterBlockingWait()) {
+            boolean useNotifyMe = announcedFirst || timeout != 0;
+            if (!announcedFirst && useNotifyMe && !notifier.enterBlockingWait()) {
                 timeout = 0;
-            } else if (useNotifyMe && notifier.isEraOfBug005()) {
-                timeout = computeTimeoutNs(); // pre-2020 aio_poll: BHs and timers read after notify_me was raised
             }
             int n = 0;
             if (timeout != 0) {

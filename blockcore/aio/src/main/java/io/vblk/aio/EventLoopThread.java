@@ -39,19 +39,19 @@ final class EventLoopThread extends Thread {
         }
     }
 
-    /**
-     * Ends the loop after its current iteration: QEMU's {@code iothread_stop}
-     * BH, which bug 005's fix made of a flag and an {@code aio_notify}. A BH
-     * is one of the things a poll re-reads after announcing itself in
-     * notify_me; the bare flag is not, so a thread between its flag check and
-     * its announcement sleeps on.
-     */
+    /** Ends the loop after its current iteration: QEMU's {@code iothread_stop} BH. */
     void requestStop() {
-        if (ctx.legacy().isOn(LegacyBehavior.IOTHREAD_STOP_BY_FLAG_AND_NOTIFY)) {
-            running = false;
-            ctx.aioNotify();
-            return;
-        }
         ctx.bhScheduleOneshot("stop-loop", () -> running = false);
+    }
+
+    /**
+     * The stop before bug 005's fix (2362a28ea1): a flag and an
+     * {@code aio_notify}. A BH is one of the things a poll reads after
+     * announcing itself in notify_me; the bare flag is not, so a thread
+     * between its flag check and its announcement may sleep on.
+     */
+    void requestStopByFlag() {
+        running = false;
+        ctx.aioNotify();
     }
 }

@@ -44,7 +44,12 @@ public final class IOThread implements AutoCloseable {
      * joins and frees.
      */
     public void requestStop() {
-        if (!ctx.isClosed()) {
+        if (ctx.isClosed()) {
+            return;
+        }
+        if (ctx.legacy().isOn(LegacyBehavior.IOTHREAD_STOP_BY_FLAG_AND_NOTIFY)) {
+            thread.requestStopByFlag(); // bug 005's switch: iothread.c's stop only, not the main loop's
+        } else {
             thread.requestStop();
         }
     }
