@@ -13,7 +13,6 @@ import io.vblk.guest.BlkQueue;
 import io.vblk.guest.DefaultDisk;
 import io.vblk.guest.DiskSpec;
 import io.vblk.guest.GuestAllocator;
-import io.vblk.guest.InterruptLine;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.guest.VirtioBlkGuest;
@@ -184,16 +183,7 @@ public final class Bug015StartKickDrained implements Scenario {
             guest = m.runOnVcpu(0, "DRIVER_OK, then wait for the read's interrupt", p -> {
                 driver.setDriverOk();
                 driverOk.complete(null);
-                InterruptLine irq = p.interrupts();
-                for (;;) {
-                    int slot = q.reap();
-                    if (slot >= 0) {
-                        return q.status(slot);
-                    }
-                    if (q.enableInterrupts()) {
-                        irq.await(-1);
-                    }
-                }
+                return GuestRead.awaitStatus(q, p.interrupts(), null);
             });
             m.await("DRIVER_OK emulated inside the drained section", driverOk, step);
             staging = dp.describe();

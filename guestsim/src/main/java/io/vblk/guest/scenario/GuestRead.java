@@ -55,19 +55,27 @@ final class GuestRead {
             q.allocateSlots(1, 4096);
             q.submit(0, VirtioBlkAbi.T_IN, 0, 4096);
             q.kick();
-            InterruptLine irq = p.interrupts();
-            for (;;) {
-                int slot = q.reap();
-                if (slot >= 0) {
-                    return q.status(slot);
-                }
-                if (q.enableInterrupts()) {
-                    if (waiting != null) {
-                        waiting.complete(null);
-                    }
-                    irq.await(-1);
-                }
-            }
+            return awaitStatus(q, p.interrupts(), waiting);
         });
+    }
+
+    /**
+     * The driver's wait for its one request: reap, else re-enable interrupts
+     * and sleep on the line (completing {@code waiting}, if not null, first).
+     * Returns the request's status byte.
+     */
+    static int awaitStatus(BlkQueue q, InterruptLine irq, CompletableFuture<Void> waiting) {
+        for (;;) {
+            int slot = q.reap();
+            if (slot >= 0) {
+                return q.status(slot);
+            }
+            if (q.enableInterrupts()) {
+                if (waiting != null) {
+                    waiting.complete(null);
+                }
+                irq.await(-1);
+            }
+        }
     }
 }
