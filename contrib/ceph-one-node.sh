@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # A throw-away one-node Ceph cluster that lives entirely inside one directory:
-# one monitor on 127.0.0.1 (a free port), one OSD on an in-memory object store,
-# pool "rbd" of size 1 initialised for RBD. No systemd, no containers, no
-# network beyond loopback. For vblk's RBD tests and for trying `rbd:` disks.
+# one monitor on 127.0.0.1 (a free port), one OSD (BlueStore on a sparse file
+# in DIR, or memstore), pool "rbd" of size 1 initialised for RBD. No systemd,
+# no containers, no network beyond loopback. For vblk's RBD tests and for
+# trying `rbd:` disks.
 #
-#   contrib/ceph-one-node.sh start DIR [--watch PID]   prints DIR/ceph.conf when the pool is usable
+#   contrib/ceph-one-node.sh start DIR [--watch PID] [--store bluestore|memstore]
+#                                                      prints DIR/ceph.conf when the pool is usable
+#   contrib/ceph-one-node.sh restart-osd DIR           SIGKILLs the OSD (if it runs) and starts it again on
+#                                                      its data; returns when every PG of pool rbd is active
 #   contrib/ceph-one-node.sh stop DIR                  kills the daemons by pid and deletes DIR
 #
 # --watch PID: a watcher stops the cluster (and deletes DIR) when process PID
-# exits, so a test JVM that dies never leaves daemons behind.
+# exits, so a test JVM that dies never leaves daemons behind (a restarted OSD
+# included: the watcher kills by the pid files at the time it runs).
+#
+# --store bluestore (the default): the OSD keeps its objects in DIR/osd/0/block,
+# a sparse file of 4 GiB (BLUESTORE_BLOCK_SIZE), with a fixed 64 MiB cache and
+# osd_memory_target at its minimum, so it survives a SIGKILL and restart-osd.
+# --store memstore: objects in the OSD's memory; a killed OSD loses the pool, so
+# restart-osd refuses it. (Start-up times and memory: README, "Disks on Ceph".)
 #
 # Needs Debian's ceph-mon, ceph-osd and ceph-common (apt-get install
 # --no-install-recommends ceph-mon ceph-osd ceph-common). Every wait is bounded
@@ -17,7 +28,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR [--watch PID] | stop DIR" >&2
+  echo "usage: $0 start DIR [--watch PID] [--store bluestore|memstore] | restart-osd DIR | stop DIR" >&2
   exit 2
 }
 
@@ -67,9 +78,72 @@ s.close()
 EOF
 }
 
+# The [osd] section's object store: BlueStore on a sparse file, DIR/osd/0/block
+# (bluestore_block_path left empty: BlueStore then creates "block" in the OSD's
+# data directory; pointing the path there makes a symlink to itself), sized by
+# BLUESTORE_BLOCK_SIZE, with a fixed cache, kept small for a 2-core VM.
+store_conf() {
+  case "$1" in
+    bluestore)
+      cat <<EOF
+osd objectstore = bluestore
+bluestore block create = true
+bluestore block size = ${BLUESTORE_BLOCK_SIZE:-4294967296}
+bluestore block preallocate file = false
+bluestore fsck on mkfs = false
+bluestore cache autotune = false
+bluestore cache size = 67108864
+EOF
+      ;;
+    memstore)
+      cat <<EOF
+osd objectstore = memstore
+memstore device bytes = 2147483648
+EOF
+      ;;
+    *)
+      log "unknown store '$1' (bluestore or memstore)"
+      exit 2
+      ;;
+  esac
+}
+
+# Starts osd.0 on its data directory (daemonizes; writes run/osd.0.pid).
+start_osd() {
+  ceph-osd -c "$1/ceph.conf" -i 0 2>>"$1/log/setup.log"
+}
+
+# Returns once every PG of pool rbd is active: `rados ls` lists each PG in turn,
+# and an operation on an inactive PG waits until it peers.
+await_pool() {
+  timeout "$limit" rados -c "$1/ceph.conf" -p rbd ls >/dev/null
+}
+
+restart_osd() {
+  local d pid i
+  d=$(cd "$1" && pwd)
+  [ -e "$d/ceph.conf" ] || { log "$d holds no cluster"; exit 1; }
+  if grep -q '^osd objectstore = memstore' "$d/ceph.conf"; then
+    log "the OSD of $d runs on memstore: a restarted one would have lost the pool (start with --store bluestore)"
+    exit 1
+  fi
+  pid=$(cat "$d/run/osd.0.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && alive "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  # the dying OSD holds its block file's lock until it is gone
+  if [ -n "$pid" ]; then
+    for i in $(seq 1 300); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then log "OSD pid $pid did not die"; exit 1; fi
+  fi
+  start_osd "$d" || return 1
+  await_pool "$d"
+}
+
 start_cluster() {
-  local d=$1 watch=${2:-}
-  for tool in ceph-mon ceph-osd ceph monmaptool ceph-authtool rbd python3 timeout; do
+  local d=$1 watch=${2:-} store=${3:-bluestore}
+  case "$store" in bluestore|memstore) ;; *) log "unknown store '$store' (bluestore or memstore)"; exit 2 ;; esac
+  for tool in ceph-mon ceph-osd ceph monmaptool ceph-authtool rbd rados python3 timeout; do
     command -v "$tool" >/dev/null 2>&1 || {
       log "missing $tool: apt-get install --no-install-recommends ceph-mon ceph-osd ceph-common"
       exit 3
@@ -122,18 +196,17 @@ mon cluster log file = $d/log/cluster.log
 
 [osd]
 osd data = $d/osd/\$id
-osd objectstore = memstore
-memstore device bytes = 2147483648
 osd memory target = 939524096
 osd op num shards = 1
 osd op num threads per shard = 2
+$(store_conf "$store" "$d")
 EOF
   ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool "$d/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
     --cap mgr 'allow *' >/dev/null
   monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$d/monmap" >/dev/null
-  ceph-mon -c "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" 2>>"$d/log/setup.log"
-  ceph-mon -c "$d/ceph.conf" -i a 2>>"$d/log/setup.log"      # daemonizes; writes run/mon.a.pid
+  ceph-mon -c "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" 2>>"$d/log/setup.log" || return 1
+  ceph-mon -c "$d/ceph.conf" -i a 2>>"$d/log/setup.log" || return 1   # daemonizes; writes run/mon.a.pid
 
   if [ -n "$watch" ]; then
     # the watcher: when $watch exits, stop the cluster. setsid: it outlives this script.
@@ -143,10 +216,11 @@ EOF
   fi
 
   local c=(timeout "$limit" ceph -c "$d/ceph.conf")
-  "${c[@]}" osd new "$osd_uuid" 0 >/dev/null
-  ceph-osd -c "$d/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$d/log/setup.log"
-  ceph-osd -c "$d/ceph.conf" -i 0 2>>"$d/log/setup.log"       # daemonizes; writes run/osd.0.pid
-  "${c[@]}" osd pool create rbd 8 8 >/dev/null 2>&1
+  # (called in an `if`, set -e is off here: each step that can fail says so)
+  "${c[@]}" osd new "$osd_uuid" 0 >/dev/null || return 1
+  ceph-osd -c "$d/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$d/log/setup.log" || return 1
+  start_osd "$d" || return 1
+  "${c[@]}" osd pool create rbd 8 8 >/dev/null 2>&1 || return 1
   # rbd pool init writes the pool's first objects: it returns once the OSD is up and the PGs are active
   timeout "$limit" rbd -c "$d/ceph.conf" pool init rbd
   echo "$d/ceph.conf"
@@ -155,13 +229,24 @@ EOF
 case "$cmd" in
   start)
     watch=
-    if [ "${1:-}" = "--watch" ]; then
-      [ $# -ge 2 ] || usage
-      watch=$2
-    fi
-    if ! start_cluster "$dir" "$watch"; then
+    store=bluestore
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --watch) [ $# -ge 2 ] || usage; watch=$2; shift 2 ;;
+        --store) [ $# -ge 2 ] || usage; store=$2; shift 2 ;;
+        *) usage ;;
+      esac
+    done
+    if ! start_cluster "$dir" "$watch" "$store"; then
       log "start failed; logs in $dir/log (kept until stop)"
       for f in "$dir"/log/*.log; do [ -e "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
+      exit 1
+    fi
+    ;;
+  restart-osd)
+    if ! restart_osd "$dir"; then
+      log "restart-osd failed; logs in $dir/log"
+      for f in "$dir"/log/osd.*.log; do [ -e "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
       exit 1
     fi
     ;;

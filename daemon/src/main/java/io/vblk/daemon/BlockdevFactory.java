@@ -228,7 +228,7 @@ final class BlockdevFactory {
         Map<String, String> kv = new LinkedHashMap<>();
         kv.put("pool", a.str("pool"));
         kv.put("image", a.str("image"));
-        for (String k : new String[] {"namespace", "snapshot", "conf", "user"}) {
+        for (String k : new String[] {"namespace", "snapshot", "conf", "user", "x-rados-conf"}) {
             String v = a.optStr(k, null);
             if (v != null) {
                 kv.put(k, v);

@@ -17,7 +17,7 @@ public final class LegacyFilenames {
     private LegacyFilenames() {
     }
 
-    /** {@code rbd:pool/image[@snap][:conf=FILE][:id=USER]} as the members of a {@code driver=rbd} node. */
+    /** {@code rbd:pool/image[@snap][:conf=FILE][:id=USER][:key=value...]} as the members of a {@code driver=rbd} node. */
     public static ObjectNode rbd(String filename) {
         RbdOptions r;
         try {
@@ -29,8 +29,10 @@ public final class LegacyFilenames {
         o.put("driver", "rbd");
         o.put("pool", r.pool());
         o.put("image", r.image());
+        // the filename's other key=value pairs (librados settings such as rados_osd_op_timeout) travel in vblk's
+        // x-rados-conf: dropped, a short op timeout asked for on the command line silently became the conf's
         String[][] opt = {{"namespace", r.namespace()}, {"snapshot", r.snapshot()}, {"conf", r.conf()},
-            {"user", r.user()}};
+            {"user", r.user()}, {"x-rados-conf", r.radosConfOption()}};
         for (String[] kv : opt) {
             if (kv[1] != null) {
                 o.put(kv[0], kv[1]);

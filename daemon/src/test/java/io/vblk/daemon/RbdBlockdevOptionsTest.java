@@ -86,4 +86,23 @@ class RbdBlockdevOptionsTest {
         String e = assertThrows(QmpError.class, () -> BlockdevFactory.openRemote(s)).desc();
         assertTrue(e.contains("rbd snapshots are always read-only"), e);
     }
+
+    /**
+     * {@code vblk serve --image rbd:…:key=value} builds a blockdev from the
+     * filename: its librados settings travel in {@code x-rados-conf} and reach
+     * the node's options (they were dropped, so a short
+     * {@code rados_osd_op_timeout} on the command line never applied).
+     */
+    @Test
+    void theFilenamesLibradosSettingsSurviveTheBlockdev() {
+        ObjectNode o = LegacyFilenames.rbd("rbd:p/i:conf=/c.conf:rados_osd_op_timeout=10:rbd_cache=false:x=a\\:b");
+        assertEquals("rados_osd_op_timeout=10:rbd_cache=false:x=a\\:b", o.path("x-rados-conf").asText());
+        o.put("node-name", "r0");
+        BlockdevFactory.Spec s = BlockdevFactory.parse(QapiArgs.json(o), layer, null);
+        assertEquals(Map.of("rados_osd_op_timeout", "10", "rbd_cache", "false", "x", "a:b"), s.rbd().radosConf());
+        assertEquals("/c.conf", s.rbd().conf());
+        assertNull(LegacyFilenames.rbd("rbd:p/i:conf=/c.conf").get("x-rados-conf"), "none: no member");
+        assertEquals(Map.of("rados_osd_op_timeout", "5"),
+                parse("driver=rbd,node-name=r,pool=p,image=i,x-rados-conf=rados_osd_op_timeout=5").rbd().radosConf());
+    }
 }

@@ -186,6 +186,21 @@ public final class GuestWorkload {
         }
     }
 
+    /**
+     * What verify mode left at sector {@code lba} once the run has ended:
+     * the generation of the last write to its block (0: never written, so
+     * zeroes), or -1 when the sector is outside this workload's area. A test
+     * checks an image read back by another client (e.g. {@code rbd export})
+     * against it: nothing the guest was told was written may be missing.
+     */
+    public long expectedTag(long lba) {
+        if (generationOf == null) {
+            throw new IllegalStateException("the workload does not run in verify mode");
+        }
+        long block = lba / sectorsPerBlock - firstBlock;
+        return block < 0 || block >= generationOf.length ? -1 : generationOf[(int) block];
+    }
+
     private void check(int slot) {
         long block = sector[slot] / sectorsPerBlock - firstBlock;
         int gen = generationOf[(int) block];

@@ -15,6 +15,7 @@ import com.sun.jna.Memory;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.function.Function;
 
 /**
  * A machine with one disk for the block-layer benchmarks: a main loop, a
@@ -42,6 +43,12 @@ final class BlockRig implements AutoCloseable {
     private final InContextRunner runner;
 
     private BlockRig(long pollMaxNs, Path image, long nullSize) {
+        this(pollMaxNs, l -> image == null
+                ? l.openNull("disk", NullDriver.Options.of(nullSize))
+                : l.openFile("disk", image, true));
+    }
+
+    private BlockRig(long pollMaxNs, Function<BlockLayer, BlockNode> open) {
         loop = new MainLoop();
         layer = new BlockLayer(loop);
         IOThread io = pollMaxNs == AioContext.DEFAULT_POLL_MAX_NS
@@ -49,9 +56,7 @@ final class BlockRig implements AutoCloseable {
                 : loop.newIOThread("bench-io", pollMaxNs);
         ctx = io.context();
         blk = watchdog().call("open the disk", () -> {
-            BlockNode n = image == null
-                    ? layer.openNull("disk", NullDriver.Options.of(nullSize))
-                    : layer.openFile("disk", image, true);
+            BlockNode n = open.apply(layer);
             BlockBackend b = layer.newBackend("blk0");
             b.attach(n);
             n.unref(); // the backend holds it now
@@ -71,6 +76,14 @@ final class BlockRig implements AutoCloseable {
         return new BlockRig(pollMaxNs, image, 0);
     }
 
+    /**
+     * A writable node opened by its protocol filename (e.g. {@code rbd:pool/image:conf=FILE}: the
+     * protocol registered for the prefix opens it) in an IOThread with {@code poll-max-ns} given.
+     */
+    static BlockRig protocolDisk(String filename, long pollMaxNs) {
+        return new BlockRig(pollMaxNs, l -> l.openProtocol("disk", filename, false));
+    }
+
     /** A native buffer of {@link #REQ} bytes and a one-segment I/O vector over it, for a request slot. */
     static IoVec buffer(Memory[] keep, int i) {
         keep[i] = new Memory(REQ);
@@ -85,7 +98,7 @@ final class BlockRig implements AutoCloseable {
     }
 
     private Watchdog watchdog() {
-        return loop.watchdog(Duration.ofSeconds(30));
+        return loop.watchdog(Duration.ofSeconds(120)); // an rbd open or close on a loaded cluster takes seconds
     }
 
     @Override

@@ -21,6 +21,8 @@ import java.util.Set;
  *   user=U            user                 (the cephx id without "client.", default "admin")
  *   read-only=on|off  readOnly
  *   cache.direct=on   cacheDirect          (sets rbd_cache=false, as QEMU does)
+ *   x-rados-conf=K=V[:K=V...]  radosConf  (vblk's own: librados settings, as the filename form's
+ *                                          key=value pairs, which QEMU's blockdev cannot carry)
  * </pre>
  *
  * {@link #parseFilename} reads qemu-img's {@code rbd:pool/[namespace/]image[@snap][:conf=FILE][:id=U][:key=value...]}
@@ -32,7 +34,7 @@ public record RbdOptions(String pool, String image, String namespace, String sna
 
     /** The keys {@link #fromKeyValues} accepts (qsd's, less {@code driver} and {@code node-name}). */
     public static final Set<String> KEYS = Set.of("pool", "image", "namespace", "snapshot", "conf", "user",
-            "read-only", "cache.direct");
+            "read-only", "cache.direct", "x-rados-conf");
 
     public RbdOptions {
         if (pool == null || pool.isEmpty()) {
@@ -78,11 +80,48 @@ public record RbdOptions(String pool, String image, String namespace, String sna
         for (String k : kv.keySet()) {
             if (!KEYS.contains(k)) {
                 throw new BlockException("rbd: unknown option '" + k + "' (known: pool, image, namespace, snapshot, "
-                        + "conf, user, read-only, cache.direct)");
+                        + "conf, user, read-only, cache.direct, x-rados-conf)");
             }
         }
         return new RbdOptions(kv.get("pool"), kv.get("image"), kv.get("namespace"), kv.get("snapshot"),
-                kv.get("conf"), kv.get("user"), onOff(kv, "read-only"), onOff(kv, "cache.direct"), Map.of());
+                kv.get("conf"), kv.get("user"), onOff(kv, "read-only"), onOff(kv, "cache.direct"),
+                parseRadosConf(kv.get("x-rados-conf")));
+    }
+
+    /**
+     * {@code key=value[:key=value...]} (a backslash escapes ':'), the
+     * filename form's librados settings as one option value, so that
+     * {@code vblk serve --image rbd:…:rados_osd_op_timeout=10}, which builds
+     * a blockdev, keeps them.
+     */
+    private static Map<String, String> parseRadosConf(String s) {
+        Map<String, String> m = new LinkedHashMap<>();
+        if (s == null || s.isEmpty()) {
+            return m;
+        }
+        int[] pos = {0};
+        while (true) {
+            String kv = token(s, pos, ":");
+            int eq = kv.indexOf('=');
+            if (eq <= 0) {
+                throw new BlockException("rbd: x-rados-conf entry '" + kv + "' is not key=value");
+            }
+            m.put(kv.substring(0, eq), unescape(kv.substring(eq + 1)));
+            if (pos[0] >= s.length()) {
+                return m;
+            }
+            pos[0]++; // the ':'
+        }
+    }
+
+    /** The librados settings as {@code x-rados-conf}'s value (null when there are none). */
+    public String radosConfOption() {
+        if (radosConf.isEmpty()) {
+            return null;
+        }
+        StringBuilder sb = new StringBuilder();
+        radosConf.forEach((k, v) -> sb.append(sb.length() == 0 ? "" : ":").append(k).append('=').append(escape(v)));
+        return sb.toString();
     }
 
     private static boolean onOff(Map<String, String> kv, String key) {

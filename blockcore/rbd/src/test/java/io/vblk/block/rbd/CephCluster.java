@@ -10,11 +10,12 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * A one-node Ceph cluster for tests, started by {@code contrib/ceph-one-node.sh}
- * in a temporary directory (one monitor on 127.0.0.1, one in-memory OSD, pool
- * {@code rbd}) and stopped — every daemon killed by its pid, the directory
- * deleted — by {@link #close()}. The script's watcher also stops it when this
- * JVM dies, so a crashed test leaves nothing running. Start one per test class
- * (about 10 s here) and share it; every wait on the cluster is bounded.
+ * in a temporary directory (one monitor on 127.0.0.1, one BlueStore OSD on a
+ * sparse file in that directory, pool {@code rbd}) and stopped — every daemon
+ * killed by its pid, the directory deleted — by {@link #close()}. The
+ * script's watcher also stops it when this JVM dies, so a crashed test leaves
+ * nothing running (an OSD restarted by {@link #restartOsd} included). Start
+ * one per test class and share it; every wait on the cluster is bounded.
  */
 public final class CephCluster implements AutoCloseable {
     /** Bound of one cluster command (the script's own waits are bounded by the same). */
@@ -32,13 +33,26 @@ public final class CephCluster implements AutoCloseable {
         this.startMillis = startMillis;
     }
 
-    /** Starts a cluster; fails naming the missing packages or the daemon logs when it cannot. */
+    /** Where the OSD keeps the pool: the script's {@code --store}. */
+    public enum Store {
+        /** On a sparse file in the cluster's directory: survives a SIGKILL, so {@link #restartOsd} works. */
+        BLUESTORE,
+        /** In the OSD's memory: a killed OSD takes the pool with it. */
+        MEMSTORE
+    }
+
+    /** Starts a cluster with a BlueStore OSD; fails naming the missing packages or the daemon logs when it cannot. */
     public static CephCluster start() throws IOException, InterruptedException {
+        return start(Store.BLUESTORE);
+    }
+
+    /** Starts a cluster whose OSD keeps its objects in {@code store}. */
+    public static CephCluster start(Store store) throws IOException, InterruptedException {
         Path script = findScript();
         Path dir = Files.createTempDirectory("vblk-ceph-");
         long t0 = System.nanoTime();
         Result r = run(List.of(script.toString(), "start", dir.toString(), "--watch",
-                Long.toString(ProcessHandle.current().pid())));
+                Long.toString(ProcessHandle.current().pid()), "--store", store.name().toLowerCase()));
         if (r.exit != 0) {
             run(List.of(script.toString(), "stop", dir.toString()));
             throw new IllegalStateException("the one-node Ceph cluster did not start (exit " + r.exit + "): "
@@ -134,16 +148,38 @@ public final class CephCluster implements AutoCloseable {
         }
     }
 
-    /** SIGKILLs the OSD (its pid file): the cluster stops answering I/O. */
+    /**
+     * SIGKILLs the OSD (its pid file): the cluster stops answering I/O. The
+     * monitor does not notice (a lone OSD has no peer to report it), so
+     * clients keep sending to it until {@code rados_osd_op_timeout} fails
+     * their requests.
+     */
     public void killOsd() throws IOException {
         long pid = Long.parseLong(Files.readString(dir.resolve("run/osd.0.pid")).trim());
         ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
     }
 
     /**
+     * Starts the OSD again on its data (SIGKILLing it first if it still
+     * runs) and returns once every PG of pool {@code rbd} is active — the
+     * script's {@code restart-osd}, bounded like every cluster command.
+     * Only a BlueStore OSD has data to come back to.
+     */
+    public void restartOsd() throws IOException, InterruptedException {
+        Result r = run(List.of(script.toString(), "restart-osd", dir.toString()));
+        if (r.exit != 0) {
+            throw new IllegalStateException("restart-osd failed (exit " + r.exit + "): " + r.err);
+        }
+    }
+
+    /** The OSD's pid now (a restart changes it). */
+    public long osdPid() throws IOException {
+        return Long.parseLong(Files.readString(dir.resolve("run/osd.0.pid")).trim());
+    }
+
+    /**
      * SIGSTOPs the OSD: the cluster stops answering I/O without anything
-     * being lost (its store is in memory, which a kill would throw away),
-     * as a hung or partitioned OSD looks to a client. {@link #continueOsd}
+     * being lost, as a hung or partitioned OSD looks to a client. {@link #continueOsd}
      * undoes it; a stopped OSD is still killed by {@link #close}.
      */
     public void stopOsd() throws IOException, InterruptedException {

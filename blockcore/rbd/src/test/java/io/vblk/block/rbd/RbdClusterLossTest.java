@@ -19,11 +19,13 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
- * A cluster that goes away under a node: its own one-node cluster (the OSD
- * is killed, and a memstore OSD cannot come back). With
- * {@code rados_osd_op_timeout} short, a write in flight fails with
- * {@code -ETIMEDOUT} into the caller (the werror/rerror policy above) instead
- * of hanging, and the node still closes within the driver's close bound.
+ * A cluster that goes away under a node: its own one-node cluster, whose
+ * BlueStore OSD is SIGKILLed. With {@code rados_osd_op_timeout} short, a
+ * write in flight fails with {@code -ETIMEDOUT} into the caller (the
+ * werror/rerror policy above) instead of hanging, and the node still closes
+ * within the driver's close bound. The OSD then restarts on its data: what
+ * was written before the kill reads back, and the failed write, retried,
+ * succeeds.
  */
 @Tag("rbd")
 class RbdClusterLossTest {
@@ -67,6 +69,20 @@ class RbdClusterLossTest {
             long closeS = (System.nanoTime() - c0) / 1_000_000_000L;
             assertTrue(closeS <= RbdConnection.CLOSE_BOUND.toSeconds() + 5, "close is bounded: " + closeS + " s");
             assertTrue(n.isClosed());
+
+            cluster.restartOsd();
+            BlockNode again = loop.watchdog(BOUND).call("reopen", () -> layer.openProtocol("again",
+                    cluster.filename("gone") + ":rados_osd_op_timeout=30", false));
+            Memory back = new Memory(4096);
+            IoVec bv = new IoVec(1);
+            bv.add(Memory.nativeValue(back), 4096);
+            assertEquals(0, loop.watchdog(BOUND).call("read", () -> again.preadSync(0, 4096, bv)));
+            for (int i = 0; i < 4096; i++) {
+                assertEquals(7, back.getByte(i), "the write before the kill survived it (byte " + i + ")");
+            }
+            assertEquals(0, loop.watchdog(BOUND).call("retry", () -> again.pwriteSync(4096, 4096, v, 0)),
+                    "the failed write, retried on the restarted OSD");
+            loop.watchdog(BOUND).run("close", again::unref);
             assertTrue(loop.failures().isEmpty(), loop.failures().toString());
         }
     }
