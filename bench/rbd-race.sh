@@ -9,13 +9,14 @@
 # (fio's nbd engine prints "fio: connected to NBD server" on stdout before its JSON.)
 # Each line also gives CPU by process group in the measurement window (bench/cpu-window.py, % of one core):
 # the OSD, the race's own processes ("client": fio, vblk, qsd and the simulated guest), and the machine's idle.
-# usage: bench/rbd-race.sh [REPEATS] [SECONDS] [WHO...]   (prints one line per measurement, then the medians)
+# usage: [RAMP=S] bench/rbd-race.sh [REPEATS] [SECONDS] [WHO...]   (prints one line per measurement, then the medians)
 #   WHO: fio inproc vblk qsd vblk-nbd qsd-nbd (default the first four), and inproc-callback / inproc-eventfd for the in-process driver
 #   with its completion path forced (-Dvblk.rbd.completion=...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 reps=${1:-3}
 secs=${2:-8}
+ramp=${RAMP:-2}   # seconds before each measurement; a JVM row needs ~10 s for its JIT to settle on 2 cores
 shift $(( $# > 2 ? 2 : $# ))
 who_list=("$@")
 [ ${#who_list[@]} -gt 0 ] || who_list=(fio inproc vblk qsd)
@@ -41,14 +42,14 @@ iops_vblk() { sed -n 's/^  IOPS *\([0-9,]*\).*/\1/p' | tr -d ,; }
 
 run_fio() { # pattern
   fio --name=floor --ioengine=rbd --clientname=admin --pool=rbd --rbdname=race --rw="$1" --bs=4k --iodepth=32 \
-      --direct=1 --time_based --runtime="$secs" --ramp_time=2 --output-format=json 2>/dev/null \
+      --direct=1 --time_based --runtime="$secs" --ramp_time="$ramp" --output-format=json 2>/dev/null \
     | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(int(j["read"]["iops"]+j["write"]["iops"]))'
 }
 
 run_inproc() { # pattern [completion mode]
   local opts=()
   [ -n "${2:-}" ] && opts=("-Dvblk.rbd.completion=$2")
-  java --enable-native-access=ALL-UNNAMED "${opts[@]}" -jar "$jar" bench --backend "rbd:rbd/race:conf=$conf" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s \
+  java --enable-native-access=ALL-UNNAMED "${opts[@]}" -jar "$jar" bench --backend "rbd:rbd/race:conf=$conf" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" \
     2>/dev/null | iops_vblk
 }
 
@@ -59,7 +60,7 @@ run_vblk_serve() {
   "${java[@]}" serve --socket "$s" --image "rbd:rbd/race:conf=$conf" >"$work/serve.log" 2>&1 &
   local pid=$!
   wait_sock "$s"
-  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s 2>/dev/null | iops_vblk
+  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" 2>/dev/null | iops_vblk
   kill -TERM $pid; wait $pid 2>/dev/null || true
 }
 
@@ -71,7 +72,7 @@ run_qsd() {
     >"$work/qsd.log" 2>&1 &
   local pid=$!
   wait_sock "$s"
-  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp 2s 2>/dev/null | iops_vblk
+  "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" 2>/dev/null | iops_vblk
   kill -TERM $pid; wait $pid 2>/dev/null || true
 }
 
@@ -85,7 +86,7 @@ run_nbd() { # pattern daemon-command...
   local pid=$!
   wait_sock "$s"
   fio --name=nbd --ioengine=nbd --uri="nbd+unix:///disk?socket=$s" --rw="$rw" --bs=4k --iodepth=32 \
-      --time_based --runtime="$secs" --ramp_time=2 --output-format=json 2>/dev/null \
+      --time_based --runtime="$secs" --ramp_time="$ramp" --output-format=json 2>/dev/null \
     | python3 -c 'import json,sys; t=sys.stdin.read(); j=json.JSONDecoder().raw_decode(t[t.index("{"):])[0]["jobs"][0]; print(int(j["read"]["iops"]+j["write"]["iops"]))'
   kill -TERM $pid; wait $pid 2>/dev/null || true
   rm -f "$s"
@@ -98,9 +99,9 @@ for r in $(seq 1 "$reps"); do
       order=(); for (( i=${#who_list[@]}-1; i>=0; i-- )); do order+=("${who_list[i]}"); done
     fi
     for who in "${order[@]}"; do
-      # the profile: CPU by process group in the window 5 s after the row starts (two JVM starts or a socket wait,
-      # then the 2 s ramp, are behind it) until 1 s before its end
-      python3 "$here/bench/cpu-window.py" 5 $(( secs > 5 ? secs - 4 : 1 )) >"$work/cpu.txt" 2>/dev/null &
+      # the profile: CPU by process group from 3 s after the ramp's start (two JVM starts or a socket wait are
+      # behind it, then the ramp) until 1 s before the measurement's end
+      python3 "$here/bench/cpu-window.py" $(( ramp + 3 )) $(( secs > 4 ? secs - 4 : 1 )) >"$work/cpu.txt" 2>/dev/null &
       sampler=$!
       case $who in
         fio) v=$(run_fio "$rw") ;;
