@@ -5,7 +5,9 @@
 #   vblk serve  + vhost-user     vblk's rbd driver behind vhost-user-blk
 #   qsd rbd     + vhost-user     qemu-storage-daemon's driver=rbd behind vhost-user-blk
 #   vblk-nbd / qsd-nbd           vblk daemon's / qsd's driver=rbd behind an NBD export, fio --ioengine=nbd as client
-# The front-end of both vhost-user rows is vblk bench's simulated Linux guest.
+# The front-end of both vhost-user rows is vblk bench's simulated Linux guest. Every daemon row runs without
+# librbd's cache: qsd's and the NBD rows with cache.direct=on, vblk's filename rows with rbd_cache=false (the same
+# setting; librbd's cache cost vblk serve 8 % of its reads in an A/B here).
 # (fio's nbd engine prints "fio: connected to NBD server" on stdout before its JSON.)
 # Each line also gives CPU by process group in the measurement window (bench/cpu-window.py, % of one core):
 # the OSD, the race's own processes ("client": fio, vblk, qsd and the simulated guest), and the machine's idle.
@@ -49,7 +51,7 @@ run_fio() { # pattern
 run_inproc() { # pattern [completion mode]
   local opts=()
   [ -n "${2:-}" ] && opts=("-Dvblk.rbd.completion=$2")
-  java --enable-native-access=ALL-UNNAMED "${opts[@]}" -jar "$jar" bench --backend "rbd:rbd/race:conf=$conf" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" \
+  java --enable-native-access=ALL-UNNAMED "${opts[@]}" -jar "$jar" bench --backend "rbd:rbd/race:conf=$conf:rbd_cache=false" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" \
     2>/dev/null | iops_vblk
 }
 
@@ -57,7 +59,7 @@ wait_sock() { local s=$1 i; for i in $(seq 1 600); do [ -S "$s" ] && return 0; s
 
 run_vblk_serve() {
   local s=$work/vblk.sock
-  "${java[@]}" serve --socket "$s" --image "rbd:rbd/race:conf=$conf" >"$work/serve.log" 2>&1 &
+  "${java[@]}" serve --socket "$s" --image "rbd:rbd/race:conf=$conf:rbd_cache=false" >"$work/serve.log" 2>&1 &
   local pid=$!
   wait_sock "$s"
   "${java[@]}" bench --vhost-user "$s" --rw "$1" --qd 32 --runtime "${secs}s" --ramp "${ramp}s" 2>/dev/null | iops_vblk
