@@ -43,7 +43,9 @@ public record RbdOptions(String pool, String image, String namespace, String sna
         if (image == null || image.isEmpty()) {
             throw new BlockException("rbd: an image is needed (image=NAME)");
         }
-        radosConf = radosConf == null ? Map.of() : Map.copyOf(radosConf);
+        // in the order given (Map.copyOf iterates in an order that changes from run to run): librados applies
+        // them in turn, and the filename they are printed back into stays the same
+        radosConf = radosConf == null ? Map.of() : java.util.Collections.unmodifiableMap(new LinkedHashMap<>(radosConf));
     }
 
     public static RbdOptions of(String pool, String image) {
