@@ -81,10 +81,23 @@ public final class Bug005IothreadStop implements Scenario {
             AioContext ctx0 = io0.context();
             ok.await("io0 round trip", ctx0.run("tick", () -> { }));
             CompletableFuture<Void> ended = threadEnd(io0.thread());
-            LoopHold held = LoopHold.atNextPoll(ctx0);
+            // A clean start: no eventfd write left over. An aio_notify that lands after a poll's epoll_wait
+            // returned but before it left notify_me leaves the eventfd readable, and the next sleep wakes at once
+            // (harmless then and in QEMU, but it would wake the legacy run's sleeper). So io0 is held at a sleep
+            // point (notify_me raised), notified there — the eventfd it then reads takes every earlier write with
+            // it — and held again at the start of the poll after.
+            LoopHold asleep = LoopHold.atNextSleep(ctx0);
+            LoopHold held;
+            try {
+                ctx0.run("round the loop", () -> { });
+                asleep.awaitHeld(ok, "io0 at its sleep point");
+                held = LoopHold.atNextPoll(ctx0);
+                ctx0.aioNotify(); // notify_me is raised: this writes the eventfd io0 wakes on
+            } finally {
+                asleep.release();
+            }
             long t0;
             try {
-                ctx0.run("round the loop", () -> { }); // io0 checks its flag again and comes to the hold
                 held.awaitHeld(ok, "io0 past its stop-flag check, before its poll");
                 io0.requestStop();
                 t0 = System.nanoTime();
