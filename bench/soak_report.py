@@ -52,6 +52,7 @@ def main():
     ap.add_argument('--hogs', default='?')
     ap.add_argument('--one-core', default='0')
     ap.add_argument('--wall', default='?')
+    ap.add_argument('--divisor', type=int, default=1, help='the soak\'s vblk.soak.divisor (the rerun commands repeat it)')
     ap.add_argument('--by-class', action='store_true', help='one row per test class (its test cases summed)')
     a = ap.parse_args()
 
@@ -97,7 +98,8 @@ def main():
             bad_runs.append((run, f'maven exit {rc} with {failed_here} failed test(s); see {run}/mvn.log'))
 
     print(f"soak: {a.runs} run(s), {a.hogs} CPU hog(s){', one core' if a.one_core == '1' else ''}, "
-          f"{a.wall} s wall; {len(tests)} tests")
+          f"{a.wall} s wall; {len(tests)} tests"
+          f"{f'; storm loops 1/{a.divisor} per run' if a.divisor > 1 else ''}")
     print()
     if not a.by_class:
         print('| test | runs | failures | first failure (seed) |')
@@ -124,6 +126,8 @@ def main():
         method = name.split('(')[0].split('[')[0]
         prop = seed_property(a.root, module, cls)
         seed = f" -D{prop}={t['seed']}" if prop and t['seed'] else ''
+        if a.divisor > 1:
+            seed += f" -Dvblk.soak.divisor={a.divisor}"
         print(f"rerun {cls.split('.')[-1]}.{name} (failed in {', '.join(t['failed_in'])}):")
         print(f"  mvn -B -o test -pl {module} -am -Dsurefire.failIfNoSpecifiedTests=false "
               f"-Dtest='{cls.split('.')[-1]}#{method}'{seed}")
