@@ -364,7 +364,8 @@ public final class Machine implements AutoCloseable {
             if (d.dataplane() != null) {
                 d.dataplane().stopIoeventfd();
             } else if (d.vhostUser() != null) {
-                d.vhostUser().vhostStop(); // the back-end stops the rings: everything answered and signalled
+                d.vhostUser().awaitRingsUsed(); // what the paused guest queued is answered while it can be signalled
+                d.vhostUser().vhostStop();
             }
         }
         // QEMU's vm_stop ends with bdrv_drain_all: what the guest queued before it stopped is answered now

@@ -2,9 +2,13 @@ package io.vblk.vhost;
 
 import static io.vblk.vhost.VhostUserProtocol.pf;
 
+import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
+
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioHandler;
 import io.vblk.aio.EventNotifier;
+import io.vblk.aio.LibC;
 import io.vblk.virtio.GuestMemory;
 import io.vblk.virtio.RamRegion;
 import io.vblk.virtio.VirtQueue;
@@ -17,6 +21,7 @@ import io.vblk.virtio.blk.VirtioBlk;
 import io.vblk.virtio.blk.VirtioBlkAbi;
 import io.vblk.virtio.VirtioRing;
 
+import java.lang.invoke.VarHandle;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -87,6 +92,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
     /** Bytes of the virtio-blk config space read from the back-end (QEMU 7.2's struct virtio_blk_config). */
     public static final int CONFIG_SIZE = VirtioBlkAbi.CONFIG_SIZE;
     public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(30);
+    /** poll(2)'s POLLRDHUP: the peer shut its end down. */
+    private static final int POLLRDHUP = 0x2000;
 
 
     /** The connection; replaced when the back-end comes back after a crash ({@link #backendGone}). */
@@ -772,7 +779,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
 
     /**
      * QEMU's {@code vhost_user_blk_stop}: every ring disabled, then stopped
-     * with GET_VRING_BASE, whose answer the queue keeps. Home context.
+     * with GET_VRING_BASE, whose answer the queue keeps. Home context. A
+     * pause calls {@link #awaitRingsUsed} first.
      */
     public void vhostStop() {
         checkHome("stop");
@@ -814,6 +822,67 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             transport.setGuestNotifiers(false);
         }
         LOG.debug("{}: vhost-user rings stopped", name());
+    }
+
+    /**
+     * A pause's first step, before {@link #vhostStop}: waits, bounded by the
+     * reply timeout, until each running ring's used index reaches its avail
+     * index. The vCPUs are paused, so the avail index holds still, and the
+     * back-end, its rings still running, finishes what it took. Home context.
+     *
+     * <p>Why: libvhost-user (qemu-storage-daemon 7.2) answers GET_VRING_BASE
+     * at once with requests still in flight and closes its call descriptor;
+     * the next such request's completion fails to signal it and the back-end
+     * drops the connection ({@code vu_panic}, "Error writing eventfd"). Across
+     * the reconnect the old connection's requests were then also used on the
+     * new rings: the soak saw a descriptor used twice. vblk's own back-end
+     * answers GET_VRING_BASE only when nothing is in flight, and QEMU's
+     * {@code vm_stop} drains in-process devices the same way.
+     *
+     * <p>Nothing signals a used entry here (the call descriptors are the
+     * guest's interrupts), so the used index is read again after each short
+     * ppoll(2) of the connection; a back-end that sends anything unasked
+     * meanwhile (its hang-up, above all) ends the wait at once.
+     */
+    public void awaitRingsUsed() {
+        checkHome("drain");
+        if (!started || client.isBroken()) {
+            return;
+        }
+        long deadline = System.nanoTime() + replyTimeout.toNanos();
+        try (Memory pollfd = new Memory(8); Memory timeout = new Memory(16)) {
+            pollfd.setInt(0, client.fd());
+            pollfd.setShort(4, (short) (LibC.POLLIN | POLLRDHUP));
+            timeout.setLong(0, 0);
+            timeout.setLong(8, 50_000); // 50 µs
+            for (int q = 0; q < numQueues(); q++) {
+                VirtQueue vq = queue(q);
+                if (vq.hostNotifier() == null || !vq.isEnabled()) {
+                    continue;
+                }
+                while (true) {
+                    int avail = memory().readU16(vq.availAddr() + VirtioRing.AVAIL_IDX);
+                    int used = memory().readU16(vq.usedAddr() + VirtioRing.USED_IDX);
+                    VarHandle.acquireFence();
+                    if (avail == used) {
+                        break;
+                    }
+                    if (System.nanoTime() - deadline > 0) {
+                        LOG.error("{} vq{}: the back-end left {} request(s) unused for {} ms (avail.idx {}, used.idx "
+                                + "{}); stopping the ring with them in flight", name(), q, (avail - used) & 0xffff,
+                                replyTimeout.toMillis(), avail, used);
+                        return;
+                    }
+                    pollfd.setShort(6, (short) 0);
+                    if (LibC.ppoll(pollfd, 1, timeout, Pointer.NULL) != 0) {
+                        LOG.warn("{} vq{}: the back-end's connection stirred while its requests drained (revents "
+                                + "0x{}); stopping the ring with {} in flight", name(), q,
+                                Integer.toHexString(pollfd.getShort(6) & 0xffff), (avail - used) & 0xffff);
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     private void checkHome(String what) {

@@ -32,6 +32,19 @@ final class StorageDaemon implements AutoCloseable {
                         + ",writable=on,num-queues=" + queues);
     }
 
+    /**
+     * As {@link #rawExport}, behind a throttle filter limited to {@code iops} requests a second, so
+     * the guest's requests wait inside the daemon, popped from the ring and not yet used.
+     */
+    static List<String> throttledRawExport(Path image, Path sock, int iops) {
+        return List.of("--object", "throttle-group,id=tg0,x-iops-total=" + iops,
+                "--blockdev", "driver=file,node-name=file0,filename=" + image,
+                "--blockdev", "driver=raw,node-name=raw0,file=file0",
+                "--blockdev", "driver=throttle,node-name=disk0,throttle-group=tg0,file=raw0",
+                "--export", "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=" + sock
+                        + ",writable=on,num-queues=1");
+    }
+
     static StorageDaemon start(Path dir, String name, List<String> args) throws Exception {
         Path qsd = Tools.storageDaemon();
         Path pidfile = dir.resolve(name + ".pid");
