@@ -828,7 +828,9 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
      * A pause's first step, before {@link #vhostStop}: waits, bounded by the
      * reply timeout, until each running ring's used index reaches its avail
      * index. The vCPUs are paused, so the avail index holds still, and the
-     * back-end, its rings still running, finishes what it took. Home context.
+     * back-end, its rings still running, finishes what it took; each ring is
+     * kicked once first, as a vCPU paused between publishing a request and
+     * notifying would have (a spurious kick is harmless). Home context.
      *
      * <p>Why: libvhost-user (qemu-storage-daemon 7.2) answers GET_VRING_BASE
      * at once with requests still in flight and closes its call descriptor;
@@ -855,6 +857,12 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
             pollfd.setShort(4, (short) (LibC.POLLIN | POLLRDHUP));
             timeout.setLong(0, 0);
             timeout.setLong(8, 50_000); // 50 µs
+            for (int q = 0; q < numQueues(); q++) {
+                VirtQueue vq = queue(q);
+                if (vq.hostNotifier() != null && vq.isEnabled()) {
+                    vq.hostNotifier().set();
+                }
+            }
             for (int q = 0; q < numQueues(); q++) {
                 VirtQueue vq = queue(q);
                 if (vq.hostNotifier() == null || !vq.isEnabled()) {
