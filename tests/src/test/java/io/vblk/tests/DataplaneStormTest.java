@@ -3,7 +3,6 @@ package io.vblk.tests;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.RandomAccessFile;
@@ -44,31 +43,15 @@ import io.vblk.virtio.blk.VirtioBlkAbi;
 class DataplaneStormTest {
     private static final Duration BOUND = Duration.ofSeconds(120);
 
-    private static Path blank(Path dir, long size) throws Exception {
-        Path p = dir.resolve("disk.raw");
-        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
-            f.setLength(size);
-        }
-        return p;
-    }
-
     private static void finish(Machine m, AtomicBoolean stop, LinuxGuest.Run run) {
-        stop.set(true);
-        for (CompletableFuture<Void> f : run.done()) {
-            m.await("guest workload", f, BOUND);
-        }
-        assertNull(run.firstProblem(), run.firstProblem());
-        for (GuestWorkload w : run.workloads()) {
-            assertEquals(0, w.stats.errors);
-            assertEquals(0, w.stats.mismatches);
-        }
+        GuestRuns.finish(m, stop, run, BOUND);
         assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
     }
 
     /** 10,000 stop/start cycles ({@link Repeats}: fewer per run in a soak) while 4 vCPUs keep 32 verified requests in flight over 2 IOThreads. */
     @Test
     void tenThousandStopStartCyclesUnderVerifiedIo(@TempDir Path dir) throws Exception {
-        DiskSpec disk = DiskSpec.image(blank(dir, 64L << 20), "raw").withQueues(4).withIothreads(List.of("io0", "io1"));
+        DiskSpec disk = DiskSpec.image(GuestRuns.blankImage(dir, 64L << 20), "raw").withQueues(4).withIothreads(List.of("io0", "io1"));
         try (Machine m = Machine.start(MachineConfig.of(4, 2, List.of(disk)))) {
             m.boot();
             LinuxGuest g = LinuxGuest.probe(m, 0, 4, 256, true);
@@ -128,7 +111,7 @@ class DataplaneStormTest {
     /** Queues moved between IOThreads and to the main loop while verified I/O runs. */
     @Test
     void movingTheDiskBetweenIothreadsAndTheMainLoopUnderLoad(@TempDir Path dir) throws Exception {
-        DiskSpec disk = DiskSpec.image(blank(dir, 64L << 20), "raw").withQueues(2).withIothreads(List.of("io0"));
+        DiskSpec disk = DiskSpec.image(GuestRuns.blankImage(dir, 64L << 20), "raw").withQueues(2).withIothreads(List.of("io0"));
         try (Machine m = Machine.start(MachineConfig.of(2, 2, List.of(disk)))) {
             m.boot();
             LinuxGuest g = LinuxGuest.probe(m, 0, 2, 256, true);

@@ -2,7 +2,6 @@ package io.vblk.tests.vhost;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.PrintWriter;
@@ -39,6 +38,7 @@ import io.vblk.guest.LinuxGuest;
 import io.vblk.guest.Machine;
 import io.vblk.guest.MachineConfig;
 import io.vblk.tests.GuestProgress;
+import io.vblk.tests.GuestRuns;
 import io.vblk.vhost.VhostUserBlkServer;
 import io.vblk.vhost.VhostUserEvents;
 import io.vblk.virtio.blk.VirtioBlkAbi;
@@ -154,15 +154,7 @@ class SimulatedMachineOverVblkServeTest {
             m.resume();
             ev.await("started [0, 1]", srv);
             m.await("3000 more guest requests after resume", progress.reach(atPause + 3000), BOUND);
-            stop.set(true);
-            for (CompletableFuture<Void> f : run.done()) {
-                m.await("workload", f, BOUND);
-            }
-            assertNull(run.firstProblem(), run.firstProblem());
-            for (GuestWorkload w : run.workloads()) {
-                assertEquals(0, w.stats.errors);
-                assertEquals(0, w.stats.mismatches);
-            }
+            GuestRuns.finish(m, stop, run, BOUND);
             assertEquals(2, m.await("one request per queue, then its interrupt", g.interruptOnEveryQueue(BOUND), BOUND),
                     "completions arrive by MSI-X through the call descriptors");
             assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.awaitBoot(m.systemReset()).verdict());
