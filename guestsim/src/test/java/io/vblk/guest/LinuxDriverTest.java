@@ -47,7 +47,7 @@ class LinuxDriverTest {
             }
             if (!poll) {
                 assertEquals(queues, m.await("one request per queue, then its interrupt",
-                        g.interruptOnEveryQueue(Duration.ofSeconds(60)), Duration.ofSeconds(60)),
+                        g.interruptOnEveryQueue(Duration.ofSeconds(30)), Duration.ofSeconds(60)),
                         "completions arrive by MSI-X");
             }
             assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());

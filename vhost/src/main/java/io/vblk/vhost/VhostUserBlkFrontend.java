@@ -7,6 +7,7 @@ import com.sun.jna.Pointer;
 
 import io.vblk.aio.AioContext;
 import io.vblk.aio.AioHandler;
+import io.vblk.aio.Errno;
 import io.vblk.aio.EventNotifier;
 import io.vblk.aio.LibC;
 import io.vblk.virtio.GuestMemory;
@@ -848,8 +849,8 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
      */
     public void awaitRingsUsed() {
         checkHome("drain");
-        if (!started || client.isBroken()) {
-            return;
+        if (!started || client.isBroken() || isBroken()) {
+            return; // NEEDS_RESET: a ring start failed, so a ring may never have reached the back-end
         }
         long deadline = System.nanoTime() + replyTimeout.toNanos();
         try (Memory pollfd = new Memory(8); Memory timeout = new Memory(16)) {
@@ -882,7 +883,16 @@ public final class VhostUserBlkFrontend extends VirtioDevice {
                         return;
                     }
                     pollfd.setShort(6, (short) 0);
-                    if (LibC.ppoll(pollfd, 1, timeout, Pointer.NULL) != 0) {
+                    int r = LibC.ppoll(pollfd, 1, timeout, Pointer.NULL);
+                    if (r < 0 && LibC.errno() == LibC.EINTR) {
+                        continue;
+                    }
+                    if (r < 0) {
+                        LOG.error("{} vq{}: ppoll of the back-end's connection failed ({}); stopping the ring with {} "
+                                + "in flight", name(), q, Errno.name(LibC.errno()), (avail - used) & 0xffff);
+                        return;
+                    }
+                    if (r > 0) {
                         LOG.warn("{} vq{}: the back-end's connection stirred while its requests drained (revents "
                                 + "0x{}); stopping the ring with {} in flight", name(), q,
                                 Integer.toHexString(pollfd.getShort(6) & 0xffff), (avail - used) & 0xffff);

@@ -155,7 +155,7 @@ class SimulatedMachineOverVblkServeTest {
             ev.await("started [0, 1]", srv);
             m.await("3000 more guest requests after resume", progress.reach(atPause + 3000), BOUND);
             GuestRuns.finish(m, stop, run, BOUND);
-            assertEquals(2, m.await("one request per queue, then its interrupt", g.interruptOnEveryQueue(BOUND), BOUND),
+            assertEquals(2, m.await("one request per queue, then its interrupt", g.interruptOnEveryQueue(BOUND.dividedBy(2)), BOUND),
                     "completions arrive by MSI-X through the call descriptors");
             assertEquals(BootVerdict.NO_BOOT_SIGNATURE, m.awaitBoot(m.systemReset()).verdict());
             assertTrue(m.mainLoop().failures().isEmpty(), m.mainLoop().failures().toString());
