@@ -86,10 +86,10 @@ public final class LinuxGuest {
      * vector without a look at the ring first. Completes with the number of
      * queues whose interrupt came within {@code bound} with the read done;
      * interrupts the run left pending are taken first. Needs a run first (it
-     * reuses slot 0). It shows completions
-     * reach the vCPUs by MSI-X, which a run's interrupt count cannot: on a
-     * starved machine a vCPU can find completions already there every time it
-     * looks and never wait (the soak saw a run where one queue took none).
+     * reuses slot 0). It shows completions reach the vCPUs by MSI-X, which a
+     * run's interrupt count cannot: on a starved machine a vCPU can find
+     * completions already there every time it looks and never wait (the soak
+     * saw a run where one queue took none).
      */
     public CompletableFuture<Integer> interruptOnEveryQueue(Duration bound) {
         int nq = driver.numQueues();
